@@ -1,0 +1,133 @@
+"""Codecs turn payloads into bytes and back into the listener's declared class.
+
+The default `JsonCodec` (msgspec) round-trips dataclasses, msgspec Structs, pydantic models,
+TypedDicts, dicts, lists, primitives, datetime, UUID and Enum. `PickleCodec` exists only as an
+explicit opt-in for trusted stores: unpickling runs code.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from corequeue.errors import DecodeError
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Turns payloads into bytes and back."""
+
+    def encode(self, value: Any) -> bytes:
+        """Return the bytes of `value`; raise TypeError or ValueError if it cannot be encoded."""
+        ...
+
+    def decode(self, raw: bytes, into: type[Any] | None = None) -> Any:
+        """Return the payload in `raw`, as an instance of `into` when given; raise DecodeError."""
+        ...
+
+
+class JsonCodec:
+    """The default codec: JSON through msgspec, typed on the way back.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Greet:
+        ...     name: str
+        >>> codec = JsonCodec()
+        >>> codec.decode(codec.encode(Greet("ada")), Greet)
+        Greet(name='ada')
+    """
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.json.Encoder(enc_hook=_encode_extra)
+        self._untyped = msgspec.json.Decoder()
+        self._decoders: dict[type[Any], msgspec.json.Decoder[Any] | None] = {}
+
+    def encode(self, value: Any) -> bytes:
+        """Return `value` as JSON bytes; raise TypeError for values JSON cannot carry."""
+        try:
+            return self._encoder.encode(value)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(f"cannot encode {type(value).__qualname__} as JSON: {exc}") from exc
+
+    def decode(self, raw: bytes, into: type[Any] | None = None) -> Any:
+        """Return the payload in `raw`, validated into `into` when given."""
+        try:
+            if into is None or into is Any:
+                return self._untyped.decode(raw)
+            decoder = self._decoder_for(into)
+            if decoder is not None:
+                return decoder.decode(raw)
+            return _construct(into, self._untyped.decode(raw))
+        except DecodeError:
+            raise
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise DecodeError(_describe(into, exc)) from exc
+        except (TypeError, ValueError) as exc:
+            raise DecodeError(_describe(into, exc)) from exc
+
+    def _decoder_for(self, into: type[Any]) -> msgspec.json.Decoder[Any] | None:
+        try:
+            return self._decoders[into]
+        except KeyError:
+            pass
+        decoder: msgspec.json.Decoder[Any] | None
+        if _is_pydantic(into):
+            decoder = None
+        else:
+            try:
+                decoder = msgspec.json.Decoder(into)
+            except TypeError:  # a class msgspec does not know: built by _construct instead
+                decoder = None
+        self._decoders[into] = decoder
+        return decoder
+
+
+class PickleCodec:
+    """Pickle, for trusted stores only: decoding runs code chosen by whoever wrote the bytes.
+
+    Never the default; pass `codec=PickleCodec()` to opt in.
+    """
+
+    def encode(self, value: Any) -> bytes:
+        """Return the pickle of `value`."""
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, raw: bytes, into: type[Any] | None = None) -> Any:
+        """Unpickle `raw` (trusted input only)."""
+        try:
+            return pickle.loads(raw)
+        except Exception as exc:
+            raise DecodeError(f"cannot unpickle payload: {exc}") from exc
+
+
+def _encode_extra(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):  # pydantic v2 model
+        return dump(mode="json")
+    raise TypeError(f"unsupported type {type(value).__qualname__}")
+
+
+def _is_pydantic(cls: type[Any]) -> bool:
+    return callable(getattr(cls, "model_validate", None))
+
+
+def _construct(into: type[Any], value: Any) -> Any:
+    if _is_pydantic(into):
+        try:
+            return into.model_validate(value)
+        except ValueError as exc:  # pydantic.ValidationError is a ValueError
+            raise DecodeError(_describe(into, exc)) from exc
+    if isinstance(value, into):
+        return value
+    if isinstance(value, dict):
+        return into(**value)
+    return into(value)
+
+
+def _describe(into: type[Any] | None, exc: Exception) -> str:
+    target = "payload" if into is None else f"payload as {into.__module__}.{into.__qualname__}"
+    return f"cannot decode {target}: {exc}"

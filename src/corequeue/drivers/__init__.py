@@ -1,0 +1,1 @@
+"""Drivers store persisted jobs; see `base.Driver` for the contract."""

@@ -1,0 +1,237 @@
+"""The Driver contract: durable storage for one named queue and its five channels.
+
+A driver stores persisted jobs and moves them between channels atomically. It never decides
+retries, backoff, events or metrics: the queue does that once, for every driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from corequeue.errors import InvalidOption
+from corequeue.job import PersistedJob
+
+DEFAULT_LEASE = timedelta(seconds=30)
+"""How long a popped job stays reserved without a renewal before it counts as abandoned."""
+
+DEFAULT_POP_TIMEOUT = timedelta(seconds=1)
+"""How long `pop()` waits for a job before raising QueueEmpty."""
+
+
+class Channel(StrEnum):
+    """The five channels of a queue."""
+
+    WAITING = "waiting"
+    DELAYED = "delayed"
+    RESERVED = "reserved"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+RELOADABLE = (Channel.FAILED, Channel.TIMEOUT)
+"""The channels `reload()` may move back to `waiting`."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """How many jobs each channel of a queue holds."""
+
+    waiting: int = 0
+    delayed: int = 0
+    reserved: int = 0
+    failed: int = 0
+    timeout: int = 0
+
+    @property
+    def pending(self) -> int:
+        """Jobs still to run: waiting, delayed and reserved."""
+        return self.waiting + self.delayed + self.reserved
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counts keyed by channel name."""
+        return {channel.value: getattr(self, channel.value) for channel in Channel}
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """The store key (or key suffix) of each channel of one queue.
+
+    Example:
+        >>> ChannelConfig.for_queue("default").waiting
+        '{app:env:default}:waiting'
+    """
+
+    waiting: str
+    delayed: str
+    reserved: str
+    failed: str
+    timeout: str
+
+    @classmethod
+    def for_queue(cls, name: str, prefix: str = "app:env") -> ChannelConfig:
+        """Return keys hash-tagged `{prefix:name}:<channel>`, so a queue lives in one slot."""
+        tag = f"{{{prefix}:{name}}}"
+        return cls(*(f"{tag}:{channel.value}" for channel in Channel))
+
+    def key(self, channel: Channel) -> str:
+        """Return the key of `channel`."""
+        return str(getattr(self, channel.value))
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """Durable storage for one named queue and its five channels."""
+
+    async def push(self, job: PersistedJob, delay: timedelta) -> None:
+        """Put `job` in `waiting`, or in `delayed` until `delay` has passed.
+
+        A job whose id is already waiting, delayed or reserved is left as it is.
+        """
+        ...
+
+    async def pop(self) -> PersistedJob:
+        """Reserve the next due job under a lease; raise QueueEmpty after the pop timeout."""
+        ...
+
+    async def ack(self, job: PersistedJob) -> None:
+        """Remove a reserved job: it is done."""
+        ...
+
+    async def fail(self, job: PersistedJob) -> None:
+        """Move a reserved job to `failed`, keeping its envelope (and `last_error`)."""
+        ...
+
+    async def retry(self, job: PersistedJob) -> None:
+        """Move a reserved job to `delayed` for `job.backoff`, storing its updated envelope."""
+        ...
+
+    async def cancel(self, job_id: str) -> bool:
+        """Remove a waiting or delayed job; return whether there was one."""
+        ...
+
+    async def reload(self, channel: Channel | str) -> int:
+        """Move every job of `failed` or `timeout` back to `waiting`; return how many moved.
+
+        Raises:
+            ValueError: for any other channel.
+        """
+        ...
+
+    async def flush(self, channel: Channel | str) -> None:
+        """Delete every job of `channel`."""
+        ...
+
+    async def info(self) -> QueueInfo:
+        """Return the number of jobs in each channel."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and threads; the driver is not used again."""
+        ...
+
+
+@runtime_checkable
+class LeaseDriver(Driver, Protocol):
+    """A driver whose reservations are leases the consumer renews (every corequeue driver)."""
+
+    lease: timedelta
+
+    async def renew(self, job: PersistedJob) -> None:
+        """Extend the lease of a reserved job by `lease` from now."""
+        ...
+
+    async def release(self, job: PersistedJob) -> None:
+        """Put a reserved job back in `waiting` without counting an attempt (shutdown)."""
+        ...
+
+
+@runtime_checkable
+class BatchDriver(Driver, Protocol):
+    """A driver that moves several jobs per round trip."""
+
+    async def push_many(self, jobs: Sequence[tuple[PersistedJob, timedelta]]) -> None:
+        """Push every `(job, delay)` pair, in as few round trips as the store allows."""
+        ...
+
+
+class Clock(Protocol):
+    """Where drivers read the time; tests pass a `corequeue.testing.FakeClock`."""
+
+    def now_ms(self) -> int:
+        """Return the current time in milliseconds since the Unix epoch."""
+        ...
+
+
+class SystemClock:
+    """The machine's wall clock."""
+
+    def now_ms(self) -> int:
+        """Return the current time in milliseconds since the Unix epoch."""
+        return time.time_ns() // 1_000_000
+
+
+def parse_channel(channel: Channel | str) -> Channel:
+    """Return `channel` as a Channel; raise InvalidOption naming the valid ones."""
+    try:
+        return Channel(channel)
+    except ValueError:
+        names = ", ".join(c.value for c in Channel)
+        raise InvalidOption(f"unknown channel {channel!r}; expected one of {names}") from None
+
+
+def reloadable(channel: Channel | str) -> Channel:
+    """Return `channel` if it may be reloaded; raise InvalidOption (a ValueError) otherwise."""
+    parsed = parse_channel(channel)
+    if parsed not in RELOADABLE:
+        raise InvalidOption(
+            f"only the failed and timeout channels can be reloaded, not {parsed.value!r}"
+        )
+    return parsed
+
+
+LEASE_EXPIRED = "lease expired: the worker holding the job stopped renewing it (killed or hung?)"
+"""The `last_error` a driver records when it recovers a job whose lease ran out."""
+
+
+class Wakeup:
+    """Wakes `pop()` calls waiting in this process when a job arrives, on any event loop.
+
+    Bound to no loop, so one driver may serve `dispatch_sync` (the queue's helper loop) and
+    `consume()` (the caller's loop) at once.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._lock = threading.Lock()
+
+    async def wait(self, timeout_seconds: float) -> None:
+        """Return when `notify()` is called or after `timeout_seconds`."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._waiters.add(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout_seconds)
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
+
+    def notify(self) -> None:
+        """Wake every waiter."""
+        with self._lock:
+            waiters = list(self._waiters)
+        for waiter in waiters:
+            waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -1,0 +1,184 @@
+"""InProcessDriver: the Driver contract kept in memory, for tests and examples. Not durable."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+
+from corequeue.drivers.base import (
+    DEFAULT_LEASE,
+    DEFAULT_POP_TIMEOUT,
+    LEASE_EXPIRED,
+    Channel,
+    Clock,
+    QueueInfo,
+    SystemClock,
+    Wakeup,
+    parse_channel,
+    reloadable,
+)
+from corequeue.errors import QueueEmpty
+from corequeue.job import PersistedJob, to_ms
+
+
+class InProcessDriver:
+    """Keeps every channel in this process's memory: fast, and gone when the process ends.
+
+    Args:
+        pop_interval: How long `pop()` waits for a job before raising QueueEmpty.
+        lease: How long a popped job stays reserved without a renewal.
+        clock: Source of time; tests pass a FakeClock.
+
+    Example:
+        >>> queue = Queue(InProcessDriver())  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        pop_interval: timedelta = DEFAULT_POP_TIMEOUT,
+        *,
+        lease: timedelta = DEFAULT_LEASE,
+        clock: Clock | None = None,
+    ) -> None:
+        self.pop_interval = pop_interval
+        self.lease = lease
+        self._clock = clock or SystemClock()
+        self._pending: dict[str, tuple[int, PersistedJob]] = {}  # id -> (due ms, job)
+        self._heap: list[tuple[int, int, str]] = []  # (due ms, sequence, id); stale entries skipped
+        self._sequence = itertools.count()
+        self._reserved: dict[str, tuple[int, PersistedJob]] = {}  # id -> (lease expiry ms, job)
+        self._parked: dict[Channel, dict[str, PersistedJob]] = {
+            Channel.FAILED: {},
+            Channel.TIMEOUT: {},
+        }
+        self._pushed = Wakeup()
+
+    async def push(self, job: PersistedJob, delay: timedelta) -> None:
+        """Put `job` in `waiting`, or in `delayed` until `delay` has passed."""
+        if job.id in self._pending or job.id in self._reserved:
+            return
+        for parked in self._parked.values():
+            parked.pop(job.id, None)
+        self._enqueue(replace(job), self._clock.now_ms() + to_ms(delay))
+
+    async def push_many(self, jobs: Sequence[tuple[PersistedJob, timedelta]]) -> None:
+        """Push every `(job, delay)` pair."""
+        for job, delay in jobs:
+            await self.push(job, delay)
+
+    async def pop(self) -> PersistedJob:
+        """Reserve the next due job; raise QueueEmpty after `pop_interval`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.pop_interval.total_seconds()
+        while True:
+            now = self._clock.now_ms()
+            self._recover_expired(now)
+            job = self._take_due(now)
+            if job is not None:
+                self._reserved[job.id] = (now + to_ms(self.lease), job)
+                return replace(job)
+            wait = min(deadline - loop.time(), self._next_event_ms(now) / 1000)
+            if wait <= 0:
+                raise QueueEmpty()
+            await self._pushed.wait(wait)
+
+    async def ack(self, job: PersistedJob) -> None:
+        """Remove a reserved job."""
+        self._reserved.pop(job.id, None)
+
+    async def fail(self, job: PersistedJob) -> None:
+        """Move a reserved job to `failed`."""
+        self._reserved.pop(job.id, None)
+        self._parked[Channel.FAILED][job.id] = replace(job)
+
+    async def retry(self, job: PersistedJob) -> None:
+        """Move a reserved job to `delayed` for its backoff."""
+        self._reserved.pop(job.id, None)
+        self._enqueue(replace(job), self._clock.now_ms() + to_ms(job.backoff))
+
+    async def renew(self, job: PersistedJob) -> None:
+        """Extend the lease of a reserved job."""
+        if job.id in self._reserved:
+            self._reserved[job.id] = (self._clock.now_ms() + to_ms(self.lease), job)
+
+    async def release(self, job: PersistedJob) -> None:
+        """Put a reserved job back in `waiting` without counting an attempt."""
+        if self._reserved.pop(job.id, None) is not None:
+            self._enqueue(replace(job), self._clock.now_ms())
+
+    async def cancel(self, job_id: str) -> bool:
+        """Remove a waiting or delayed job."""
+        return self._pending.pop(job_id, None) is not None
+
+    async def reload(self, channel: Channel | str) -> int:
+        """Move every job of `failed` or `timeout` back to `waiting`."""
+        parked = self._parked[reloadable(channel)]
+        now = self._clock.now_ms()
+        moved = list(parked.values())
+        parked.clear()
+        for job in moved:
+            self._enqueue(job, now)
+        return len(moved)
+
+    async def flush(self, channel: Channel | str) -> None:
+        """Delete every job of `channel`."""
+        parsed = parse_channel(channel)
+        if parsed in self._parked:
+            self._parked[parsed].clear()
+        elif parsed is Channel.RESERVED:
+            self._reserved.clear()
+        else:
+            now = self._clock.now_ms()
+            delayed = parsed is Channel.DELAYED
+            for job_id in [i for i, (due, _) in self._pending.items() if (due > now) == delayed]:
+                del self._pending[job_id]
+
+    async def info(self) -> QueueInfo:
+        """Return the number of jobs in each channel."""
+        now = self._clock.now_ms()
+        delayed = sum(1 for due, _ in self._pending.values() if due > now)
+        return QueueInfo(
+            waiting=len(self._pending) - delayed,
+            delayed=delayed,
+            reserved=len(self._reserved),
+            failed=len(self._parked[Channel.FAILED]),
+            timeout=len(self._parked[Channel.TIMEOUT]),
+        )
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def _enqueue(self, job: PersistedJob, due_ms: int) -> None:
+        self._pending[job.id] = (due_ms, job)
+        heapq.heappush(self._heap, (due_ms, next(self._sequence), job.id))
+        self._pushed.notify()
+
+    def _take_due(self, now: int) -> PersistedJob | None:
+        while self._heap and self._heap[0][0] <= now:
+            due, _, job_id = heapq.heappop(self._heap)
+            entry = self._pending.get(job_id)
+            if entry is not None and entry[0] == due:  # else cancelled or pushed again since
+                del self._pending[job_id]
+                return entry[1]
+        return None
+
+    def _next_event_ms(self, now: int) -> int:
+        """Milliseconds until the next delayed job is due or the next lease runs out."""
+        times = [due for due, _ in self._pending.values()]
+        times.extend(expiry for expiry, _ in self._reserved.values())
+        return max(min(times, default=now + 3_600_000) - now, 1)
+
+    def _recover_expired(self, now: int) -> None:
+        expired = [job for expiry, job in self._reserved.values() if expiry <= now]
+        for job in expired:
+            del self._reserved[job.id]
+            job.last_error = LEASE_EXPIRED
+            if job.attempts < job.max_attempts:
+                job.attempts += 1
+                self._enqueue(job, now)
+            else:
+                self._parked[Channel.TIMEOUT][job.id] = job

@@ -1,0 +1,57 @@
+"""Exceptions raised by corequeue.
+
+CoreQueueError
+├── InvalidOption (also a ValueError)
+├── QueueEmpty
+├── DecodeError
+├── PayloadTooLarge (also a ValueError)
+├── NoListener
+├── HandleTimeout
+└── DriverError
+    └── StoreUnavailable
+
+Everything corequeue raises derives from `CoreQueueError`, so callers can catch ours and only ours.
+"""
+
+from __future__ import annotations
+
+
+class CoreQueueError(Exception):
+    """Base class of every exception corequeue raises."""
+
+
+class InvalidOption(CoreQueueError, ValueError):
+    """An option was given a value it cannot take."""
+
+
+class QueueEmpty(CoreQueueError):
+    """No job became ready before the driver's pop timeout ran out."""
+
+
+class DecodeError(CoreQueueError):
+    """Stored bytes could not be turned back into a job or its payload."""
+
+
+class PayloadTooLarge(CoreQueueError, ValueError):
+    """An encoded payload is larger than the queue accepts."""
+
+
+class NoListener(CoreQueueError):
+    """A job arrived whose type no listener subscribed to."""
+
+
+class HandleTimeout(CoreQueueError):
+    """The listeners of a job ran longer than its handle timeout and were cancelled."""
+
+
+class DriverError(CoreQueueError):
+    """A driver could not complete an operation."""
+
+
+class StoreUnavailable(DriverError):
+    """The store behind a driver cannot be reached; the operation did not happen."""
+
+    def __init__(self, store: str, reason: str = "") -> None:
+        self.store = store
+        message = f"store {store} is unavailable"
+        super().__init__(f"{message}: {reason}" if reason else message)

@@ -378,6 +378,22 @@ async def test_push_many_enqueues_every_job(driver: Driver, clock: FakeClock) ->
     assert sorted(await pop_all(driver)) == sorted(job.id for job, _ in jobs)
 
 
+async def test_pop_many_reserves_due_jobs_oldest_first(driver: Driver, clock: FakeClock) -> None:
+    if not isinstance(driver, BatchDriver):
+        pytest.skip("driver has no pop_many")
+    for n in range(5):
+        await driver.push(persisted(f"j{n}"), timedelta(0))
+    await driver.push(persisted("later"), MINUTE)
+
+    first = await driver.pop_many(3)
+    rest = await driver.pop_many(10)
+
+    assert [job.id for job in first + rest] == ["j0", "j1", "j2", "j3", "j4"]
+    assert await driver.info() == QueueInfo(delayed=1, reserved=5)
+    with pytest.raises(QueueEmpty):
+        await driver.pop_many(10)
+
+
 async def test_nothing_is_lost_through_retries_failures_and_reloads(
     driver: Driver, clock: FakeClock
 ) -> None:

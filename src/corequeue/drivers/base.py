@@ -160,6 +160,13 @@ class BatchDriver(Driver, Protocol):
         """Push every `(job, delay)` pair, in as few round trips as the store allows."""
         ...
 
+    async def pop_many(self, limit: int) -> list[PersistedJob]:
+        """Reserve up to `limit` due jobs (at least one), oldest first, each under its own lease.
+
+        Waits like `pop()` and raises QueueEmpty after the pop timeout.
+        """
+        ...
+
 
 class Clock(Protocol):
     """Where drivers read the time; tests pass a `corequeue.testing.FakeClock`."""

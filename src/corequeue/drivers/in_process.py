@@ -70,6 +70,15 @@ class InProcessDriver:
         for job, delay in jobs:
             await self.push(job, delay)
 
+    async def pop_many(self, limit: int) -> list[PersistedJob]:
+        """Reserve up to `limit` due jobs; raise QueueEmpty after `pop_interval`."""
+        jobs = [await self.pop()]
+        now = self._clock.now_ms()
+        while len(jobs) < limit and (job := self._take_due(now)) is not None:
+            self._reserved[job.id] = (now + to_ms(self.lease), job)
+            jobs.append(replace(job))
+        return jobs
+
     async def pop(self) -> PersistedJob:
         """Reserve the next due job; raise QueueEmpty after `pop_interval`."""
         loop = asyncio.get_running_loop()

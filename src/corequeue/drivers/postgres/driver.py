@@ -1,0 +1,501 @@
+"""PostgresDriver: corequeue on PostgreSQL, with transactional enqueue.
+
+Every queue of a schema shares one `jobs` table. A row's `state` says where the job is; `due_ms`
+is when a pending job may run (so `waiting` and `delayed` are one state split by the clock) or
+when a reserved job's lease runs out. Each move is one transaction; pop reserves with
+`FOR UPDATE SKIP LOCKED`, so any number of workers take each job exactly once. A push sends a
+NOTIFY on commit, which wakes idle pops in every process within milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import conninfo
+from psycopg_pool import AsyncConnectionPool
+
+from corequeue.drivers.base import (
+    DEFAULT_LEASE,
+    DEFAULT_POP_TIMEOUT,
+    LEASE_EXPIRED,
+    Channel,
+    Clock,
+    QueueInfo,
+    parse_channel,
+    reloadable,
+)
+from corequeue.drivers.postgres import migrations
+from corequeue.drivers.postgres.listener import Bell, Listener
+from corequeue.drivers.postgres.queries import Queries
+from corequeue.errors import DriverError, InvalidOption, QueueEmpty, StoreUnavailable
+from corequeue.job import PersistedJob, to_ms
+
+PENDING, RESERVED, FAILED, TIMEOUT = 0, 1, 2, 3
+_PARKED_STATE = {Channel.FAILED: FAILED, Channel.TIMEOUT: TIMEOUT, Channel.RESERVED: RESERVED}
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
+
+Connection: TypeAlias = "psycopg.AsyncConnection[Any] | psycopg.Connection[Any]"
+"""A caller's open connection, for transactional enqueue."""
+
+Params: TypeAlias = dict[str, Any]
+
+
+class PostgresDriver:
+    """Stores named queues in PostgreSQL 13+; a push can join the caller's transaction.
+
+    Nothing connects until first use: then the pool opens and the schema is created or
+    migrated (see `migrate()`).
+
+    Args:
+        dsn: A libpq connection string or URL, e.g. `postgresql://app@db.internal/app`.
+        name: The queue's name; any number of queues share the schema's table.
+        schema: The PostgreSQL schema holding corequeue's tables (an unquoted identifier).
+        pop_timeout: How long `pop()` waits for a job before raising QueueEmpty.
+        lease: How long a popped job stays reserved without a renewal.
+        poll_interval: How often an idle `pop()` looks again even without a notification (a
+            safety net for notifications missed while the listening connection reconnects).
+        clock: Source of time; tests pass a FakeClock. When None, every statement reads the
+            database server's clock, so clock skew between machines does not matter.
+        pool_min_size: Connections the pool keeps open.
+        pool_max_size: Connections the pool opens at most (plus one per event loop that pops,
+            for LISTEN).
+        pool_timeout: How long an operation waits for a connection before raising
+            StoreUnavailable (it is also the connect timeout).
+
+    Example:
+        >>> driver = PostgresDriver("postgresql://app@localhost/app", name="emails")
+        >>> queue = Queue(driver)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        name: str = "default",
+        schema: str = "corequeue",
+        *,
+        pop_timeout: timedelta = DEFAULT_POP_TIMEOUT,
+        lease: timedelta = DEFAULT_LEASE,
+        poll_interval: timedelta = timedelta(seconds=1),
+        clock: Clock | None = None,
+        pool_min_size: int = 1,
+        pool_max_size: int = 10,
+        pool_timeout: timedelta = timedelta(seconds=5),
+    ) -> None:
+        _check_options(name, schema, pool_min_size, pool_max_size, pool_timeout)
+        self.name = name
+        self.schema = schema
+        self.pop_timeout = pop_timeout
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self._dsn = dsn
+        self._store = redact(dsn)
+        self._dsn_options = _parse_dsn(dsn)
+        self._clock = clock
+        self._pool_sizes = (pool_min_size, pool_max_size)
+        self._pool_timeout = pool_timeout
+        self._queries = Queries.for_schema(schema)
+        self._channel = f"{schema}.jobs"
+        self._bell = Bell()
+        self._migrated = False
+        # One pool per event loop: `dispatch_sync` runs on a helper loop, `consume` on the
+        # caller's, and psycopg connections belong to the loop that opened them.
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopResources] = {}
+
+    def __repr__(self) -> str:
+        return f"PostgresDriver({self._store!r}, name={self.name!r}, schema={self.schema!r})"
+
+    async def migrate(self) -> list[int]:
+        """Create the schema or bring it to this release's version; return the versions applied.
+
+        Safe to run from many processes at once, and again: an up-to-date schema is left as it
+        is. Every operation runs it on first use; `corequeue migrate` runs it ahead of deploys.
+
+        Raises:
+            StoreUnavailable: If PostgreSQL cannot be reached.
+            DriverError: If the schema is newer than this release understands.
+        """
+        with self._translate_errors():
+            async with await self._connect() as connection:
+                applied = await migrations.migrate(connection, self.schema)
+        self._migrated = True
+        return applied
+
+    async def push(
+        self, job: PersistedJob, delay: timedelta, *, connection: Connection | None = None
+    ) -> None:
+        """Put `job` in `waiting`, or in `delayed` until `delay` has passed.
+
+        Args:
+            job: The job; nothing happens if its id is already waiting, delayed or reserved.
+            delay: How long the job waits before it may run.
+            connection: An open psycopg connection (async, or sync for `dispatch_sync`) whose
+                transaction the job joins: it exists only if that transaction commits, and
+                workers wake on commit. The caller commits or rolls back.
+        """
+        await self.push_many([(job, delay)], connection=connection)
+
+    async def push_many(
+        self,
+        jobs: Sequence[tuple[PersistedJob, timedelta]],
+        *,
+        connection: Connection | None = None,
+    ) -> None:
+        """Push every `(job, delay)` pair in one statement; see `push()` for `connection`."""
+        if not jobs:
+            return
+        params = self._push_params(jobs)
+        if connection is not None:
+            await self._resources()  # the schema must exist before the caller's insert
+            with self._translate_errors():
+                await _execute_on(connection, self._queries.push, params)
+            return
+        await self._execute(self._queries.push, params)
+        self._bell.ring()
+
+    async def pop(self) -> PersistedJob:
+        """Reserve the next due job; raise QueueEmpty after `pop_timeout`."""
+        jobs = await self.pop_many(1)
+        return jobs[0]
+
+    async def pop_many(self, limit: int) -> list[PersistedJob]:
+        """Reserve up to `limit` due jobs (at least one); raise QueueEmpty after `pop_timeout`."""
+        if limit < 1:
+            raise InvalidOption(f"limit must be at least 1, got {limit}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.pop_timeout.total_seconds()
+        await self._listening()
+        while True:
+            seen = self._bell.rings
+            jobs, wait_seconds = await self._reserve(limit)
+            if jobs:
+                return jobs
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise QueueEmpty()
+            await self._bell.wait(seen, min(remaining, wait_seconds))
+
+    async def ack(self, job: PersistedJob) -> None:
+        """Remove a reserved job."""
+        await self._execute(self._queries.ack, self._params(id=job.id))
+
+    async def fail(self, job: PersistedJob) -> None:
+        """Move a reserved job to `failed`, keeping its envelope."""
+        await self._settle(job, FAILED, timedelta(0))
+
+    async def retry(self, job: PersistedJob) -> None:
+        """Move a reserved job to `delayed` for its backoff, storing its updated envelope."""
+        await self._settle(job, PENDING, job.backoff)
+        self._bell.ring()
+
+    async def renew(self, job: PersistedJob) -> None:
+        """Extend the lease of a reserved job by `lease` from now."""
+        params = self._params(id=job.id, lease_ms=to_ms(self.lease))
+        await self._execute(self._queries.renew, params)
+
+    async def release(self, job: PersistedJob) -> None:
+        """Put a reserved job back in `waiting` without counting an attempt."""
+        await self._execute(self._queries.release, self._params(id=job.id))
+        self._bell.ring()
+
+    async def cancel(self, job_id: str) -> bool:
+        """Remove a waiting or delayed job; return whether there was one."""
+        return await self._execute(self._queries.cancel, self._params(id=job_id)) > 0
+
+    async def reload(self, channel: Channel | str) -> int:
+        """Move every job of `failed` or `timeout` back to `waiting`; return how many moved."""
+        params = self._params(state=_PARKED_STATE[reloadable(channel)])
+        rows = await self._fetch(self._queries.reload, params)
+        self._bell.ring()
+        return int(rows[0][0])
+
+    async def flush(self, channel: Channel | str) -> None:
+        """Delete every job of `channel`."""
+        parsed = parse_channel(channel)
+        if parsed in _PARKED_STATE:
+            params = self._params(state=_PARKED_STATE[parsed])
+            await self._execute(self._queries.flush_state, params)
+        elif parsed is Channel.WAITING:
+            await self._execute(self._queries.flush_waiting, self._params())
+        else:
+            await self._execute(self._queries.flush_delayed, self._params())
+
+    async def info(self) -> QueueInfo:
+        """Return the number of jobs in each channel."""
+        rows = await self._fetch(self._queries.info, self._params())
+        counts = dict.fromkeys(Channel, 0)
+        for state, in_future, count in rows:
+            if state == PENDING:
+                counts[Channel.DELAYED if in_future else Channel.WAITING] += count
+            else:
+                channel = next(c for c, s in _PARKED_STATE.items() if s == state)
+                counts[channel] += count
+        return QueueInfo(**{channel.value: count for channel, count in counts.items()})
+
+    async def close(self) -> None:
+        """Close the pools and listening connections of every event loop that used the driver."""
+        current = asyncio.get_running_loop()
+        loops, self._loops = self._loops, {}
+        for loop, resources in loops.items():
+            if loop is current:
+                await resources.close()
+            elif loop.is_running():
+                future = asyncio.run_coroutine_threadsafe(resources.close(), loop)
+                await asyncio.wrap_future(future)
+            # A loop that stopped can run nothing more; its connections end with the process.
+
+    # --- moves -----------------------------------------------------------------------------
+
+    async def _reserve(self, limit: int) -> tuple[list[PersistedJob], float]:
+        """Recover expired leases and reserve due jobs in one transaction (one round trip).
+
+        Returns:
+            The jobs reserved, oldest first, and when none, how long to wait before looking
+            again (until the next delayed job is due or lease runs out, within poll_interval).
+        """
+        params = self._params(limit=limit, lease_ms=to_ms(self.lease), lease_expired=LEASE_EXPIRED)
+        async with self._connection() as connection:
+            async with connection.pipeline(), connection.transaction():
+                await connection.execute(self._queries.recover, params)
+                reserved = await connection.execute(self._queries.reserve, params)
+            rows = await reserved.fetchall()
+            if rows:
+                rows.sort(key=lambda row: (row[-2], row[-1]))  # RETURNING has no order
+                return [_job(row) for row in rows], 0.0
+            cursor = await connection.execute(self._queries.next_event, params)
+            now_ms, next_ms = await _one(cursor)
+        return [], self._wait_seconds(now_ms, next_ms)
+
+    def _wait_seconds(self, now_ms: int, next_ms: int | None) -> float:
+        poll_seconds = self.poll_interval.total_seconds()
+        if next_ms is None:
+            return poll_seconds
+        # At least a millisecond: an overdue row is locked by another worker, about to move.
+        return min(poll_seconds, max(next_ms - now_ms, 1) / 1000)
+
+    async def _settle(self, job: PersistedJob, state: int, delay: timedelta) -> None:
+        params = self._params(
+            id=job.id,
+            state=state,
+            delay_ms=to_ms(delay),
+            backoff_ms=to_ms(job.backoff),
+            attempts=job.attempts,
+            last_error=job.last_error,
+        )
+        await self._execute(self._queries.settle, params)
+
+    def _params(self, **values: Any) -> Params:
+        now = None if self._clock is None else self._clock.now_ms()
+        return {"queue": self.name, "now": now, "channel": self._channel, **values}
+
+    def _push_params(self, jobs: Sequence[tuple[PersistedJob, timedelta]]) -> Params:
+        # First push of an id wins, as it would pushed one by one; PostgreSQL also refuses to
+        # upsert one row twice in a statement.
+        unique = list({job.id: (job, delay) for job, delay in reversed(jobs)}.values())[::-1]
+        return self._params(
+            ids=[job.id for job, _ in unique],
+            types=[job.type for job, _ in unique],
+            values=[job.value for job, _ in unique],
+            handle_timeouts=[to_ms(job.handle_timeout) for job, _ in unique],
+            backoffs=[to_ms(job.backoff) for job, _ in unique],
+            attempts=[job.attempts for job, _ in unique],
+            max_attempts=[job.max_attempts for job, _ in unique],
+            last_errors=[job.last_error for job, _ in unique],
+            delays=[to_ms(delay) for _, delay in unique],
+        )
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    async def _execute(self, query: bytes, params: Params) -> int:
+        async with self._connection() as connection:
+            cursor = await connection.execute(query, params)
+            return cursor.rowcount
+
+    async def _fetch(self, query: bytes, params: Params) -> list[tuple[Any, ...]]:
+        async with self._connection() as connection:
+            cursor = await connection.execute(query, params)
+            return await cursor.fetchall()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        resources = await self._resources()
+        with self._translate_errors():
+            async with resources.pool.connection() as connection:
+                yield connection
+
+    async def _resources(self) -> _LoopResources:
+        """Return this loop's pool, opening it (and migrating the schema) on first use."""
+        loop = asyncio.get_running_loop()
+        resources = self._loops.get(loop)
+        if resources is None:
+            resources = self._loops[loop] = _LoopResources(self._new_pool())
+        if not resources.opened or not self._migrated:
+            async with resources.lock:
+                if not self._migrated:
+                    await self.migrate()
+                if not resources.opened:
+                    await resources.pool.open(wait=False)
+                    resources.opened = True
+        return resources
+
+    async def _listening(self) -> None:
+        """Start this loop's LISTEN connection, before the first look for jobs."""
+        resources = await self._resources()
+        if resources.listener is not None:
+            return
+        async with resources.lock:
+            if resources.listener is None:
+                listener = Listener(self._connect, self._channel, self.name, self._bell)
+                with self._translate_errors():
+                    await listener.start()
+                resources.listener = listener
+
+    def _new_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        min_size, max_size = self._pool_sizes
+        return AsyncConnectionPool(
+            self._dsn,
+            kwargs=self._connect_options(),
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            # A server restart leaves every pooled connection broken: check before lending.
+            check=AsyncConnectionPool.check_connection,
+            timeout=self._pool_timeout.total_seconds(),
+            name=f"corequeue {self.schema}.{self.name}",
+        )
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self._dsn, **self._connect_options())
+
+    def _connect_options(self) -> dict[str, Any]:
+        given = self._dsn_options
+        options: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in given:
+            options["connect_timeout"] = max(2, round(self._pool_timeout.total_seconds()))
+        if "application_name" not in given:
+            options["application_name"] = "corequeue"
+        return options
+
+    def _translate_errors(self) -> _ErrorTranslation:
+        password = self._dsn_options.get("password")
+        return _ErrorTranslation(self._store, None if password is None else str(password))
+
+
+@dataclass
+class _LoopResources:
+    """What one event loop uses: a pool, and a LISTEN connection once it pops."""
+
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]
+    opened: bool = False
+    listener: Listener | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
+        await self.pool.close()
+
+
+class _ErrorTranslation:
+    """Turns psycopg errors into StoreUnavailable, naming the store without its password."""
+
+    def __init__(self, store: str, password: str | None) -> None:
+        self._store = store
+        self._password = password
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
+        if isinstance(exc, psycopg.Error):
+            reason = str(exc).strip() or type(exc).__name__
+            if self._password:
+                reason = reason.replace(self._password, "***")
+            raise StoreUnavailable(self._store, reason) from exc
+
+
+def redact(dsn: str) -> str:
+    """Return `dsn` without its password, fit for logs and error messages.
+
+    Example:
+        >>> redact("postgresql://app:secret@db:5432/app")
+        'postgresql://app@db:5432/app'
+    """
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        netloc = parts.netloc.rpartition("@")
+        user = netloc[0].partition(":")[0]
+        host = f"{user}@{netloc[2]}" if netloc[1] else netloc[2]
+        query = "&".join(p for p in parts.query.split("&") if not p.startswith("password="))
+        return urlunsplit((parts.scheme, host, parts.path, query, ""))
+    try:
+        options = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "postgresql (unparsable DSN)"
+    options.pop("password", None)
+    return conninfo.make_conninfo("", **options)
+
+
+def _parse_dsn(dsn: str) -> dict[str, Any]:
+    try:
+        return conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise InvalidOption(f"not a PostgreSQL DSN: {redact(dsn)}") from exc
+
+
+async def _execute_on(connection: Connection, query: bytes, params: Params) -> None:
+    if isinstance(connection, psycopg.AsyncConnection):
+        await connection.execute(query, params)
+    elif isinstance(connection, psycopg.Connection):
+        connection.execute(query, params)
+    else:
+        raise InvalidOption(
+            f"connection must be a psycopg Connection or AsyncConnection, "
+            f"got {type(connection).__name__}"
+        )
+
+
+async def _one(cursor: psycopg.AsyncCursor[Any]) -> tuple[Any, ...]:
+    row = await cursor.fetchone()
+    if row is None:
+        raise DriverError("PostgreSQL returned no row where one was expected")
+    return tuple(row)
+
+
+def _check_options(
+    name: str, schema: str, pool_min_size: int, pool_max_size: int, pool_timeout: timedelta
+) -> None:
+    if not name:
+        raise InvalidOption("queue name must not be empty")
+    if not _SCHEMA_NAME.match(schema):
+        raise InvalidOption(
+            f"schema must be an identifier of letters, digits and underscores, at most 50 "
+            f"characters, not starting with a digit: {schema!r}"
+        )
+    if pool_min_size < 0 or pool_max_size < max(pool_min_size, 1):
+        raise InvalidOption(
+            f"need 0 <= pool_min_size <= pool_max_size and pool_max_size >= 1, "
+            f"got {pool_min_size} and {pool_max_size}"
+        )
+    if pool_timeout <= timedelta(0):
+        raise InvalidOption(f"pool_timeout must be positive, got {pool_timeout}")
+
+
+def _job(row: Sequence[Any]) -> PersistedJob:
+    return PersistedJob(
+        id=row[0],
+        type=row[1],
+        value=bytes(row[2]),
+        handle_timeout=timedelta(milliseconds=row[3]),
+        backoff=timedelta(milliseconds=row[4]),
+        attempts=row[5],
+        max_attempts=row[6],
+        last_error=row[7],
+    )

@@ -1,0 +1,131 @@
+-- The statements of the PostgreSQL driver, one per "-- name:" section.
+--
+-- Placeholders filled by queries.py: {jobs} is the quoted jobs table; {now} and {now_up} are
+-- the current time in milliseconds, rounded down (to decide what is due) and up (to compute
+-- when something becomes due), so nothing ever runs early. Both read %(now)s, the driver's
+-- clock, and fall back to the database server's clock when it is NULL.
+-- States: 0 pending, 1 reserved, 2 failed, 3 timeout.
+
+-- name: push
+-- Insert a batch in one statement; an id already pending or reserved stays as it is, an id in
+-- failed or timeout is replaced. NOTIFY is sent on commit, so a rolled-back push wakes nobody.
+WITH incoming AS (
+    SELECT *
+    FROM unnest(
+        %(ids)s::text[], %(types)s::text[], %(values)s::bytea[], %(handle_timeouts)s::bigint[],
+        %(backoffs)s::bigint[], %(attempts)s::integer[], %(max_attempts)s::integer[],
+        %(last_errors)s::text[], %(delays)s::bigint[]
+    ) WITH ORDINALITY AS t (
+        id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error,
+        delay_ms, position
+    )
+),
+pushed AS (
+    INSERT INTO {jobs} AS j (
+        queue, id, state, due_ms, type, value, handle_timeout_ms, backoff_ms, attempts,
+        max_attempts, last_error
+    )
+    SELECT
+        %(queue)s, id, 0, {now_up} + delay_ms, type, value, handle_timeout_ms, backoff_ms,
+        attempts, max_attempts, last_error
+    FROM incoming
+    ORDER BY position
+    ON CONFLICT (queue, id) DO UPDATE SET
+        state = 0, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
+        handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
+        attempts = excluded.attempts, max_attempts = excluded.max_attempts,
+        last_error = excluded.last_error
+    WHERE j.state >= 2
+    RETURNING 1
+)
+SELECT pg_notify(%(channel)s, %(queue)s), (SELECT count(*) FROM pushed);
+
+-- name: recover
+-- Jobs whose lease ran out count a failed attempt: back to pending while attempts remain,
+-- else parked in timeout. SKIP LOCKED: a job being renewed or settled right now is not stolen.
+UPDATE {jobs} AS j SET
+    state = CASE WHEN j.attempts < j.max_attempts THEN 0 ELSE 3 END,
+    attempts = CASE WHEN j.attempts < j.max_attempts THEN j.attempts + 1 ELSE j.attempts END,
+    last_error = %(lease_expired)s,
+    due_ms = {now}
+FROM (
+    SELECT id FROM {jobs}
+    WHERE queue = %(queue)s AND state = 1 AND due_ms <= {now}
+    FOR UPDATE SKIP LOCKED
+) AS expired
+WHERE j.queue = %(queue)s AND j.id = expired.id;
+
+-- name: reserve
+-- Reserve the oldest due jobs; a job another worker is reserving is skipped, never waited for.
+WITH picked AS (
+    SELECT id, due_ms, seq FROM {jobs}
+    WHERE queue = %(queue)s AND state = 0 AND due_ms <= {now}
+    ORDER BY due_ms, seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {jobs} AS j SET state = 1, due_ms = {now_up} + %(lease_ms)s
+FROM picked
+WHERE j.queue = %(queue)s AND j.id = picked.id
+RETURNING
+    j.id, j.type, j.value, j.handle_timeout_ms, j.backoff_ms, j.attempts, j.max_attempts,
+    j.last_error, picked.due_ms, picked.seq;
+
+-- name: next_event
+-- The server's idea of now and when something next happens in the queue: a delayed job
+-- becomes due or a lease runs out. Due jobs locked by another worker are about to be reserved
+-- by it, so they are not events for this one.
+SELECT {now}, LEAST(
+    (SELECT min(due_ms) FROM {jobs} WHERE queue = %(queue)s AND state = 0 AND due_ms > {now}),
+    (SELECT min(due_ms) FROM {jobs} WHERE queue = %(queue)s AND state = 1)
+);
+
+-- name: ack
+DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state = 1;
+
+-- name: settle
+-- fail and retry: move a reserved job, storing its updated envelope; wake pops on commit.
+WITH settled AS (
+    UPDATE {jobs} SET
+        state = %(state)s, due_ms = {now_up} + %(delay_ms)s, backoff_ms = %(backoff_ms)s,
+        attempts = %(attempts)s, last_error = %(last_error)s
+    WHERE queue = %(queue)s AND id = %(id)s AND state = 1
+    RETURNING 1
+)
+SELECT pg_notify(%(channel)s, %(queue)s) WHERE EXISTS (SELECT FROM settled);
+
+-- name: renew
+UPDATE {jobs} SET due_ms = {now_up} + %(lease_ms)s
+WHERE queue = %(queue)s AND id = %(id)s AND state = 1;
+
+-- name: release
+WITH released AS (
+    UPDATE {jobs} SET state = 0, due_ms = {now}
+    WHERE queue = %(queue)s AND id = %(id)s AND state = 1
+    RETURNING 1
+)
+SELECT pg_notify(%(channel)s, %(queue)s) WHERE EXISTS (SELECT FROM released);
+
+-- name: cancel
+DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state = 0;
+
+-- name: reload
+WITH reloaded AS (
+    UPDATE {jobs} SET state = 0, due_ms = {now}
+    WHERE queue = %(queue)s AND state = %(state)s
+    RETURNING 1
+),
+counted AS (SELECT count(*) AS moved FROM reloaded)
+SELECT moved, CASE WHEN moved > 0 THEN pg_notify(%(channel)s, %(queue)s) END FROM counted;
+
+-- name: flush_state
+DELETE FROM {jobs} WHERE queue = %(queue)s AND state = %(state)s;
+
+-- name: flush_waiting
+DELETE FROM {jobs} WHERE queue = %(queue)s AND state = 0 AND due_ms <= {now};
+
+-- name: flush_delayed
+DELETE FROM {jobs} WHERE queue = %(queue)s AND state = 0 AND due_ms > {now};
+
+-- name: info
+SELECT state, due_ms > {now}, count(*) FROM {jobs} WHERE queue = %(queue)s GROUP BY 1, 2;

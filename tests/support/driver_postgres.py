@@ -6,17 +6,25 @@ a schema stay apart); its rows are deleted afterwards.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shlex
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import conninfo, sql
 
 from corequeue.drivers.postgres import PostgresDriver
 from corequeue.testing import FakeClock
 from tests.support.drivers import POP_TIMEOUT, AsyncDriverIterator, DriverFactory
 from tests.support.servers import POSTGRES_DSN_VAR, server_url
+
+POSTGRES_DATA_VAR = "COREQUEUE_TEST_POSTGRES_DATA"
+POSTGRES_BIN_VAR = "COREQUEUE_TEST_POSTGRES_BIN"
 
 TEST_SCHEMA = "corequeue_test"
 """The schema the contract suite's queues live in."""
@@ -59,3 +67,72 @@ async def postgres(clock: FakeClock, tmp_path: Path) -> AsyncDriverIterator:
 
 
 FACTORIES: dict[str, DriverFactory] = {"postgres": postgres}
+
+
+# --- helpers for the PostgreSQL-only tests ------------------------------------------------
+
+
+def with_application_name(dsn: str, application_name: str) -> str:
+    """Return `dsn` with an application name, to find its connections in pg_stat_activity."""
+    return conninfo.make_conninfo(dsn, application_name=application_name)
+
+
+@asynccontextmanager
+async def fresh_schema(dsn: str) -> AsyncIterator[str]:
+    """Yield the name of a schema that does not exist yet; drop it afterwards."""
+    schema = f"cq_{uuid.uuid4().hex[:16]}"
+    try:
+        yield schema
+    finally:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+            drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            await connection.execute(drop)
+
+
+async def fetch_one(dsn: str, query: str, *params: Any) -> tuple[Any, ...]:
+    """Run `query` on a new connection and return its first row."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        cursor = await connection.execute(query, params)
+        row = await cursor.fetchone()
+    assert row is not None
+    return row
+
+
+async def server_now_ms(dsn: str) -> int:
+    """Return the database server's clock in milliseconds since the Unix epoch."""
+    query = "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    (now,) = await fetch_one(dsn, query)
+    return int(now)
+
+
+async def wait_until_listening(dsn: str, application_name: str, deadline_seconds: float) -> None:
+    """Return once a connection named `application_name` is LISTENing; fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_seconds
+    query = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE application_name = %s AND query LIKE 'LISTEN %%'"
+    )
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        while loop.time() < deadline:
+            cursor = await connection.execute(query, (application_name,))
+            row = await cursor.fetchone()
+            if row and row[0]:
+                return
+    raise AssertionError(f"no LISTEN connection named {application_name} within the deadline")
+
+
+async def restart_postgres() -> None:
+    """Restart the test server (`pg_ctl restart -m fast`), as the postgres user when root."""
+    data = Path(server_url(POSTGRES_DATA_VAR))
+    pg_ctl = str(Path(server_url(POSTGRES_BIN_VAR)) / "pg_ctl")
+    command = [pg_ctl, "-D", str(data), "-l", str(data.parent / "postgres.log")]
+    command += ["-w", "-m", "fast", "restart"]
+    if os.geteuid() == 0:
+        command = ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(command)]
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, errors = await process.communicate()
+    if process.returncode != 0:
+        raise AssertionError(f"pg_ctl restart failed: {errors.decode(errors='replace')}")

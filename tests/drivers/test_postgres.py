@@ -1,0 +1,315 @@
+"""What only the PostgreSQL driver has: migrations, schemas, transactional enqueue, NOTIFY.
+
+The shared behaviour is in test_contract.py; these tests run against the same real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from corequeue.drivers.base import QueueInfo
+from corequeue.drivers.postgres import PostgresDriver
+from corequeue.drivers.postgres.migrations import latest_version
+from corequeue.errors import DriverError, QueueEmpty, StoreUnavailable
+from tests.support.driver_postgres import (
+    fetch_one,
+    fresh_schema,
+    postgres_dsn,
+    restart_postgres,
+    server_now_ms,
+    unique_queue_name,
+    wait_until_listening,
+    with_application_name,
+)
+from tests.support.drivers import POP_TIMEOUT
+from tests.support.jobs import persisted
+
+LONG = timedelta(seconds=60)
+"""A pop timeout and poll interval no test waits out: only a notification can end the wait."""
+
+GUARD_SECONDS = 20.0
+"""How long a test waits for something that should take milliseconds, before failing."""
+
+
+@pytest.fixture
+def dsn() -> str:
+    return postgres_dsn()
+
+
+@pytest.fixture
+async def schema(dsn: str) -> AsyncIterator[str]:
+    async with fresh_schema(dsn) as name:
+        yield name
+
+
+@pytest.fixture
+async def driver(dsn: str, schema: str) -> AsyncIterator[PostgresDriver]:
+    driver = PostgresDriver(dsn, name="jobs", schema=schema, pop_timeout=POP_TIMEOUT)
+    yield driver
+    await driver.close()
+
+
+async def applied_versions(dsn: str, schema: str) -> list[int]:
+    (versions,) = await fetch_one(
+        dsn, f'SELECT array_agg(version ORDER BY version) FROM "{schema}".schema_version'
+    )
+    return list(versions)
+
+
+# --- migrations -------------------------------------------------------------------------
+
+
+async def test_migrate_creates_the_schema_and_records_its_version(
+    driver: PostgresDriver, dsn: str, schema: str
+) -> None:
+    assert await driver.migrate() == list(range(1, latest_version() + 1))
+
+    assert await applied_versions(dsn, schema) == list(range(1, latest_version() + 1))
+
+
+async def test_migrate_twice_applies_nothing_the_second_time(
+    driver: PostgresDriver, dsn: str, schema: str
+) -> None:
+    await driver.migrate()
+
+    assert await driver.migrate() == []
+    assert await applied_versions(dsn, schema) == list(range(1, latest_version() + 1))
+
+
+async def test_concurrent_migrations_apply_each_version_once(dsn: str, schema: str) -> None:
+    drivers = [PostgresDriver(dsn, name=f"w{n}", schema=schema) for n in range(8)]
+
+    results = await asyncio.gather(*(driver.migrate() for driver in drivers))
+
+    assert sorted(results) == [[]] * 7 + [list(range(1, latest_version() + 1))]
+    assert await applied_versions(dsn, schema) == list(range(1, latest_version() + 1))
+    for driver in drivers:
+        await driver.close()
+
+
+async def test_first_use_migrates(driver: PostgresDriver, dsn: str, schema: str) -> None:
+    await driver.push(persisted("a"), timedelta(0))
+
+    assert await applied_versions(dsn, schema) == list(range(1, latest_version() + 1))
+    assert (await driver.pop()).id == "a"
+
+
+async def test_a_schema_newer_than_this_release_is_refused(
+    driver: PostgresDriver, dsn: str, schema: str
+) -> None:
+    await driver.migrate()
+    await fetch_one(
+        dsn,
+        f"INSERT INTO \"{schema}\".schema_version (version, name) VALUES (%s, 'future') "
+        "RETURNING version",
+        latest_version() + 1,
+    )
+    newer = PostgresDriver(dsn, schema=schema)
+
+    with pytest.raises(DriverError, match="newer than this release"):
+        await newer.migrate()
+
+
+# --- schemas and queue names ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schema_name", ["", "1abc", 'x"; DROP TABLE jobs; --', "a-b", "a" * 51])
+def test_a_schema_that_is_not_a_plain_identifier_is_refused(dsn: str, schema_name: str) -> None:
+    with pytest.raises(ValueError, match="schema"):
+        PostgresDriver(dsn, schema=schema_name)
+
+
+async def test_schemas_keep_queues_of_the_same_name_apart(dsn: str) -> None:
+    async with fresh_schema(dsn) as first, fresh_schema(dsn) as second:
+        one = PostgresDriver(dsn, name="jobs", schema=first, pop_timeout=POP_TIMEOUT)
+        two = PostgresDriver(dsn, name="jobs", schema=second, pop_timeout=POP_TIMEOUT)
+
+        await one.push(persisted("a"), timedelta(0))
+
+        assert await one.info() == QueueInfo(waiting=1)
+        assert await two.info() == QueueInfo()
+        await one.close()
+        await two.close()
+
+
+async def test_queues_of_one_schema_share_its_table_and_stay_apart(dsn: str, schema: str) -> None:
+    emails = PostgresDriver(dsn, name="emails", schema=schema, pop_timeout=POP_TIMEOUT)
+    reports = PostgresDriver(dsn, name="reports", schema=schema, pop_timeout=POP_TIMEOUT)
+    await emails.push(persisted("same-id"), timedelta(0))
+    await reports.push(persisted("same-id", value=b"report"), timedelta(0))
+
+    await emails.flush("waiting")
+
+    assert await emails.info() == QueueInfo()
+    assert (await reports.pop()).value == b"report"
+    (rows,) = await fetch_one(dsn, f'SELECT count(*) FROM "{schema}".jobs')
+    assert rows == 1
+    await emails.close()
+    await reports.close()
+
+
+# --- transactional enqueue --------------------------------------------------------------
+
+
+async def test_push_in_a_rolled_back_transaction_leaves_no_job(
+    driver: PostgresDriver, dsn: str
+) -> None:
+    async with (
+        await psycopg.AsyncConnection.connect(dsn) as connection,
+        connection.transaction(force_rollback=True),
+    ):
+        await driver.push(persisted("a"), timedelta(0), connection=connection)
+        assert await driver.info() == QueueInfo()  # not visible before commit
+
+    assert await driver.info() == QueueInfo()
+    with pytest.raises(QueueEmpty):
+        await driver.pop()
+
+
+async def test_push_in_a_committed_transaction_makes_the_job_visible(
+    driver: PostgresDriver, dsn: str
+) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn) as connection, connection.transaction():
+        await driver.push(persisted("a"), timedelta(0), connection=connection)
+        await connection.execute("SELECT 1")  # the caller's own work, same transaction
+
+    assert await driver.info() == QueueInfo(waiting=1)
+    assert (await driver.pop()).id == "a"
+
+
+async def test_push_joins_the_transaction_of_a_sync_connection(
+    driver: PostgresDriver, dsn: str
+) -> None:
+    with psycopg.connect(dsn) as connection:
+        await driver.push(persisted("kept"), timedelta(0), connection=connection)
+        connection.commit()
+        await driver.push(persisted("dropped"), timedelta(0), connection=connection)
+        connection.rollback()
+
+    assert await driver.info() == QueueInfo(waiting=1)
+    assert (await driver.pop()).id == "kept"
+
+
+async def test_commit_of_a_transactional_push_wakes_a_blocked_pop(dsn: str, schema: str) -> None:
+    application_name = f"cq-test-{uuid.uuid4().hex[:8]}"
+    popper = PostgresDriver(
+        with_application_name(dsn, application_name),
+        schema=schema,
+        pop_timeout=LONG,
+        poll_interval=LONG,
+    )
+    popping = asyncio.create_task(popper.pop())
+    await wait_until_listening(dsn, application_name, GUARD_SECONDS)
+
+    async with await psycopg.AsyncConnection.connect(dsn) as connection, connection.transaction():
+        await popper.push(persisted("a"), timedelta(0), connection=connection)
+
+    job = await asyncio.wait_for(popping, GUARD_SECONDS)
+    assert job.id == "a"
+    await popper.close()
+
+
+async def test_a_push_from_another_process_wakes_a_blocked_pop(dsn: str, schema: str) -> None:
+    application_name = f"cq-test-{uuid.uuid4().hex[:8]}"
+    name = unique_queue_name()
+    popper = PostgresDriver(
+        with_application_name(dsn, application_name),
+        name=name,
+        schema=schema,
+        pop_timeout=LONG,
+        poll_interval=LONG,
+    )
+    pusher = PostgresDriver(dsn, name=name, schema=schema)  # shares nothing with popper
+    popping = asyncio.create_task(popper.pop_many(10))
+    await wait_until_listening(dsn, application_name, GUARD_SECONDS)
+
+    await pusher.push(persisted("a"), timedelta(0))
+
+    jobs = await asyncio.wait_for(popping, GUARD_SECONDS)
+    assert [job.id for job in jobs] == ["a"]
+    await popper.close()
+    await pusher.close()
+
+
+# --- the server's clock -----------------------------------------------------------------
+
+
+async def test_without_a_clock_due_times_come_from_the_server_clock(dsn: str, schema: str) -> None:
+    driver = PostgresDriver(dsn, schema=schema, pop_timeout=LONG, poll_interval=LONG)
+    before = await server_now_ms(dsn)
+
+    await driver.push(persisted("a"), timedelta(milliseconds=300))
+
+    (due_ms,) = await fetch_one(dsn, f'SELECT due_ms FROM "{schema}".jobs WHERE id = %s', "a")
+    assert before + 300 <= due_ms <= await server_now_ms(dsn) + 300
+    assert await driver.info() == QueueInfo(delayed=1)
+    # An idle pop sleeps until the job is due, by the server's clock: not a moment earlier.
+    job = await asyncio.wait_for(driver.pop(), GUARD_SECONDS)
+    assert job.id == "a"
+    assert await server_now_ms(dsn) >= due_ms
+    await driver.close()
+
+
+# --- options and failures ---------------------------------------------------------------
+
+
+async def test_pop_many_refuses_a_limit_below_one(driver: PostgresDriver) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        await driver.pop_many(0)
+
+
+async def test_push_many_keeps_the_first_of_repeated_ids(driver: PostgresDriver) -> None:
+    await driver.push_many(
+        [(persisted("a", value=b"1"), timedelta(0)), (persisted("a", value=b"2"), timedelta(0))]
+    )
+
+    assert await driver.info() == QueueInfo(waiting=1)
+    assert (await driver.pop()).value == b"1"
+
+
+async def test_a_transactional_push_needs_a_psycopg_connection(driver: PostgresDriver) -> None:
+    with pytest.raises(ValueError, match="psycopg"):
+        await driver.push(persisted("a"), timedelta(0), connection=object())  # type: ignore[arg-type]
+
+
+def closed_port() -> int:
+    """Return a loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_an_unreachable_server_raises_store_unavailable_without_the_password() -> None:
+    driver = PostgresDriver(
+        f"postgresql://app:secret-word@127.0.0.1:{closed_port()}/app",
+        pop_timeout=POP_TIMEOUT,
+        pool_timeout=timedelta(seconds=1),
+    )
+
+    for operation in (driver.push(persisted("a"), timedelta(0)), driver.pop(), driver.info()):
+        with pytest.raises(StoreUnavailable) as raised:
+            await operation
+        assert "secret-word" not in str(raised.value)
+        assert "app@127.0.0.1" in str(raised.value)
+    await driver.close()
+
+
+@pytest.mark.chaos
+async def test_the_driver_reconnects_after_a_server_restart(
+    driver: PostgresDriver,
+) -> None:
+    await driver.push(persisted("before"), timedelta(0))
+    await driver.info()  # the pool holds a connection the restart will break
+
+    await restart_postgres()
+
+    await driver.push(persisted("after"), timedelta(0))
+    popped = [(await driver.pop()).id, (await driver.pop()).id]
+    assert sorted(popped) == ["after", "before"]

@@ -277,7 +277,7 @@ class PostgresDriver:
         poll_seconds = self.poll_interval.total_seconds()
         if next_ms is None:
             return poll_seconds
-        # At least a millisecond: an overdue row is locked by another worker, about to move.
+        # At least a millisecond: a job already due is locked by a worker about to take it.
         return min(poll_seconds, max(next_ms - now_ms, 1) / 1000)
 
     async def _settle(self, job: PersistedJob, state: int, delay: timedelta) -> None:

@@ -1,9 +1,10 @@
 -- The statements of the PostgreSQL driver, one per "-- name:" section.
 --
 -- Placeholders filled by queries.py: {jobs} is the quoted jobs table; {now} and {now_up} are
--- the current time in milliseconds, rounded down (to decide what is due) and up (to compute
--- when something becomes due), so nothing ever runs early. Both read %(now)s, the driver's
--- clock, and fall back to the database server's clock when it is NULL.
+-- the current time in milliseconds, rounded down (to decide what is due, and as the due time
+-- of what may run at once) and up (to compute when something becomes due later), so nothing
+-- ever runs early. Both read %(now)s, the driver's clock, and fall back to the database
+-- server's clock when it is NULL.
 -- States: 0 pending, 1 reserved, 2 failed, 3 timeout.
 
 -- name: push
@@ -26,7 +27,8 @@ pushed AS (
         max_attempts, last_error
     )
     SELECT
-        %(queue)s, id, 0, {now_up} + delay_ms, type, value, handle_timeout_ms, backoff_ms,
+        %(queue)s, id, 0, CASE WHEN delay_ms > 0 THEN {now_up} + delay_ms ELSE {now} END,
+        type, value, handle_timeout_ms, backoff_ms,
         attempts, max_attempts, last_error
     FROM incoming
     ORDER BY position
@@ -72,11 +74,11 @@ RETURNING
     j.last_error, picked.due_ms, picked.seq;
 
 -- name: next_event
--- The server's idea of now and when something next happens in the queue: a delayed job
--- becomes due or a lease runs out. Due jobs locked by another worker are about to be reserved
--- by it, so they are not events for this one.
+-- The clock's idea of now and when something next happens in the queue: a delayed job
+-- becomes due or a lease runs out. A due job still here is locked by a worker about to take
+-- it (or was pushed since the look): look again soon.
 SELECT {now}, LEAST(
-    (SELECT min(due_ms) FROM {jobs} WHERE queue = %(queue)s AND state = 0 AND due_ms > {now}),
+    (SELECT min(due_ms) FROM {jobs} WHERE queue = %(queue)s AND state = 0),
     (SELECT min(due_ms) FROM {jobs} WHERE queue = %(queue)s AND state = 1)
 );
 
@@ -87,7 +89,9 @@ DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state = 1;
 -- fail and retry: move a reserved job, storing its updated envelope; wake pops on commit.
 WITH settled AS (
     UPDATE {jobs} SET
-        state = %(state)s, due_ms = {now_up} + %(delay_ms)s, backoff_ms = %(backoff_ms)s,
+        state = %(state)s,
+        due_ms = CASE WHEN %(delay_ms)s > 0 THEN {now_up} + %(delay_ms)s ELSE {now} END,
+        backoff_ms = %(backoff_ms)s,
         attempts = %(attempts)s, last_error = %(last_error)s
     WHERE queue = %(queue)s AND id = %(id)s AND state = 1
     RETURNING 1

@@ -4,7 +4,7 @@ Also measures how soon a push wakes an idle pop through LISTEN/NOTIFY. Runs in a
 schema that is dropped afterwards; prints one table. Not a test: figures depend on the machine.
 
     COREQUEUE_TEST_POSTGRES_DSN=postgresql://postgres@127.0.0.1:15432/postgres \\
-        .venv/bin/python bench/postgres_pop.py [--delayed 1000000] [--samples 500]
+        .venv/bin/python bench/postgres_pop.py [--delayed 1000000] [--samples 500] [--explain]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from corequeue.drivers.postgres import PostgresDriver
+from corequeue.drivers.postgres.queries import Queries
 from corequeue.errors import QueueEmpty
 from corequeue.job import PersistedJob
 
@@ -114,6 +115,20 @@ async def drop_schema(dsn: str, schema: str) -> None:
         )
 
 
+async def explain(dsn: str, schema: str) -> None:
+    """Print the plans of the statements an idle pop runs (they run: nothing is due)."""
+    queries = Queries.for_schema(schema)
+    params = {"queue": "bench", "now": None, "limit": 1, "lease_ms": 30_000}
+    params |= {"lease_expired": "bench"}
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        for name in ("recover", "reserve", "next_event"):
+            query = b"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + getattr(queries, name)
+            cursor = await connection.execute(query, params)
+            print(f"-- {name}")
+            for (line,) in await cursor.fetchall():
+                print(f"   {line}")
+
+
 def print_table(rows: list[Row]) -> None:
     """Print p50, p99 and max of each measurement."""
     print(f"{'measurement':<52} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
@@ -124,7 +139,7 @@ def print_table(rows: list[Row]) -> None:
         print(f"{label:<52} {len(ordered):>6} {median:>8.2f} {p99:>8.2f} {ordered[-1]:>8.2f}")
 
 
-async def main(dsn: str, delayed: int, samples: int) -> None:
+async def main(dsn: str, delayed: int, samples: int, *, show_plans: bool) -> None:
     """Run every measurement in a scratch schema and print the table."""
     schema = f"corequeue_bench_{uuid.uuid4().hex[:8]}"
     driver = PostgresDriver(dsn, name="bench", schema=schema)
@@ -147,6 +162,8 @@ async def main(dsn: str, delayed: int, samples: int) -> None:
             )
         )
         print_table(rows)
+        if show_plans:
+            await explain(dsn, schema)
     finally:
         await driver.close()
         await drop_schema(dsn, schema)
@@ -158,6 +175,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--dsn", default=os.environ.get("COREQUEUE_TEST_POSTGRES_DSN"))
     parser.add_argument("--delayed", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--explain", action="store_true", help="print the query plans too")
     arguments = parser.parse_args()
     if not arguments.dsn:
         parser.error("give --dsn or set COREQUEUE_TEST_POSTGRES_DSN")
@@ -166,4 +184,6 @@ def parse_arguments() -> argparse.Namespace:
 
 if __name__ == "__main__":
     arguments = parse_arguments()
-    asyncio.run(main(arguments.dsn, arguments.delayed, arguments.samples))
+    asyncio.run(
+        main(arguments.dsn, arguments.delayed, arguments.samples, show_plans=arguments.explain)
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -25,6 +26,7 @@ from tests.support.driver_postgres import (
     restart_postgres,
     server_now_ms,
     unique_queue_name,
+    wait_until_connections,
     wait_until_listening,
     with_application_name,
 )
@@ -236,6 +238,31 @@ async def test_a_push_from_another_process_wakes_a_blocked_pop(dsn: str, schema:
     assert [job.id for job in jobs] == ["a"]
     await popper.close()
     await pusher.close()
+
+
+# --- event loops ------------------------------------------------------------------------
+
+
+async def test_one_driver_serves_two_event_loops_and_closes_both(dsn: str, schema: str) -> None:
+    application_name = f"cq-test-{uuid.uuid4().hex[:8]}"
+    driver = PostgresDriver(with_application_name(dsn, application_name), schema=schema)
+    helper = asyncio.new_event_loop()  # as Queue.dispatch_sync runs pushes on its own loop
+    thread = threading.Thread(target=helper.run_forever, daemon=True)
+    thread.start()
+    try:
+        pushing = asyncio.run_coroutine_threadsafe(
+            driver.push(persisted("from-helper"), timedelta(0)), helper
+        )
+        await asyncio.wrap_future(pushing)
+
+        assert (await driver.pop()).id == "from-helper"
+        await driver.close()
+
+        await wait_until_connections(dsn, application_name, 0, GUARD_SECONDS)
+    finally:
+        helper.call_soon_threadsafe(helper.stop)
+        await asyncio.to_thread(thread.join)
+        helper.close()
 
 
 # --- the server's clock -----------------------------------------------------------------

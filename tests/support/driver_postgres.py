@@ -10,7 +10,7 @@ import asyncio
 import os
 import shlex
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -105,21 +105,38 @@ async def server_now_ms(dsn: str) -> int:
     return int(now)
 
 
+async def wait_until_connections(
+    dsn: str, application_name: str, count: int, deadline_seconds: float
+) -> None:
+    """Return once `count` connections are named `application_name`; fail at the deadline."""
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+    await _poll(dsn, query, application_name, lambda found: found == count, deadline_seconds)
+
+
 async def wait_until_listening(dsn: str, application_name: str, deadline_seconds: float) -> None:
     """Return once a connection named `application_name` is LISTENing; fail at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + deadline_seconds
     query = (
         "SELECT count(*) FROM pg_stat_activity "
         "WHERE application_name = %s AND query LIKE 'LISTEN %%'"
     )
+    await _poll(dsn, query, application_name, lambda found: found > 0, deadline_seconds)
+
+
+async def _poll(
+    dsn: str, query: str, parameter: str, done: Callable[[int], bool], deadline_seconds: float
+) -> None:
+    """Run a count query until `done` accepts its result; fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_seconds
+    found = None
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
         while loop.time() < deadline:
-            cursor = await connection.execute(query, (application_name,))
+            cursor = await connection.execute(query, (parameter,))
             row = await cursor.fetchone()
-            if row and row[0]:
+            found = row[0] if row else None
+            if found is not None and done(found):
                 return
-    raise AssertionError(f"no LISTEN connection named {application_name} within the deadline")
+    raise AssertionError(f"{query} with {parameter!r} still gave {found} at the deadline")
 
 
 async def restart_postgres() -> None:

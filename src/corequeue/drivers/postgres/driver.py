@@ -249,7 +249,9 @@ class PostgresDriver:
             elif loop.is_running():
                 future = asyncio.run_coroutine_threadsafe(resources.close(), loop)
                 await asyncio.wrap_future(future)
-            # A loop that stopped can run nothing more; its connections end with the process.
+            elif not loop.is_closed():  # stopped: run it once more, in a thread, to close
+                await asyncio.to_thread(loop.run_until_complete, resources.close())
+            # A closed loop can run nothing more: its connections end with the process.
 
     # --- moves -----------------------------------------------------------------------------
 

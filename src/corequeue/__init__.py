@@ -1,4 +1,11 @@
-"""corequeue: a durable job queue for Python."""
+"""corequeue: a durable job queue for Python.
+
+Example:
+    >>> import corequeue as cq
+    >>> queue = cq.Queue(cq.SQLiteDriver("jobs.db"), parallelism=8)  # doctest: +SKIP
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from corequeue.codec import Codec, JsonCodec, PickleCodec
 from corequeue.drivers.base import Channel, ChannelConfig, Driver, QueueInfo
@@ -8,7 +15,11 @@ from corequeue.errors import (
     CoreQueueError,
     DecodeError,
     DriverError,
+    EncodeError,
+    HandleTimeout,
     InvalidOption,
+    NoListener,
+    PayloadTooLarge,
     QueueEmpty,
     StoreUnavailable,
 )
@@ -24,6 +35,26 @@ from corequeue.events import (
     listen,
 )
 from corequeue.job import DeferrableJob, Job, PersistedJob, ReceivedJob, adjust, job_from
+from corequeue.queue import Queue
+
+if TYPE_CHECKING:
+    from corequeue.drivers.postgres import PostgresDriver
+    from corequeue.drivers.redis import RedisDriver
+
+_LAZY = {
+    "RedisDriver": "corequeue.drivers.redis",
+    "PostgresDriver": "corequeue.drivers.postgres",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the drivers of optional stores (redis, psycopg) only when first used."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'corequeue' has no attribute {name!r}")
+
 
 __all__ = [
     "BeforeAbort",
@@ -38,6 +69,8 @@ __all__ = [
     "DeferrableJob",
     "Driver",
     "DriverError",
+    "EncodeError",
+    "HandleTimeout",
     "Handler",
     "InProcessDriver",
     "InvalidOption",
@@ -45,11 +78,16 @@ __all__ = [
     "JobDispatcher",
     "JsonCodec",
     "ListenFunc",
+    "NoListener",
+    "PayloadTooLarge",
     "PersistedJob",
     "PickleCodec",
+    "PostgresDriver",
+    "Queue",
     "QueueEmpty",
     "QueueInfo",
     "ReceivedJob",
+    "RedisDriver",
     "SQLiteDriver",
     "StoreUnavailable",
     "SyncDispatcher",

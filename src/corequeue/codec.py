@@ -7,12 +7,14 @@ explicit opt-in for trusted stores: unpickling runs code.
 
 from __future__ import annotations
 
+import enum
 import pickle
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, cast, is_typeddict, runtime_checkable
 
 import msgspec
 
-from corequeue.errors import DecodeError
+from corequeue.errors import DecodeError, EncodeError
 
 
 @runtime_checkable
@@ -20,7 +22,7 @@ class Codec(Protocol):
     """Turns payloads into bytes and back."""
 
     def encode(self, value: Any) -> bytes:
-        """Return the bytes of `value`; raise TypeError or ValueError if it cannot be encoded."""
+        """Return the bytes of `value`; raise EncodeError (a TypeError) if it cannot."""
         ...
 
     def decode(self, raw: bytes, into: type[Any] | None = None) -> Any:
@@ -47,11 +49,11 @@ class JsonCodec:
         self._decoders: dict[type[Any], msgspec.json.Decoder[Any] | None] = {}
 
     def encode(self, value: Any) -> bytes:
-        """Return `value` as JSON bytes; raise TypeError for values JSON cannot carry."""
+        """Return `value` as JSON bytes; raise EncodeError for values JSON cannot carry."""
         try:
             return self._encoder.encode(value)
-        except (TypeError, msgspec.EncodeError) as exc:
-            raise TypeError(f"cannot encode {type(value).__qualname__} as JSON: {exc}") from exc
+        except (TypeError, ValueError, msgspec.EncodeError) as exc:
+            raise EncodeError(f"cannot encode {type(value).__qualname__} as JSON: {exc}") from exc
 
     def decode(self, raw: bytes, into: type[Any] | None = None) -> Any:
         """Return the payload in `raw`, validated into `into` when given."""
@@ -75,7 +77,7 @@ class JsonCodec:
         except KeyError:
             pass
         decoder: msgspec.json.Decoder[Any] | None
-        if _is_pydantic(into):
+        if _is_pydantic(into) or _is_plain_subclass(into):
             decoder = None
         else:
             try:
@@ -94,7 +96,10 @@ class PickleCodec:
 
     def encode(self, value: Any) -> bytes:
         """Return the pickle of `value`."""
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except (TypeError, ValueError, pickle.PicklingError) as exc:
+            raise EncodeError(f"cannot pickle {type(value).__qualname__}: {exc}") from exc
 
     def decode(self, raw: bytes, into: type[Any] | None = None) -> Any:
         """Unpickle `raw` (trusted input only)."""
@@ -108,11 +113,28 @@ def _encode_extra(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     if callable(dump):  # pydantic v2 model
         return dump(mode="json")
+    for base in _JSON_BASES:  # a subclass of a JSON type encodes as that type
+        if isinstance(value, base):
+            return cast(Callable[[Any], Any], base)(value)
     raise TypeError(f"unsupported type {type(value).__qualname__}")
 
 
 def _is_pydantic(cls: type[Any]) -> bool:
     return callable(getattr(cls, "model_validate", None))
+
+
+_JSON_BASES = (str, int, float, list, dict)
+
+
+def _is_plain_subclass(cls: type[Any]) -> bool:
+    """A user subclass of a JSON type (`class Email(str)`): msgspec would want the exact type."""
+    return (
+        isinstance(cls, type)
+        and issubclass(cls, _JSON_BASES)
+        and cls not in _JSON_BASES
+        and not issubclass(cls, enum.Enum)
+        and not is_typeddict(cls)
+    )
 
 
 def _construct(into: type[Any], value: Any) -> Any:

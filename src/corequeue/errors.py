@@ -4,6 +4,7 @@ CoreQueueError
 ├── InvalidOption (also a ValueError)
 ├── QueueEmpty
 ├── DecodeError
+├── EncodeError (also a TypeError)
 ├── PayloadTooLarge (also a ValueError)
 ├── NoListener
 ├── HandleTimeout
@@ -30,6 +31,10 @@ class QueueEmpty(CoreQueueError):
 
 class DecodeError(CoreQueueError):
     """Stored bytes could not be turned back into a job or its payload."""
+
+
+class EncodeError(CoreQueueError, TypeError):
+    """A payload could not be turned into bytes by the codec."""
 
 
 class PayloadTooLarge(CoreQueueError, ValueError):

@@ -146,13 +146,13 @@ def listened_type(wanted: Any) -> tuple[str, type[Any] | None]:
     """Return the job type name and payload class that a `listen()` answer stands for."""
     if isinstance(wanted, _TypeMarker):
         return wanted.type, wanted.data
-    if isinstance(wanted, str):
-        return wanted, None
     if isinstance(wanted, type):
         return type_name_of(wanted), wanted
-    if isinstance(wanted, Job):
+    if isinstance(wanted, Job):  # before str: a str subclass may be a Job of its own
         data = wanted.data
         return wanted.type, None if data is None else type(data)
+    if isinstance(wanted, str):
+        return wanted, None
     raise TypeError(f"listen() wants a class, a Job or a type name, got {wanted!r}")
 
 

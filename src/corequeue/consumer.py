@@ -1,0 +1,311 @@
+"""The parallel consume loop: pop under a lease, run the listeners, ack / retry / fail, shut down.
+
+One popper fills up to `parallelism` job tasks. Each task renews its job's lease while the
+listeners run, enforces the handle timeout by cancellation, and settles the job with the driver.
+On cancellation the popper stops, in-flight jobs get the grace period, and what is still running
+then is cancelled and released back to `waiting` without counting an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from corequeue.backoff import next_backoff
+from corequeue.drivers.base import (
+    DEFAULT_POP_TIMEOUT,
+    BatchDriver,
+    Channel,
+    Driver,
+    LeaseDriver,
+)
+from corequeue.errors import DecodeError, HandleTimeout, NoListener, QueueEmpty
+from corequeue.events import BeforeAbortPayload, BeforeRetryPayload
+from corequeue.job import PersistedJob, ReceivedJob, job_from
+from corequeue.metrics import Outcome, set_gauge
+
+if TYPE_CHECKING:
+    from corequeue.queue import ConsumerSettings, Queue
+
+_STORE_RETRY_FIRST = 0.05
+_STORE_RETRY_MAX = 2.0
+
+
+@dataclass(slots=True)
+class _Failure:
+    """Why an attempt failed and whether another attempt may help."""
+
+    error: BaseException
+    retryable: bool = True
+
+
+class Consumer:
+    """Runs the jobs of one queue until cancelled."""
+
+    def __init__(self, queue: Queue, settings: ConsumerSettings) -> None:
+        self.queue = queue
+        self.driver = queue.driver
+        self.settings = settings
+        self.log = queue.logger
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        lease = self.driver.lease if isinstance(self.driver, LeaseDriver) else None
+        self._renew_every = lease / 3 if lease else None
+
+    async def run(self) -> None:
+        """Pop and run jobs until cancelled; then shut down gracefully."""
+        gauge = asyncio.create_task(self._report_lengths(), name=f"gauge {self.queue.name}")
+        try:
+            with self._signals_cancel_me():
+                await self._pop_loop()
+        finally:
+            gauge.cancel()
+            await self._shut_down()
+
+    # --- popping ---------------------------------------------------------------------------
+
+    async def _pop_loop(self) -> None:
+        failures = 0
+        while True:
+            while len(self._in_flight) >= self.settings.parallelism:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            try:
+                jobs = await self._pop(self.settings.parallelism - len(self._in_flight))
+            except QueueEmpty:
+                failures = 0
+                continue
+            except Exception as exc:  # store down or driver bug: back off and try again
+                failures += 1
+                delay = min(_STORE_RETRY_FIRST * 2**failures, _STORE_RETRY_MAX * 2.5)
+                self.log.warning(
+                    "queue %s: cannot pop (%s); retrying in %.2fs", self.queue.name, exc, delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            for job in jobs:
+                self._start(job)
+
+    async def _pop(self, limit: int) -> list[PersistedJob]:
+        # The pop is shielded: if we are cancelled while the store is reserving a job, wait for
+        # its answer and give the job back instead of leaving it reserved until its lease ends.
+        if isinstance(self.driver, BatchDriver) and limit > 1:
+            popping: asyncio.Future[list[PersistedJob]] = asyncio.ensure_future(
+                self.driver.pop_many(limit)
+            )
+        else:
+            popping = asyncio.ensure_future(_pop_one(self.driver))
+        try:
+            return await asyncio.shield(popping)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception, asyncio.TimeoutError):
+                timeout = getattr(self.driver, "pop_timeout", DEFAULT_POP_TIMEOUT)
+                for job in await asyncio.wait_for(popping, timeout.total_seconds() + 5):
+                    await self._release(job)
+            raise
+
+    def _start(self, job: PersistedJob) -> None:
+        task = asyncio.create_task(self._run_job(job), name=f"job {job.id}")
+        self._in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("queue %s: job task crashed", self.queue.name, exc_info=task.exception())
+
+    # --- running one job -------------------------------------------------------------------
+
+    async def _run_job(self, job: PersistedJob) -> None:
+        renewal = self._start_renewal(job)
+        started = time.perf_counter()
+        try:
+            failure = await self._attempt(job)
+        except asyncio.CancelledError:
+            await self._release(job)
+            raise
+        finally:
+            if renewal is not None:
+                renewal.cancel()
+        duration = time.perf_counter() - started
+        if failure is None:
+            await self._settle(self.driver.ack, job)
+            self._observe(job, "processed", duration)
+        else:
+            self._observe(job, await self._on_failure(job, failure), duration)
+
+    async def _attempt(self, job: PersistedJob) -> _Failure | None:
+        received = self._decode(job)
+        if isinstance(received, _Failure):
+            return received
+        timeout = asyncio.timeout(job.handle_timeout.total_seconds())
+        try:
+            async with timeout:
+                await self.queue.job_dispatcher.dispatch(received)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError as exc:
+            if timeout.expired():
+                return _Failure(HandleTimeout(f"listeners ran longer than {job.handle_timeout}"))
+            return _Failure(exc)
+        except BaseException as exc:  # SystemExit or KeyboardInterrupt from a listener fail the job
+            return _Failure(exc)
+        return None
+
+    def _decode(self, job: PersistedJob) -> ReceivedJob | _Failure:
+        listened, payload_class = self.queue.payload_class(job.type)
+        if not listened:
+            return _Failure(NoListener(f"no listener subscribed to job type {job.type!r}"), False)
+        try:
+            data = self.queue.codec.decode(job.value, payload_class)
+        except DecodeError as exc:
+            return _Failure(exc, retryable=False)
+        return ReceivedJob(job.type, data, job.id, job.attempts, job.max_attempts, job)
+
+    async def _on_failure(self, job: PersistedJob, failure: _Failure) -> Outcome:
+        error = failure.error
+        job.last_error = f"{type(error).__name__}: {error}"
+        extra = {"job_id": job.id, "job_type": job.type, "attempt": job.attempts}
+        if failure.retryable and job.attempts < job.max_attempts:
+            self.log.warning(
+                "job %s (%s) attempt %d/%d failed, will retry: %s",
+                job.id, job.type, job.attempts, job.max_attempts, job.last_error, extra=extra,
+            )  # fmt: skip
+            await self._emit(BeforeRetryPayload(error, job))
+            job.backoff = next_backoff(job.backoff)
+            job.attempts += 1
+            await self._settle(self.driver.retry, job)
+            return "retried"
+        self.log.error(
+            "job %s (%s) failed after attempt %d/%d, moved to %s: %s",
+            job.id, job.type, job.attempts, job.max_attempts, Channel.FAILED, job.last_error,
+            extra=extra,
+        )  # fmt: skip
+        await self._emit(BeforeAbortPayload(error, job))
+        await self._settle(self.driver.fail, job)
+        return "failed"
+
+    async def _emit(self, payload: BeforeRetryPayload | BeforeAbortPayload) -> None:
+        try:
+            await self.queue.event_dispatcher.dispatch(job_from(payload))
+        except Exception:  # an event listener must never lose the job
+            self.log.exception("queue %s: event listener failed", self.queue.name)
+
+    def _observe(self, job: PersistedJob, outcome: Outcome, duration: float) -> None:
+        if self.queue.metrics is not None:
+            self.queue.metrics.observe(self.queue.name, job.type, outcome, duration)
+
+    # --- leases and settling ---------------------------------------------------------------
+
+    def _start_renewal(self, job: PersistedJob) -> asyncio.Task[None] | None:
+        if self._renew_every is None:
+            return None
+        return asyncio.create_task(self._renew(job, self._renew_every), name=f"lease {job.id}")
+
+    async def _renew(self, job: PersistedJob, every: timedelta) -> None:
+        assert isinstance(self.driver, LeaseDriver)
+        while True:
+            await asyncio.sleep(every.total_seconds())
+            try:
+                await self.driver.renew(job)
+            except Exception as exc:
+                self.log.warning("job %s: cannot renew lease: %s", job.id, exc)
+
+    async def _settle(
+        self, operation: Callable[[PersistedJob], Awaitable[None]], job: PersistedJob
+    ) -> None:
+        """Apply ack/retry/fail, retrying while the store is briefly unreachable.
+
+        Gives up after about a lease: by then the lease has expired and the store itself
+        hands the job out again, so nothing is lost either way.
+        """
+        delay, deadline = _STORE_RETRY_FIRST, time.monotonic() + self._give_up_after()
+        while True:
+            try:
+                await operation(job)
+                return
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    self.log.error(
+                        "job %s: gave up settling (%s); its lease will expire", job.id, exc
+                    )
+                    return
+                self.log.warning("job %s: cannot settle (%s); retrying", job.id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _STORE_RETRY_MAX)
+
+    async def _release(self, job: PersistedJob) -> None:
+        try:
+            if isinstance(self.driver, LeaseDriver):
+                await self.driver.release(job)
+            else:  # a driver without leases: send it back due now, attempts unchanged
+                job.backoff = timedelta(0)
+                await self.driver.retry(job)
+        except Exception as exc:
+            self.log.warning("job %s: cannot release (%s); its lease will expire", job.id, exc)
+
+    def _give_up_after(self) -> float:
+        lease = self.driver.lease if isinstance(self.driver, LeaseDriver) else None
+        return lease.total_seconds() if lease else 30.0
+
+    # --- shutdown, gauge, signals ----------------------------------------------------------
+
+    async def _shut_down(self) -> None:
+        if not self._in_flight:
+            return
+        grace = self.settings.shutdown_grace.total_seconds()
+        self.log.info("queue %s: waiting up to %.0fs for %d jobs", self.queue.name, grace,
+                      len(self._in_flight))  # fmt: skip
+        _, unfinished = await asyncio.wait(set(self._in_flight), timeout=grace)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+
+    async def _report_lengths(self) -> None:
+        gauge = self.queue.gauge
+        if gauge is None:
+            return
+        while True:
+            try:
+                info = await self.driver.info()
+                for channel, count in info.as_dict().items():
+                    set_gauge(gauge, count, queue=self.queue.name, channel=channel)
+            except Exception as exc:
+                self.log.warning("queue %s: cannot read queue lengths: %s", self.queue.name, exc)
+            await asyncio.sleep(self.settings.gauge_interval.total_seconds())
+
+    @contextlib.contextmanager
+    def _signals_cancel_me(self) -> Any:
+        """Turn SIGTERM and SIGINT into cancellation of this consumer (main thread only)."""
+        task = asyncio.current_task()
+        if (
+            not self.settings.handle_signals
+            or task is None
+            or threading.current_thread() is not threading.main_thread()
+        ):
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, task.cancel)
+                installed.append(sig)
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+
+async def _pop_one(driver: Driver) -> list[PersistedJob]:
+    return [await driver.pop()]

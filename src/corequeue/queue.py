@@ -1,0 +1,292 @@
+"""Queue: dispatch jobs to a driver, subscribe listeners, and consume.
+
+A Queue turns jobs into persisted envelopes on the way in and back into typed payloads on the
+way out; the consume loop itself lives in `consumer.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar, cast
+
+from corequeue.codec import Codec, JsonCodec
+from corequeue.drivers.base import BatchDriver, Driver, QueueInfo
+from corequeue.errors import CoreQueueError, InvalidOption, PayloadTooLarge
+from corequeue.events import (
+    Handler,
+    JobDispatcher,
+    ListenerCallable,
+    SyncDispatcher,
+    listen,
+    listened_type,
+)
+from corequeue.job import DeferrableJob, Job, PersistedJob, job_from, new_job_id
+from corequeue.metrics import Gauge, JobMetrics, LabelledGauge
+
+T = TypeVar("T")
+F = TypeVar("F", bound=ListenerCallable)
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+"""Largest encoded payload `dispatch` accepts unless told otherwise (1 MiB)."""
+
+_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    """How `consume()` runs: options that travel together from the Queue to the consumer."""
+
+    parallelism: int = 1
+    shutdown_grace: timedelta = timedelta(seconds=10)
+    gauge_interval: timedelta = timedelta(seconds=15)
+    handle_signals: bool = True
+
+
+class Queue:
+    """A durable job queue over one driver.
+
+    Args:
+        driver: Where jobs are stored (InProcessDriver, SQLiteDriver, RedisDriver, ...).
+        codec: Turns payloads into bytes and back (default: JSON via msgspec).
+        event_dispatcher: Receives BeforeRetry and BeforeAbort events (default: a SyncDispatcher).
+        job_dispatcher: Delivers decoded jobs to listeners (default: a SyncDispatcher).
+        logger: Where the queue logs (default: the "corequeue" logger).
+        parallelism: How many jobs `consume()` runs at once.
+        gauge: Receives queue lengths by queue and channel every `gauge_interval`.
+        gauge_interval: How often the gauge is refreshed while consuming.
+        name: The queue's name, used in logs and metrics.
+        metrics: Receives one observation per finished attempt.
+        shutdown_grace: How long in-flight jobs may finish after consume() is cancelled.
+        max_payload_bytes: Largest encoded payload dispatch accepts (None: no limit).
+
+    Example:
+        >>> import corequeue as cq
+        >>> queue = cq.Queue(cq.SQLiteDriver("jobs.db"), parallelism=8)  # doctest: +SKIP
+        >>> @queue.listener(SendEmail)  # doctest: +SKIP
+        ... async def send_email(job: cq.Job) -> None: ...
+        >>> await queue.dispatch(cq.adjust(SendEmail("a@example.com"), max_attempts=5))
+    """
+
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        codec: Codec | None = None,
+        event_dispatcher: JobDispatcher | None = None,
+        job_dispatcher: JobDispatcher | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        parallelism: int = 1,
+        gauge: Gauge | LabelledGauge | None = None,
+        gauge_interval: timedelta = timedelta(seconds=15),
+        name: str = "default",
+        metrics: JobMetrics | None = None,
+        shutdown_grace: timedelta = timedelta(seconds=10),
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        _check_options(parallelism, gauge_interval, shutdown_grace, max_payload_bytes)
+        self.driver = driver
+        self.name = name
+        self.codec: Codec = codec or JsonCodec()
+        self.event_dispatcher: JobDispatcher = event_dispatcher or SyncDispatcher()
+        self.job_dispatcher: JobDispatcher = job_dispatcher or SyncDispatcher()
+        self.logger = logger or logging.getLogger("corequeue")
+        self.gauge = gauge
+        self.metrics = metrics
+        self.max_payload_bytes = max_payload_bytes
+        self.settings = ConsumerSettings(parallelism, shutdown_grace, gauge_interval)
+        self._payload_classes: dict[str, type[Any] | None] = {}
+        self._sync_runner: _LoopThread | None = None
+
+    def __repr__(self) -> str:
+        return f"Queue({self.driver!r}, name={self.name!r})"
+
+    # --- listeners -------------------------------------------------------------------------
+
+    def subscribe(self, handler: Handler) -> None:
+        """Register a listener (a `listen(...)` function or a Handler object).
+
+        Several listeners may share a type: all run, and if any fails the job is retried.
+        """
+        job_type, payload_class = listened_type(handler.listen())
+        known = self._payload_classes.get(job_type)
+        if known is not None and payload_class is not None and known is not payload_class:
+            raise InvalidOption(
+                f"type {job_type!r} is already listened to as {known.__qualname__}, "
+                f"not {payload_class.__qualname__}"
+            )
+        self._payload_classes[job_type] = known or payload_class
+        self.job_dispatcher.subscribe(handler)
+
+    def listener(self, wanted: type[Any] | Job | str) -> Callable[[F], F]:
+        """Subscribe the decorated function to jobs of `wanted` (a class, job or type name).
+
+        Example:
+            >>> @queue.listener(SendEmail)  # doctest: +SKIP
+            ... async def send_email(job: cq.Job) -> None:
+            ...     await mailer.send(job.data.to)
+        """
+
+        def register(fn: F) -> F:
+            self.subscribe(listen(wanted, fn))
+            return fn
+
+        return register
+
+    def payload_class(self, job_type: str) -> tuple[bool, type[Any] | None]:
+        """Return whether `job_type` has listeners, and the class its payload decodes into."""
+        if job_type not in self._payload_classes:
+            return False, None
+        return True, self._payload_classes[job_type]
+
+    # --- dispatch --------------------------------------------------------------------------
+
+    async def dispatch(self, job: Any, **push_options: Any) -> str:
+        """Persist a job through the driver and return its id.
+
+        A value that is not a Job is wrapped with `job_from`; a job that is not deferrable gets
+        `adjust()` defaults (at once, one attempt, one hour timeout). Extra keyword arguments go
+        to the driver's `push` (for example `connection=` for PostgreSQL transactional enqueue).
+
+        Raises:
+            EncodeError: The codec cannot encode the payload.
+            PayloadTooLarge: The encoded payload is over `max_payload_bytes`.
+            StoreUnavailable: The store did not take the job; nothing was enqueued.
+        """
+        persisted, delay = self.persist(job)
+        if push_options:
+            await cast(Any, self.driver).push(persisted, delay, **push_options)
+        else:
+            await self.driver.push(persisted, delay)
+        return persisted.id
+
+    async def dispatch_many(self, jobs: Iterable[Any], **push_options: Any) -> list[str]:
+        """Persist many jobs, in one round trip per batch where the driver allows; return ids."""
+        persisted = [self.persist(job) for job in jobs]
+        if isinstance(self.driver, BatchDriver) and not push_options:
+            for start in range(0, len(persisted), _BATCH_SIZE):
+                await self.driver.push_many(persisted[start : start + _BATCH_SIZE])
+        else:
+            for job, delay in persisted:
+                await cast(Any, self.driver).push(job, delay, **push_options)
+        return [job.id for job, _ in persisted]
+
+    def dispatch_sync(self, job: Any, **push_options: Any) -> str:
+        """Dispatch from synchronous code (a Django or Flask view, a script); return the id.
+
+        Runs `dispatch` on a helper event loop owned by this queue.
+
+        Raises:
+            CoreQueueError: When called from a running event loop (use `await dispatch()`).
+        """
+        return self._run_sync(self.dispatch(job, **push_options))
+
+    async def cancel(self, job_id: str) -> bool:
+        """Remove a waiting or delayed job; return whether it was there."""
+        return await self.driver.cancel(job_id)
+
+    async def info(self) -> QueueInfo:
+        """Return the number of jobs in each channel."""
+        return await self.driver.info()
+
+    def persist(self, job: Any) -> tuple[PersistedJob, timedelta]:
+        """Build the envelope of `job` and the delay before it may run."""
+        if isinstance(job, PersistedJob):
+            return job, timedelta(0)
+        if not isinstance(job, Job):
+            job = job_from(job)
+        value = self.codec.encode(job.data)
+        if self.max_payload_bytes is not None and len(value) > self.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"payload of {job.type} is {len(value)} bytes encoded; this queue accepts at "
+                f"most {self.max_payload_bytes} (Queue(max_payload_bytes=...))"
+            )
+        persisted = PersistedJob(id=new_job_id(), type=job.type, value=value)
+        if not isinstance(job, DeferrableJob):
+            return persisted, timedelta(0)
+        delay = job.defer()
+        job.decorate(persisted)
+        if delay < timedelta(0):
+            raise InvalidOption(f"defer() of {job.type} returned a negative delay: {delay}")
+        return persisted, delay
+
+    # --- consume ---------------------------------------------------------------------------
+
+    async def consume(self, *, handle_signals: bool = True) -> None:
+        """Run jobs until cancelled (or SIGTERM/SIGINT), then shut down gracefully.
+
+        In-flight jobs get `shutdown_grace` to finish; the rest go back to `waiting` without
+        counting an attempt.
+
+        Args:
+            handle_signals: Turn SIGTERM and SIGINT into a graceful stop (main thread only).
+        """
+        from corequeue.consumer import Consumer
+
+        settings = ConsumerSettings(
+            self.settings.parallelism,
+            self.settings.shutdown_grace,
+            self.settings.gauge_interval,
+            handle_signals,
+        )
+        await Consumer(self, settings).run()
+
+    async def close(self) -> None:
+        """Close the driver and the helper loop of `dispatch_sync`."""
+        if self._sync_runner is not None:
+            self._sync_runner.stop()
+            self._sync_runner = None
+        await self.driver.close()
+
+    def _run_sync(self, work: Coroutine[Any, Any, T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            work.close()
+            raise CoreQueueError(
+                "dispatch_sync() was called from a running event loop: use await dispatch()"
+            )
+        if self._sync_runner is None:
+            self._sync_runner = _LoopThread(f"corequeue-sync-{self.name}")
+        return self._sync_runner.run(work)
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, so sync callers reuse one loop and its connections."""
+
+    def __init__(self, name: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+def _check_options(
+    parallelism: int,
+    gauge_interval: timedelta,
+    shutdown_grace: timedelta,
+    max_payload_bytes: int | None,
+) -> None:
+    if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 1:
+        raise InvalidOption(
+            f"parallelism must be a whole number of at least 1, got {parallelism!r}"
+        )
+    if gauge_interval <= timedelta(0):
+        raise InvalidOption(f"gauge_interval must be positive, got {gauge_interval}")
+    if shutdown_grace < timedelta(0):
+        raise InvalidOption(f"shutdown_grace must not be negative, got {shutdown_grace}")
+    if max_payload_bytes is not None and max_payload_bytes < 1:
+        raise InvalidOption(f"max_payload_bytes must be positive, got {max_payload_bytes}")

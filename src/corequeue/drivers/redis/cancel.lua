@@ -1,0 +1,7 @@
+-- Remove job ARGV 3 if it is waiting or delayed. Returns 1 if it was.
+local id = ARGV[3]
+if redis.call('ZREM', WAITING, id) == 1 or redis.call('ZREM', DELAYED, id) == 1 then
+  forget(id)
+  return 1
+end
+return 0

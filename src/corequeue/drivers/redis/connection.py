@@ -1,0 +1,318 @@
+"""Connections of the Redis driver: URL forms, one set of clients per event loop, error mapping.
+
+URL forms understood by `RedisDriver.from_url`:
+
+    redis://[[user]:password@]host[:port][/db][?option=value...]     standalone
+    rediss://...                                                       standalone over TLS
+    unix://[[user]:password@]/path/to/redis.sock[?db=N]                standalone, Unix socket
+    redis+cluster://[[user]:password@]host:port[,host:port...]         Redis Cluster
+    rediss+cluster://...                                               Redis Cluster over TLS
+    redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]
+    rediss+sentinel://...                                              Sentinel, TLS to the master
+
+`cluster=True` turns a plain redis:// or rediss:// URL into a Cluster connection. Query options
+are redis-py's (`socket_timeout`, `ssl_cert_reqs`, ...). A password is never logged or shown:
+`redact()` removes it from every URL the driver prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from redis import exceptions as redis_errors
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection
+from redis.asyncio.connection import parse_url as parse_redis_url
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialWithJitterBackoff
+
+from corequeue.errors import DriverError, InvalidOption, StoreUnavailable
+
+AnyRedis = Redis | RedisCluster
+"""A client the driver can use: standalone (or Sentinel-managed) Redis, or Redis Cluster."""
+
+_STANDALONE_SCHEMES = {"redis", "rediss", "unix"}
+_CLUSTER_SCHEMES = {"redis+cluster", "rediss+cluster"}
+_SENTINEL_SCHEMES = {"redis+sentinel", "rediss+sentinel"}
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,  # also AuthenticationError, BusyLoadingError, MasterNotFound
+    redis_errors.TimeoutError,
+    redis_errors.ClusterError,  # ClusterDownError, TryAgainError, MasterDownError
+    redis_errors.RedisClusterException,
+    redis_errors.ReadOnlyError,  # a replica promoted under us: the next try finds the master
+    redis_errors.OutOfMemoryError,
+    OSError,
+    TimeoutError,
+)
+
+
+class _Closeable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """The clients one event loop uses.
+
+    Attributes:
+        main: Runs scripts and every short command.
+        blocking: Runs the blocking waits (BLPOP), so a waiting pop never delays other calls.
+        owned: What `close()` closes: the clients the driver created itself.
+    """
+
+    main: AnyRedis
+    blocking: AnyRedis
+    owned: tuple[_Closeable, ...]
+
+
+class ClientSource(Protocol):
+    """Opens the clients of one event loop."""
+
+    display: str
+    """Where the store is, with no password: for messages and repr()."""
+
+    def open(self, first: bool) -> Clients:
+        """Return clients for the running event loop; `first` for the first loop of a driver."""
+        ...
+
+
+class UrlSource:
+    """Opens fresh clients from a URL for every event loop that uses the driver."""
+
+    def __init__(self, url: str, *, cluster: bool = False, options: dict[str, Any]) -> None:
+        self._url = url
+        self._kind = _kind_of(url, cluster)
+        self._options = {"retry": _default_retry(), **options, "decode_responses": False}
+        self.display = redact(url)
+
+    def open(self, first: bool) -> Clients:
+        """Build a main and a blocking client, each with its own connections."""
+        if self._kind == "sentinel":
+            sentinel, main, blocking = _open_sentinel(self._url, self._options)
+            return Clients(main, blocking, owned=(main, blocking, sentinel))
+        first_client, second_client = self._open_one(), self._open_one()
+        return Clients(first_client, second_client, owned=(first_client, second_client))
+
+    def _open_one(self) -> AnyRedis:
+        if self._kind == "cluster":
+            return _open_cluster(self._url, self._options)
+        return Redis.from_url(self._url, **self._options)
+
+
+class GivenSource:
+    """Uses a client the caller built; other event loops get copies of a standalone client."""
+
+    def __init__(self, client: AnyRedis, blocking: AnyRedis | None) -> None:
+        self._client = client
+        self._blocking = blocking
+        self.display = _describe(client)
+
+    def open(self, first: bool) -> Clients:
+        """Return the given client on the first loop, copies on the others."""
+        if first:
+            if self._blocking is not None:
+                return Clients(self._client, self._blocking, owned=())
+            twin = _copy(self._client)
+            if twin is None:  # a Cluster client gives each concurrent call its own connection
+                return Clients(self._client, self._client, owned=())
+            return Clients(self._client, twin, owned=(twin,))
+        main, blocking = _copy(self._client), _copy(self._client)
+        if main is None or blocking is None:
+            raise DriverError(
+                f"the Redis client given for {self.display} serves one event loop only; "
+                "use RedisDriver.from_url(...) to use the driver from several loops"
+            )
+        return Clients(main, blocking, owned=(main, blocking))
+
+
+class LoopClients:
+    """Keeps one set of clients per event loop: redis-py connections belong to one loop."""
+
+    def __init__(self, source: ClientSource) -> None:
+        self._source = source
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Clients] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._opened = False
+        self._lock = threading.Lock()
+
+    def current(self) -> Clients:
+        """Return the clients of the running loop, opening them on first use."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            clients = self._by_loop.get(loop)
+            if clients is None:
+                clients = self._source.open(first=not self._opened)
+                self._opened = True
+                self._by_loop[loop] = clients
+            return clients
+
+    async def close(self) -> None:
+        """Close the clients the driver opened, on every loop still running."""
+        current = asyncio.get_running_loop()
+        with self._lock:
+            opened = list(self._by_loop.items())
+            self._by_loop.clear()
+        for loop, clients in opened:
+            if loop is current:
+                await _close(clients)
+            elif loop.is_running():
+                future = asyncio.run_coroutine_threadsafe(_close(clients), loop)
+                await asyncio.wrap_future(future)
+
+
+def redact(url: str) -> str:
+    """Return `url` without its password (in the user part or a `password=` option).
+
+    Example:
+        >>> redact("redis://app:s3cret@cache:6379/0?password=x&db=1")
+        'redis://app@cache:6379/0?db=1'
+    """
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    netloc = f"{user}@{hosts}" if at and user else hosts
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "password"]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), parts.fragment))
+
+
+@contextmanager
+def store_errors(display: str) -> Iterator[None]:
+    """Re-raise redis-py errors as StoreUnavailable (cannot reach) or DriverError (refused)."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(display, _reason(exc)) from exc
+    except redis_errors.RedisError as exc:
+        raise DriverError(f"redis at {display} refused the command: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _kind_of(url: str, cluster: bool) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in _SENTINEL_SCHEMES:
+        return "sentinel"
+    if scheme in _CLUSTER_SCHEMES or (cluster and scheme in {"redis", "rediss"}):
+        return "cluster"
+    if scheme in _STANDALONE_SCHEMES:
+        return "standalone"
+    known = ", ".join(sorted(_STANDALONE_SCHEMES | _CLUSTER_SCHEMES | _SENTINEL_SCHEMES))
+    raise InvalidOption(f"unsupported Redis URL {redact(url)!r}: expected a scheme among {known}")
+
+
+def _default_retry() -> Retry:
+    # A few quick retries ride out a dropped connection; a store that stays down is reported
+    # fast (redis-py's own default retries ten times) and the consumer backs off by itself.
+    return Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), retries=3)
+
+
+@dataclass(frozen=True, slots=True)
+class _MultiHostUrl:
+    """A cluster or sentinel URL: several hosts, then redis-py's connection options."""
+
+    hosts: list[tuple[str, int]]
+    path: list[str]
+    options: dict[str, Any]
+
+
+def _parse_multi_host(url: str, default_port: int) -> _MultiHostUrl:
+    parts = urlsplit(url)
+    tls = parts.scheme.lower().startswith("rediss")
+    userinfo, at, host_list = parts.netloc.rpartition("@")
+    hosts = [_host_port(host, default_port) for host in host_list.split(",") if host]
+    if not hosts:
+        raise InvalidOption(f"Redis URL {redact(url)!r} names no host")
+    # Let redis-py read the user, password and query options, as it does for redis:// URLs.
+    single = f"{'rediss' if tls else 'redis'}://{userinfo}{at}{host_list.split(',')[0]}"
+    options: dict[str, Any] = dict(parse_redis_url(f"{single}/?{parts.query}"))
+    for key in ("host", "port", "connection_class"):
+        options.pop(key, None)
+    if tls:
+        options["ssl"] = True
+    path = [unquote(segment) for segment in parts.path.split("/") if segment]
+    return _MultiHostUrl(hosts, path, options)
+
+
+def _host_port(host: str, default_port: int) -> tuple[str, int]:
+    if host.startswith("["):  # [IPv6]:port
+        name, _, rest = host[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        name, _, port = host.partition(":")
+    if not port:
+        return name, default_port
+    try:
+        return name, int(port)
+    except ValueError:
+        raise InvalidOption(f"bad port in Redis host {host!r}") from None
+
+
+def _open_cluster(url: str, options: dict[str, Any]) -> RedisCluster:
+    parsed = _parse_multi_host(url, 6379)
+    if parsed.path not in ([], ["0"]):
+        raise InvalidOption(f"Redis Cluster has database 0 only, got {redact(url)!r}")
+    nodes = [ClusterNode(host, port) for host, port in parsed.hosts]
+    kwargs = {**parsed.options, **options}
+    kwargs.pop("db", None)
+    return RedisCluster(startup_nodes=nodes, **kwargs)
+
+
+def _open_sentinel(url: str, options: dict[str, Any]) -> tuple[Sentinel, Redis, Redis]:
+    parsed = _parse_multi_host(url, 26379)
+    if not parsed.path or len(parsed.path) > 2:
+        raise InvalidOption(
+            f"Sentinel URL {redact(url)!r} must end in /service_name or /service_name/db"
+        )
+    kwargs = {**parsed.options, **options}
+    if len(parsed.path) == 2:
+        kwargs["db"] = int(parsed.path[1])
+    sentinel_kwargs = kwargs.pop("sentinel_kwargs", None)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        parsed.hosts, sentinel_kwargs=sentinel_kwargs, **kwargs
+    )
+    service = parsed.path[0]
+    return sentinel, sentinel.master_for(service), sentinel.master_for(service)
+
+
+def _copy(client: AnyRedis) -> Redis | None:
+    """Return a standalone client with the same settings and its own pool, or None."""
+    if isinstance(client, RedisCluster):
+        return None
+    pool = client.connection_pool
+    if type(pool) is not ConnectionPool:  # Sentinel and custom pools cannot be rebuilt safely
+        return None
+    copied = ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
+    return Redis.from_pool(copied)
+
+
+def _describe(client: AnyRedis) -> str:
+    if isinstance(client, RedisCluster):
+        nodes = ",".join(f"{node.host}:{node.port}" for node in client.get_nodes())
+        return f"redis+cluster://{nodes or 'cluster'}"
+    kwargs = client.connection_pool.connection_kwargs
+    service = getattr(client.connection_pool, "service_name", None)
+    if service is not None:
+        return f"redis+sentinel:///{service}/{kwargs.get('db', 0)}"
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    scheme = "rediss" if client.connection_pool.connection_class is SSLConnection else "redis"
+    host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
+    return f"{scheme}://{host}:{port}/{kwargs.get('db', 0)}"
+
+
+async def _close(clients: Clients) -> None:
+    for closeable in clients.owned:
+        await closeable.aclose()

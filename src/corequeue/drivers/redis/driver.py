@@ -1,0 +1,453 @@
+"""RedisDriver: the production driver, on Redis 6.2+ or Valkey, standalone, Sentinel or Cluster.
+
+Every move between channels is one Lua script (the `*.lua` files beside this module), so no
+step loses a job if a process dies between two commands. All keys of a queue carry one hash
+tag and live in one Cluster slot. Times come from the Redis server's clock inside the scripts
+(or from the `clock` given, in tests), so producers and workers may disagree about the time.
+
+An idle `pop()` blocks on BLPOP of a token list that every push fills, so it wakes as soon as
+a job arrives; while it waits, a local timer fires when the next delayed job is due and runs a
+script that promotes it and hands out a token. Redis only checks blocking timeouts every
+1/hz seconds (100 ms by default), which is why due times are not left to BLPOP's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import resources
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError
+
+from corequeue.drivers.base import (
+    DEFAULT_LEASE,
+    DEFAULT_POP_TIMEOUT,
+    LEASE_EXPIRED,
+    Channel,
+    ChannelConfig,
+    Clock,
+    QueueInfo,
+    parse_channel,
+    reloadable,
+)
+from corequeue.drivers.redis.connection import (
+    AnyRedis,
+    Clients,
+    ClientSource,
+    GivenSource,
+    LoopClients,
+    UrlSource,
+    store_errors,
+)
+from corequeue.errors import DecodeError, InvalidOption, QueueEmpty
+from corequeue.job import PersistedJob, to_ms
+
+logger = logging.getLogger(__name__)
+
+PUSH_CHUNK: Final = 500
+"""Jobs per push script; a batch of more is several scripts sent in one pipelined round trip."""
+
+MAX_POP: Final = 1000
+"""Most jobs one `pop_many()` call reserves."""
+
+_BLOCK_SECONDS: Final = 2.0  # one BLPOP waits at most this long: well under socket timeouts
+_MAX_DELAY_MS: Final = 2**52  # Lua numbers are doubles: exact integers end at 2**53
+_SCRIPTS: Final = ("ack", "cancel", "flush", "info", "pop", "push", "reload", "release", "renew")
+_SCRIPTS_MORE: Final = ("settle", "tick")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """The keys of one queue, all in one Cluster slot.
+
+    Example:
+        >>> RedisKeys.for_channels(ChannelConfig.for_queue("emails")).job("42")
+        '{app:env:emails}:job:42'
+    """
+
+    waiting: str
+    delayed: str
+    reserved: str
+    failed: str
+    timeout: str
+    notify: str
+    seq: str
+    expiries: str
+    job_prefix: str
+
+    @classmethod
+    def for_channels(cls, channels: ChannelConfig) -> RedisKeys:
+        """Return the channel keys plus the driver's own keys, beside the `waiting` key.
+
+        Raises:
+            InvalidOption: if the keys would not share one hash slot.
+        """
+        base = channels.waiting.removesuffix(Channel.WAITING.value)
+        if base == channels.waiting:
+            base = f"{channels.waiting}:"
+        keys = cls(
+            waiting=channels.waiting,
+            delayed=channels.delayed,
+            reserved=channels.reserved,
+            failed=channels.failed,
+            timeout=channels.timeout,
+            notify=f"{base}notify",
+            seq=f"{base}seq",
+            expiries=f"{base}lease_expiries",
+            job_prefix=f"{base}job:",
+        )
+        slots = {key_slot(key.encode()) for key in keys.all()}
+        if len(slots) > 1:
+            raise InvalidOption(
+                f"the keys of a queue must share one hash slot (wrap a common part in "
+                f"{{braces}}, as in '{{app:env:name}}:waiting'), got {channels}"
+            )
+        return keys
+
+    def all(self) -> tuple[str, ...]:
+        """Return the keys every script receives, in the order lib.lua names them."""
+        return (
+            self.waiting,
+            self.delayed,
+            self.reserved,
+            self.failed,
+            self.timeout,
+            self.notify,
+            self.seq,
+            self.expiries,
+        )
+
+    def job(self, job_id: str) -> str:
+        """Return the key holding the envelope of job `job_id`."""
+        return f"{self.job_prefix}{job_id}"
+
+
+class RedisDriver:
+    """Stores a named queue in Redis: durable, shared by any number of producers and workers.
+
+    Args:
+        client: A redis-py asyncio client: `redis.asyncio.Redis` (standalone or from a
+            Sentinel) or `redis.asyncio.cluster.RedisCluster`. The driver does not close it.
+        name: The queue's name, used in the default keys `{app:env:<name>}:<channel>`.
+        channels: The channel keys, instead of `ChannelConfig.for_queue(name, prefix)`; they
+            must share one hash tag.
+        prefix: The `app:env` part of the default keys.
+        pop_timeout: How long `pop()` waits for a job before raising QueueEmpty.
+        lease: How long a popped job stays reserved without a renewal.
+        clock: Source of time for tests (a FakeClock); by default the Redis server's clock.
+        blocking_client: A client for the blocking waits of `pop()`; by default a copy of
+            `client` with its own connections (a Cluster client is shared: each of its calls
+            takes its own connection).
+
+    Example:
+        >>> driver = RedisDriver.from_url("redis://localhost:6379/0", name="emails")
+    """
+
+    def __init__(
+        self,
+        client: AnyRedis,
+        name: str = "default",
+        *,
+        channels: ChannelConfig | None = None,
+        prefix: str = "app:env",
+        pop_timeout: timedelta = DEFAULT_POP_TIMEOUT,
+        lease: timedelta = DEFAULT_LEASE,
+        clock: Clock | None = None,
+        blocking_client: AnyRedis | None = None,
+    ) -> None:
+        self._setup(
+            GivenSource(client, blocking_client),
+            name,
+            channels or ChannelConfig.for_queue(name, prefix),
+            pop_timeout,
+            lease,
+            clock,
+        )
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        name: str = "default",
+        *,
+        cluster: bool = False,
+        channels: ChannelConfig | None = None,
+        prefix: str = "app:env",
+        pop_timeout: timedelta = DEFAULT_POP_TIMEOUT,
+        lease: timedelta = DEFAULT_LEASE,
+        clock: Clock | None = None,
+        **client_options: Any,
+    ) -> RedisDriver:
+        """Return a driver that connects to `url` (see `corequeue.drivers.redis.connection`).
+
+        Args:
+            url: redis://, rediss://, unix://, redis+cluster://, redis+sentinel:// (and TLS
+                forms); user and password (ACL) in the URL, the database in its path.
+            name: The queue's name.
+            cluster: Treat a redis:// or rediss:// URL as a node of a Redis Cluster.
+            channels: See the class.
+            prefix: See the class.
+            pop_timeout: See the class.
+            lease: See the class.
+            clock: See the class.
+            **client_options: Passed to the redis-py client (`socket_timeout`, `retry`, ...).
+
+        Example:
+            >>> RedisDriver.from_url("rediss://worker:secret@cache:6380/2", name="emails")
+            RedisDriver('rediss://worker@cache:6380/2', name='emails')
+        """
+        driver = cls.__new__(cls)
+        source = UrlSource(url, cluster=cluster, options=client_options)
+        channels = channels or ChannelConfig.for_queue(name, prefix)
+        driver._setup(source, name, channels, pop_timeout, lease, clock)
+        return driver
+
+    def _setup(
+        self,
+        source: ClientSource,
+        name: str,
+        channels: ChannelConfig,
+        pop_timeout: timedelta,
+        lease: timedelta,
+        clock: Clock | None,
+    ) -> None:
+        if not name:
+            raise InvalidOption("queue name must not be empty")
+        if lease <= timedelta(0):
+            raise InvalidOption(f"lease must be positive, got {lease}")
+        if pop_timeout < timedelta(0):
+            raise InvalidOption(f"pop_timeout must not be negative, got {pop_timeout}")
+        self.name = name
+        self.url = source.display
+        self.keys = RedisKeys.for_channels(channels)
+        self.pop_timeout = pop_timeout
+        self.lease = lease
+        self._clock = clock
+        self._clients = LoopClients(source)
+        self._scripts = {script: _Script(script) for script in _SCRIPTS + _SCRIPTS_MORE}
+
+    def __repr__(self) -> str:
+        return f"RedisDriver({self.url!r}, name={self.name!r})"
+
+    async def push(self, job: PersistedJob, delay: timedelta) -> None:
+        """Put `job` in `waiting`, or in `delayed` until `delay` has passed."""
+        await self.push_many([(job, delay)])
+
+    async def push_many(self, jobs: Sequence[tuple[PersistedJob, timedelta]]) -> None:
+        """Push every `(job, delay)` pair in one round trip (one script per `PUSH_CHUNK`)."""
+        calls: list[list[Any]] = []
+        for start in range(0, len(jobs), PUSH_CHUNK):
+            args: list[Any] = []
+            for job, delay in jobs[start : start + PUSH_CHUNK]:
+                args += [job.id, min(to_ms(delay), _MAX_DELAY_MS), job.to_bytes()]
+            calls.append(args)
+        if not calls:
+            return
+        clients = self._clients.current()
+        with store_errors(self.url):
+            await self._scripts["push"].run_many(clients.main, self._args_of(calls))
+
+    async def pop(self) -> PersistedJob:
+        """Reserve the next due job; raise QueueEmpty after `pop_timeout`."""
+        jobs = await self.pop_many(1)
+        return jobs[0]
+
+    async def pop_many(self, limit: int) -> list[PersistedJob]:
+        """Reserve up to `limit` due jobs, oldest first; raise QueueEmpty after `pop_timeout`."""
+        if limit < 1:
+            raise InvalidOption(f"limit must be at least 1, got {limit}")
+        clients = self._clients.current()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.pop_timeout.total_seconds()
+        while True:
+            jobs, wait_ms = await self._reserve(clients, min(limit, MAX_POP))
+            if jobs:
+                return jobs
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise QueueEmpty()
+            if wait_ms != 0:
+                await self._wait(clients, remaining, wait_ms)
+
+    async def ack(self, job: PersistedJob) -> None:
+        """Remove a reserved job and its data."""
+        await self._run("ack", job.id)
+
+    async def ack_many(self, jobs: Sequence[PersistedJob]) -> None:
+        """Remove several reserved jobs in one round trip."""
+        if jobs:
+            await self._run("ack", *(job.id for job in jobs))
+
+    async def fail(self, job: PersistedJob) -> None:
+        """Move a reserved job to `failed`, storing its envelope (and `last_error`)."""
+        await self._run("settle", job.id, "failed", 0, job.to_bytes())
+
+    async def retry(self, job: PersistedJob) -> None:
+        """Move a reserved job to `delayed` for its backoff, storing its envelope."""
+        backoff_ms = min(to_ms(job.backoff), _MAX_DELAY_MS)
+        await self._run("settle", job.id, "delayed", backoff_ms, job.to_bytes())
+
+    async def renew(self, job: PersistedJob) -> None:
+        """Extend the lease of a reserved job by `lease` from now."""
+        await self._run("renew", to_ms(self.lease), job.id)
+
+    async def release(self, job: PersistedJob) -> None:
+        """Put a reserved job back in `waiting` without counting an attempt."""
+        await self._run("release", job.id)
+
+    async def cancel(self, job_id: str) -> bool:
+        """Remove a waiting or delayed job; return whether there was one."""
+        return bool(await self._run("cancel", job_id))
+
+    async def reload(self, channel: Channel | str) -> int:
+        """Move every job of `failed` or `timeout` back to `waiting`, a batch per script."""
+        source = reloadable(channel)
+        return await self._repeat("reload", source.value)
+
+    async def flush(self, channel: Channel | str) -> None:
+        """Delete every job of `channel` with its data, a batch per script."""
+        await self._repeat("flush", parse_channel(channel).value)
+
+    async def info(self) -> QueueInfo:
+        """Return the number of jobs in each channel (due delayed jobs count as waiting)."""
+        counts = await self._run("info")
+        return QueueInfo(*(int(count) for count in counts))
+
+    async def close(self) -> None:
+        """Close the connections the driver opened (not a client given to it)."""
+        await self._clients.close()
+
+    # --- pop ---------------------------------------------------------------------------------
+
+    async def _reserve(self, clients: Clients, limit: int) -> tuple[list[PersistedJob], int]:
+        lease_ms = to_ms(self.lease)
+        with store_errors(self.url):
+            reply = await self._scripts["pop"].run(clients.main, self._args(limit, lease_ms))
+        jobs: list[PersistedJob] = []
+        for index in range(1, len(reply), 3):
+            job_id, envelope, lost = reply[index : index + 3]
+            try:
+                jobs.append(_decode(envelope, lost))
+            except DecodeError as exc:
+                await self._park_undecodable(clients, _text(job_id), exc)
+        return jobs, int(reply[0])
+
+    async def _park_undecodable(self, clients: Clients, job_id: str, exc: DecodeError) -> None:
+        # Not a job this release can read (corrupt, or a newer wire format): keep the bytes in
+        # `failed`, where an operator (or a newer worker, after reload) can deal with it.
+        logger.error("queue %s: job %s moved to failed: %s", self.name, job_id, exc)
+        with store_errors(self.url):
+            await self._scripts["settle"].run(clients.main, self._args(job_id, "failed", 0, ""))
+
+    async def _wait(self, clients: Clients, remaining: float, wait_ms: int) -> None:
+        """Block until a token arrives or `remaining` seconds pass; tick when work falls due."""
+        ticker = None
+        if 0 < wait_ms < remaining * 1000:
+            ticker = asyncio.create_task(
+                self._tick_after(clients, wait_ms), name=f"corequeue redis tick {self.name}"
+            )
+        try:
+            timeout = math.ceil(min(remaining, _BLOCK_SECONDS) * 1000) / 1000
+            with store_errors(self.url):
+                await clients.blocking.blpop([self.keys.notify], timeout=timeout)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                await asyncio.gather(ticker, return_exceptions=True)
+
+    async def _tick_after(self, clients: Clients, wait_ms: int) -> None:
+        # A local timer, not BLPOP's timeout, decides when a delayed job is due: Redis checks
+        # blocking timeouts only every 1/hz s. The tick makes due jobs waiting and pushes
+        # tokens, which wake a blocked pop (this one, or another idle consumer's).
+        while wait_ms >= 0:
+            await asyncio.sleep(wait_ms / 1000)
+            with store_errors(self.url):
+                wait_ms = int(await self._scripts["tick"].run(clients.main, self._args()))
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    async def _run(self, script: str, *args: Any) -> Any:
+        clients = self._clients.current()
+        with store_errors(self.url):
+            return await self._scripts[script].run(clients.main, self._args(*args))
+
+    async def _repeat(self, script: str, *args: Any) -> int:
+        total = 0
+        while moved := int(await self._run(script, *args)):
+            total += moved
+        return total
+
+    def _args(self, *args: Any) -> list[Any]:
+        return self._args_of([list(args)])[0]
+
+    def _args_of(self, calls: list[list[Any]]) -> list[list[Any]]:
+        now = "" if self._clock is None else self._clock.now_ms()
+        return [[*self.keys.all(), now, self.keys.job_prefix, *args] for args in calls]
+
+
+class _Script:
+    """One Lua script (lib.lua + its body), run by EVALSHA with a fallback to EVAL."""
+
+    def __init__(self, name: str) -> None:
+        package = resources.files(__package__ or "corequeue.drivers.redis")
+        body = package.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+        self.source = package.joinpath("lib.lua").read_text(encoding="utf-8") + body
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    async def run(self, client: AnyRedis, keys_and_args: list[Any]) -> Any:
+        """Run the script once; load it if the server does not know it (first use, restart)."""
+        try:
+            return await client.evalsha(self.sha, _KEY_COUNT, *keys_and_args)
+        except NoScriptError:
+            return await client.eval(self.source, _KEY_COUNT, *keys_and_args)
+
+    async def run_many(self, client: AnyRedis, calls: list[list[Any]]) -> list[Any]:
+        """Run the script once per argument list, in one round trip where the client allows.
+
+        Only for idempotent scripts: after NOSCRIPT the whole batch runs again.
+        """
+        if len(calls) == 1:
+            return [await self.run(client, calls[0])]
+        if isinstance(client, RedisCluster):  # cluster pipelines refuse scripts: run them at once
+            return list(await asyncio.gather(*(self.run(client, args) for args in calls)))
+        try:
+            return await self._pipeline(client, calls, by_sha=True)
+        except NoScriptError:
+            return await self._pipeline(client, calls, by_sha=False)
+
+    async def _pipeline(self, client: Redis, calls: list[list[Any]], by_sha: bool) -> list[Any]:
+        async with client.pipeline(transaction=False) as pipe:
+            for args in calls:
+                if by_sha:
+                    pipe.evalsha(self.sha, _KEY_COUNT, *args)
+                else:
+                    pipe.eval(self.source, _KEY_COUNT, *args)
+            return list(await pipe.execute())
+
+
+_KEY_COUNT: Final = 8
+
+
+def _decode(envelope: bytes | str, lost_leases: bytes | str | None) -> PersistedJob:
+    raw = envelope.encode() if isinstance(envelope, str) else envelope
+    job = PersistedJob.from_bytes(raw)
+    if lost_leases is not None:
+        job.attempts += int(lost_leases)
+        job.last_error = LEASE_EXPIRED
+    return job
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+__all__ = ["MAX_POP", "PUSH_CHUNK", "RedisDriver", "RedisKeys"]

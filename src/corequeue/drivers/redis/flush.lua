@@ -1,0 +1,24 @@
+-- Delete up to BATCH jobs of channel ARGV 3 with their data. Waiting includes delayed jobs
+-- already due; delayed only those not yet due. Returns how many went; the client calls again
+-- until that is 0.
+local function select_ids(channel)
+  if channel == 'waiting' then
+    local ids = redis.call('ZRANGE', WAITING, 0, BATCH - 1)
+    if #ids > 0 then
+      return WAITING, ids
+    end
+    return DELAYED, redis.call('ZRANGEBYSCORE', DELAYED, '-inf', int(NOW), 'LIMIT', 0, BATCH)
+  end
+  if channel == 'delayed' then
+    return DELAYED, redis.call('ZRANGEBYSCORE', DELAYED, '(' .. int(NOW), '+inf', 'LIMIT', 0, BATCH)
+  end
+  local key = ({ reserved = RESERVED, failed = FAILED, timeout = TIMEOUT })[channel]
+  return key, redis.call('ZRANGE', key, 0, BATCH - 1)
+end
+
+local key, ids = select_ids(ARGV[3])
+for _, id in ipairs(ids) do
+  redis.call('ZREM', key, id)
+  forget(id)
+end
+return #ids

@@ -1,0 +1,10 @@
+-- Count each channel: {waiting, delayed, reserved, failed, timeout}. Delayed jobs already due
+-- count as waiting, as they are the moment any pop runs.
+local due = redis.call('ZCOUNT', DELAYED, '-inf', int(NOW))
+return {
+  redis.call('ZCARD', WAITING) + due,
+  redis.call('ZCARD', DELAYED) - due,
+  redis.call('ZCARD', RESERVED),
+  redis.call('ZCARD', FAILED),
+  redis.call('ZCARD', TIMEOUT),
+}

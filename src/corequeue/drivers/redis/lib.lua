@@ -1,0 +1,145 @@
+-- corequeue: shared head of every script (the driver prepends it to each script body).
+--
+-- All keys of a queue share one hash tag, so every script touches one Cluster slot.
+-- KEYS  1 waiting   ZSET  id -> arrival number (FIFO)
+--       2 delayed   ZSET  id -> due time, ms
+--       3 reserved  ZSET  id -> lease expiry, ms
+--       4 failed    ZSET  id -> time parked, ms
+--       5 timeout   ZSET  id -> time parked, ms
+--       6 notify    LIST  wake-up tokens for blocked pops (BLPOP)
+--       7 seq       STRING  arrival counter (scores of waiting)
+--       8 expiries  HASH  id -> leases lost since the client last wrote the envelope
+-- ARGV  1 now in ms, or "" to read the Redis server's clock
+--       2 prefix of the job keys: prefix .. id holds the job's envelope (wire format v1)
+--       3.. per script
+local WAITING, DELAYED, RESERVED, FAILED, TIMEOUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local NOTIFY, SEQ, EXPIRIES = KEYS[6], KEYS[7], KEYS[8]
+local PREFIX = ARGV[2]
+local TOKEN_CAP = 128 -- more blocked pops than this wake in turns, not at once
+local BATCH = 1000 -- most jobs one call moves, so no call blocks Redis for long
+
+local function server_now()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+local NOW = tonumber(ARGV[1]) or server_now()
+
+-- Scores as integers: tostring() of a Lua number keeps only 14 significant digits.
+local function int(number)
+  return string.format('%.0f', number)
+end
+
+local function job_key(id)
+  return PREFIX .. id
+end
+
+local function forget(id)
+  redis.call('DEL', job_key(id))
+  redis.call('HDEL', EXPIRIES, id)
+end
+
+local function is_pending(id)
+  return redis.call('ZSCORE', WAITING, id) or redis.call('ZSCORE', DELAYED, id)
+    or redis.call('ZSCORE', RESERVED, id)
+end
+
+local function make_waiting(id)
+  redis.call('ZADD', WAITING, redis.call('INCR', SEQ), id)
+end
+
+-- Waiting now, or delayed until NOW + delay; returns 1 when it became the next job due,
+-- so blocked pops must wake to shorten their wait.
+local function schedule(id, delay)
+  if delay <= 0 then
+    make_waiting(id)
+    return 0
+  end
+  redis.call('ZADD', DELAYED, int(NOW + delay), id)
+  if redis.call('ZRANGE', DELAYED, 0, 0)[1] == id then
+    return 1
+  end
+  return 0
+end
+
+-- One token per waiting job (capped), plus `extra`: each wakes one blocked pop. Producers only
+-- add tokens; a token a pop does not need costs it one extra look.
+local function top_up_tokens(extra)
+  local missing = math.min(redis.call('ZCARD', WAITING) + extra, TOKEN_CAP)
+    - redis.call('LLEN', NOTIFY)
+  if missing > 0 then
+    local tokens = {}
+    for i = 1, missing do
+      tokens[i] = '1'
+    end
+    redis.call('RPUSH', NOTIFY, unpack(tokens))
+  end
+end
+
+-- Exactly one token per waiting job (capped): run by a consumer that is about to wait itself.
+local function sync_tokens()
+  local wanted = math.min(redis.call('ZCARD', WAITING), TOKEN_CAP)
+  if wanted == 0 then
+    redis.call('DEL', NOTIFY)
+    return
+  end
+  top_up_tokens(0)
+  redis.call('LTRIM', NOTIFY, 0, wanted - 1)
+end
+
+local function has_attempts_left(id, envelope)
+  local ok, decoded = pcall(cjson.decode, envelope)
+  if not ok or type(decoded) ~= 'table' then
+    return false
+  end
+  local attempts, max_attempts = tonumber(decoded.attempts), tonumber(decoded.max_attempts)
+  if not attempts or not max_attempts then
+    return false
+  end
+  local lost = tonumber(redis.call('HGET', EXPIRIES, id)) or 0
+  return attempts + lost < max_attempts
+end
+
+-- A lease that ran out is a failed attempt: back to waiting while attempts remain, else parked
+-- in timeout. The envelope is not rewritten: `expiries` records the change, and the client
+-- applies it (attempts + count, last_error = lease expired) when it reads the job.
+local function recover_expired_leases()
+  local ids = redis.call('ZRANGEBYSCORE', RESERVED, '-inf', int(NOW), 'LIMIT', 0, BATCH)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', RESERVED, id)
+    local envelope = redis.call('GET', job_key(id))
+    if not envelope then
+      redis.call('HDEL', EXPIRIES, id)
+    elseif has_attempts_left(id, envelope) then
+      redis.call('HINCRBY', EXPIRIES, id, 1)
+      make_waiting(id)
+    else
+      redis.call('HINCRBY', EXPIRIES, id, 0)
+      redis.call('ZADD', TIMEOUT, int(NOW), id)
+    end
+  end
+end
+
+local function promote_due_jobs()
+  local ids = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', int(NOW), 'LIMIT', 0, BATCH)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', DELAYED, id)
+    make_waiting(id)
+  end
+end
+
+-- Milliseconds until the next delayed job is due or the next lease runs out; -1 for never.
+local function next_event_in()
+  local at = false
+  for _, key in ipairs({ DELAYED, RESERVED }) do
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]
+    if first and (not at or tonumber(first) < at) then
+      at = tonumber(first)
+    end
+  end
+  if not at then
+    return -1
+  end
+  return math.max(at - NOW, 0)
+end
+

@@ -1,0 +1,25 @@
+-- Reserve up to ARGV 3 due jobs under a lease of ARGV 4 ms, after recovering expired leases
+-- and promoting due delayed jobs. Returns {wait, id, envelope, lost leases, id, ...}: wait is
+-- 0 when jobs came back, else ms until the next job is due or lease runs out (-1: never).
+recover_expired_leases()
+promote_due_jobs()
+local limit, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
+local popped = redis.call('ZPOPMIN', WAITING, limit)
+local reply = { 0 }
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local envelope = redis.call('GET', job_key(id))
+  if envelope then
+    redis.call('ZADD', RESERVED, int(NOW + lease), id)
+    reply[#reply + 1] = id
+    reply[#reply + 1] = envelope
+    reply[#reply + 1] = redis.call('HGET', EXPIRIES, id)
+  end
+end
+if #reply > 1 then
+  top_up_tokens(0)
+  return reply
+end
+sync_tokens()
+reply[1] = next_event_in()
+return reply

@@ -1,0 +1,13 @@
+-- Move up to BATCH jobs of ARGV 3 ("failed" or "timeout") back to waiting, oldest first.
+-- Returns how many moved; the client calls again until that is 0.
+local source = FAILED
+if ARGV[3] == 'timeout' then
+  source = TIMEOUT
+end
+local ids = redis.call('ZRANGE', source, 0, BATCH - 1)
+for _, id in ipairs(ids) do
+  redis.call('ZREM', source, id)
+  make_waiting(id)
+end
+top_up_tokens(0)
+return #ids

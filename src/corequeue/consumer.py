@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from corequeue.backoff import next_backoff
 from corequeue.drivers.base import (
     DEFAULT_POP_TIMEOUT,
     BatchDriver,
@@ -56,6 +55,7 @@ class Consumer:
         self.log = queue.logger
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
+        self._signalled = False
         lease = self.driver.lease if isinstance(self.driver, LeaseDriver) else None
         self._renew_every = lease / 3 if lease else None
 
@@ -65,6 +65,11 @@ class Consumer:
         try:
             with self._signals_cancel_me():
                 await self._pop_loop()
+        except asyncio.CancelledError:
+            if not self._signalled:
+                raise
+            # Stopped by SIGTERM/SIGINT: a clean exit, not an error.
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
         finally:
             gauge.cancel()
             await self._shut_down()
@@ -181,7 +186,7 @@ class Consumer:
                 job.id, job.type, job.attempts, job.max_attempts, job.last_error, extra=extra,
             )  # fmt: skip
             await self._emit(BeforeRetryPayload(error, job))
-            job.backoff = next_backoff(job.backoff)
+            job.backoff = self.settings.backoff(job.backoff)
             job.attempts += 1
             await self._settle(self.driver.retry, job)
             return "retried"
@@ -296,9 +301,15 @@ class Consumer:
             return
         loop = asyncio.get_running_loop()
         installed = []
+
+        def stop(sig: signal.Signals) -> None:
+            self.log.info("queue %s: %s received, shutting down", self.queue.name, sig.name)
+            self._signalled = True
+            task.cancel()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, task.cancel)
+                loop.add_signal_handler(sig, stop, sig)
                 installed.append(sig)
         try:
             yield

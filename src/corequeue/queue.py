@@ -10,10 +10,11 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
+from corequeue.backoff import next_backoff
 from corequeue.codec import Codec, JsonCodec
 from corequeue.drivers.base import BatchDriver, Driver, QueueInfo
 from corequeue.errors import CoreQueueError, InvalidOption, PayloadTooLarge
@@ -45,6 +46,7 @@ class ConsumerSettings:
     shutdown_grace: timedelta = timedelta(seconds=10)
     gauge_interval: timedelta = timedelta(seconds=15)
     handle_signals: bool = True
+    backoff: Callable[[timedelta], timedelta] = next_backoff
 
 
 class Queue:
@@ -63,6 +65,8 @@ class Queue:
         metrics: Receives one observation per finished attempt.
         shutdown_grace: How long in-flight jobs may finish after consume() is cancelled.
         max_payload_bytes: Largest encoded payload dispatch accepts (None: no limit).
+        backoff: The retry delay rule, given the previous delay (default: doubling with
+            jitter within [1 s, 10 min]).
 
     Example:
         >>> import corequeue as cq
@@ -87,6 +91,7 @@ class Queue:
         metrics: JobMetrics | None = None,
         shutdown_grace: timedelta = timedelta(seconds=10),
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
+        backoff: Callable[[timedelta], timedelta] = next_backoff,
     ) -> None:
         _check_options(parallelism, gauge_interval, shutdown_grace, max_payload_bytes)
         self.driver = driver
@@ -98,7 +103,7 @@ class Queue:
         self.gauge = gauge
         self.metrics = metrics
         self.max_payload_bytes = max_payload_bytes
-        self.settings = ConsumerSettings(parallelism, shutdown_grace, gauge_interval)
+        self.settings = ConsumerSettings(parallelism, shutdown_grace, gauge_interval, True, backoff)
         self._payload_classes: dict[str, type[Any] | None] = {}
         self._sync_runner: _LoopThread | None = None
 
@@ -227,12 +232,7 @@ class Queue:
         """
         from corequeue.consumer import Consumer
 
-        settings = ConsumerSettings(
-            self.settings.parallelism,
-            self.settings.shutdown_grace,
-            self.settings.gauge_interval,
-            handle_signals,
-        )
+        settings = replace(self.settings, handle_signals=handle_signals)
         await Consumer(self, settings).run()
 
     async def close(self) -> None:

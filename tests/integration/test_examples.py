@@ -1,0 +1,33 @@
+"""The seed's examples run as scripts and print exactly what the Go documentation shows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("simple.py", "100\nJob\n"),
+        ("defer.py", "hello world\n"),
+        ("faulty.py", "faulty\nfaulty\nhello world\n"),
+        ("minimum.py", "foo\n"),
+    ],
+)
+def test_example_prints_its_documented_output(script: str, expected: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected

@@ -1,0 +1,175 @@
+"""job_from, adjust and the persisted envelope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import corequeue as cq
+from corequeue.job import ENVELOPE_VERSION, AdjustedJob, PersistedJob, to_ms
+
+
+@dataclass
+class SendEmail:
+    to: str
+
+
+def test_job_from_names_the_type_by_module_and_qualname() -> None:
+    job = cq.job_from(SendEmail("a@example.com"))
+
+    assert job.type == f"{__name__}.SendEmail"
+    assert job.data == SendEmail("a@example.com")
+
+
+def test_job_from_names_builtins_by_module_too() -> None:
+    assert cq.job_from(100).type == "builtins.int"
+    assert cq.job_from("x").type == "builtins.str"
+
+
+def test_job_from_accepts_an_explicit_type_name() -> None:
+    assert cq.job_from({"a": 1}, type_name="orders.Created").type == "orders.Created"
+
+
+def test_any_object_with_type_and_data_is_a_job() -> None:
+    @dataclass
+    class Custom:
+        type: str
+        data: int
+
+    assert isinstance(Custom("t", 1), cq.Job)
+
+
+def test_adjust_wraps_a_plain_value_with_job_from() -> None:
+    adjusted = cq.adjust(SendEmail("a@example.com"), max_attempts=3)
+
+    assert adjusted.type == f"{__name__}.SendEmail"
+    assert isinstance(adjusted, cq.DeferrableJob)
+
+
+def test_adjust_decorates_the_envelope() -> None:
+    adjusted = cq.adjust(
+        cq.job_from(1), max_attempts=5, timeout=timedelta(seconds=30), unique_id="welcome-42"
+    )
+    persisted = PersistedJob(id="generated", type="builtins.int", value=b"1")
+
+    adjusted.decorate(persisted)
+
+    assert (persisted.id, persisted.max_attempts, persisted.handle_timeout) == (
+        "welcome-42",
+        5,
+        timedelta(seconds=30),
+    )
+
+
+def test_adjust_defer_is_the_delay() -> None:
+    assert cq.adjust(1, defer=timedelta(days=30)).defer() == timedelta(days=30)
+    assert cq.adjust(1).defer() == timedelta(0)
+
+
+def test_schedule_at_defers_until_that_instant() -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+
+    delay = cq.adjust(1, schedule_at=later).defer()
+
+    assert timedelta(minutes=59) < delay <= timedelta(hours=1)
+
+
+def test_naive_schedule_at_is_taken_as_utc() -> None:
+    naive = (datetime.now(UTC) + timedelta(hours=1)).replace(tzinfo=None)
+
+    adjusted = cq.adjust(1, schedule_at=naive)
+
+    assert adjusted.schedule_at is not None and adjusted.schedule_at.tzinfo is UTC
+
+
+def test_schedule_at_in_the_past_runs_at_once() -> None:
+    assert cq.adjust(1, schedule_at=datetime(2000, 1, 1, tzinfo=UTC)).defer() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"defer": timedelta(1), "schedule_at": datetime.now(UTC)}, "not both"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": -1}, "max_attempts"),
+        ({"timeout": timedelta(0)}, "timeout"),
+        ({"timeout": timedelta(seconds=-1)}, "timeout"),
+        ({"defer": timedelta(seconds=-1)}, "defer"),
+        ({"unique_id": ""}, "unique_id"),
+    ],
+)
+def test_adjust_rejects_invalid_options_with_value_error(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        cq.adjust(1, **options)  # type: ignore[arg-type]
+
+
+def test_adjust_of_an_adjusted_job_merges_options() -> None:
+    first = cq.adjust(1, max_attempts=3, defer=timedelta(seconds=5))
+
+    second = cq.adjust(first, timeout=timedelta(seconds=9))
+
+    assert isinstance(second, AdjustedJob)
+    assert (second.max_attempts, second.timeout, second.defer()) == (
+        3,
+        timedelta(seconds=9),
+        timedelta(seconds=5),
+    )
+
+
+def test_persisted_job_defaults_match_the_spec() -> None:
+    job = PersistedJob(id="a", type="t", value=b"")
+
+    assert job.handle_timeout == timedelta(hours=1)
+    assert (job.attempts, job.max_attempts, job.backoff, job.last_error) == (
+        1,
+        1,
+        timedelta(0),
+        None,
+    )
+
+
+def test_persisted_job_is_itself_a_job() -> None:
+    job = PersistedJob(id="a", type="t", value=b"x")
+
+    assert isinstance(job, cq.Job)
+    assert (job.type, job.data) == ("t", b"x")
+
+
+@pytest.mark.parametrize("value", [b'{"to":"a"}', b"\x80\x81 binary", b""])
+def test_envelope_round_trips(value: bytes) -> None:
+    job = PersistedJob(
+        id="a",
+        type="t",
+        value=value,
+        handle_timeout=timedelta(seconds=3),
+        backoff=timedelta(milliseconds=1500),
+        attempts=2,
+        max_attempts=4,
+        last_error="boom",
+    )
+
+    assert PersistedJob.from_bytes(job.to_bytes()) == job
+
+
+def test_envelope_carries_its_version() -> None:
+    assert b'"v":%d' % ENVELOPE_VERSION in PersistedJob(id="a", type="t", value=b"1").to_bytes()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"garbage", b'{"v":1', b'{"v":99,"id":"a","type":"t","handle_timeout_ms":1,'
+     b'"attempts":1,"max_attempts":1,"value":"1"}', b'{"v":1,"id":"a"}'],
+)  # fmt: skip
+def test_bad_envelopes_raise_decode_error(raw: bytes) -> None:
+    with pytest.raises(cq.DecodeError):
+        PersistedJob.from_bytes(raw)
+
+
+def test_to_ms_rounds_up_so_nothing_runs_early() -> None:
+    assert to_ms(timedelta(microseconds=1)) == 1
+    assert to_ms(timedelta(seconds=1)) == 1000
+    assert to_ms(timedelta(0)) == 0

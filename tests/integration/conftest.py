@@ -34,8 +34,8 @@ async def consuming(queue: Queue) -> AsyncIterator[asyncio.Task[None]]:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll `check` until it is true; fail after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    """Poll `check` until it is true; fail after `within` seconds."""
+    async with asyncio.timeout(within):
         while not await check():
             await asyncio.sleep(0.01)

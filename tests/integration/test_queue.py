@@ -425,12 +425,12 @@ async def done_after(queue: cq.Queue, seen: list[Any], count: int) -> bool:
     return len(seen) >= count and await queue.info() == QueueInfo()
 
 
-async def failed_errors(queue: cq.Queue) -> list[str | None]:
+async def failed_errors(queue: cq.Queue) -> list[str]:
     """Reload the failed jobs and read their last errors straight from the driver."""
     moved = await queue.driver.reload(Channel.FAILED)
     errors = []
     for _ in range(moved):
         job = await queue.driver.pop()
-        errors.append(job.last_error)
+        errors.append(job.last_error or "")
         await queue.driver.ack(job)
     return errors

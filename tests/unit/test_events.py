@@ -62,7 +62,8 @@ async def test_plain_def_listeners_run_in_a_worker_thread() -> None:
 
     await sync.dispatch(cq.job_from(1))
 
-    assert threads and threads[0] is not threading.main_thread()
+    assert len(threads) == 1
+    assert threads[0] is not threading.main_thread()
 
 
 async def test_handler_objects_subscribe_by_what_they_listen_to() -> None:

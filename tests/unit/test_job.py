@@ -81,7 +81,8 @@ def test_naive_schedule_at_is_taken_as_utc() -> None:
 
     adjusted = cq.adjust(1, schedule_at=naive)
 
-    assert adjusted.schedule_at is not None and adjusted.schedule_at.tzinfo is UTC
+    assert adjusted.schedule_at is not None
+    assert adjusted.schedule_at.tzinfo is UTC
 
 
 def test_schedule_at_in_the_past_runs_at_once() -> None:

@@ -121,7 +121,7 @@ async def explain(dsn: str, schema: str) -> None:
     params = {"queue": "bench", "now": None, "limit": 1, "lease_ms": 30_000}
     params |= {"lease_expired": "bench"}
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
-        for name in ("recover", "reserve", "next_event"):
+        for name in ("reserve", "next_event"):
             query = b"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + getattr(queries, name)
             cursor = await connection.execute(query, params)
             print(f"-- {name}")

@@ -2,9 +2,9 @@
 
 Every queue of a schema shares one `jobs` table. A row's `state` says where the job is; `due_ms`
 is when a pending job may run (so `waiting` and `delayed` are one state split by the clock) or
-when a reserved job's lease runs out. Each move is one transaction; pop reserves with
-`FOR UPDATE SKIP LOCKED`, so any number of workers take each job exactly once. A push sends a
-NOTIFY on commit, which wakes idle pops in every process within milliseconds.
+when a reserved job's lease runs out. Each move is one statement, so one transaction; pop
+reserves with `FOR UPDATE SKIP LOCKED`, so any number of workers take each job exactly once.
+A push sends a NOTIFY on commit, which wakes idle pops in every process within milliseconds.
 """
 
 from __future__ import annotations
@@ -256,7 +256,7 @@ class PostgresDriver:
     # --- moves -----------------------------------------------------------------------------
 
     async def _reserve(self, limit: int) -> tuple[list[PersistedJob], float]:
-        """Recover expired leases and reserve due jobs in one transaction (one round trip).
+        """Reserve due jobs (recovering expired leases) in one statement.
 
         Returns:
             The jobs reserved, oldest first, and when none, how long to wait before looking
@@ -264,10 +264,8 @@ class PostgresDriver:
         """
         params = self._params(limit=limit, lease_ms=to_ms(self.lease), lease_expired=LEASE_EXPIRED)
         async with self._connection() as connection:
-            async with connection.pipeline(), connection.transaction():
-                await connection.execute(self._queries.recover, params)
-                reserved = await connection.execute(self._queries.reserve, params)
-            rows = await reserved.fetchall()
+            cursor = await connection.execute(self._queries.reserve, params)
+            rows = await cursor.fetchall()
             if rows:
                 rows.sort(key=lambda row: (row[-2], row[-1]))  # RETURNING has no order
                 return [_job(row) for row in rows], 0.0
@@ -279,7 +277,8 @@ class PostgresDriver:
         poll_seconds = self.poll_interval.total_seconds()
         if next_ms is None:
             return poll_seconds
-        # At least a millisecond: a job already due is locked by a worker about to take it.
+        # At least a millisecond: a job already due was just recovered from an expired lease
+        # (the next look takes it) or is locked by a worker about to take it.
         return min(poll_seconds, max(next_ms - now_ms, 1) / 1000)
 
     async def _settle(self, job: PersistedJob, state: int, delay: timedelta) -> None:

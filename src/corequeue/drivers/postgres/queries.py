@@ -23,7 +23,6 @@ class Queries:
     """Every statement of the driver, rendered for one schema."""
 
     push: bytes
-    recover: bytes
     reserve: bytes
     next_event: bytes
     ack: bytes

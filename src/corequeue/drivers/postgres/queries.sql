@@ -42,24 +42,26 @@ pushed AS (
 )
 SELECT pg_notify(%(channel)s, %(queue)s), (SELECT count(*) FROM pushed);
 
--- name: recover
--- Jobs whose lease ran out count a failed attempt: back to pending while attempts remain,
--- else parked in timeout. SKIP LOCKED: a job being renewed or settled right now is not stolen.
-UPDATE {jobs} AS j SET
-    state = CASE WHEN j.attempts < j.max_attempts THEN 0 ELSE 3 END,
-    attempts = CASE WHEN j.attempts < j.max_attempts THEN j.attempts + 1 ELSE j.attempts END,
-    last_error = %(lease_expired)s,
-    due_ms = {now}
-FROM (
+-- name: reserve
+-- One statement, so one transaction and one round trip. It reserves the oldest due jobs,
+-- skipping (never waiting for) rows another worker holds. It also recovers jobs whose lease ran
+-- out: each counts a failed attempt and goes back to pending while attempts remain, else to
+-- timeout. Recovered jobs are reserved by the next look, as the statement sees one snapshot.
+WITH expired AS (
     SELECT id FROM {jobs}
     WHERE queue = %(queue)s AND state = 1 AND due_ms <= {now}
     FOR UPDATE SKIP LOCKED
-) AS expired
-WHERE j.queue = %(queue)s AND j.id = expired.id;
-
--- name: reserve
--- Reserve the oldest due jobs; a job another worker is reserving is skipped, never waited for.
-WITH picked AS (
+),
+recovered AS (
+    UPDATE {jobs} AS j SET
+        state = CASE WHEN j.attempts < j.max_attempts THEN 0 ELSE 3 END,
+        attempts = CASE WHEN j.attempts < j.max_attempts THEN j.attempts + 1 ELSE j.attempts END,
+        last_error = %(lease_expired)s,
+        due_ms = {now}
+    FROM expired
+    WHERE j.queue = %(queue)s AND j.id = expired.id
+),
+picked AS (
     SELECT id, due_ms, seq FROM {jobs}
     WHERE queue = %(queue)s AND state = 0 AND due_ms <= {now}
     ORDER BY due_ms, seq

@@ -340,3 +340,27 @@ async def test_the_driver_reconnects_after_a_server_restart(
     await driver.push(persisted("after"), timedelta(0))
     popped = [(await driver.pop()).id, (await driver.pop()).id]
     assert sorted(popped) == ["after", "before"]
+
+
+@pytest.mark.chaos
+async def test_a_blocked_pop_still_wakes_on_push_after_a_server_restart(
+    dsn: str, schema: str
+) -> None:
+    application_name = f"cq-test-{uuid.uuid4().hex[:8]}"
+    popper = PostgresDriver(
+        with_application_name(dsn, application_name),
+        schema=schema,
+        pop_timeout=LONG,
+        poll_interval=LONG,
+    )
+    pusher = PostgresDriver(dsn, schema=schema)
+    popping = asyncio.create_task(popper.pop())
+    await wait_until_listening(dsn, application_name, GUARD_SECONDS)
+
+    await restart_postgres()
+    await wait_until_listening(dsn, application_name, GUARD_SECONDS)  # it listens again
+    await pusher.push(persisted("a"), timedelta(0))
+
+    assert (await asyncio.wait_for(popping, GUARD_SECONDS)).id == "a"
+    await popper.close()
+    await pusher.close()

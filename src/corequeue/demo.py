@@ -1,4 +1,4 @@
-"""A guided demo: one worker on the embedded SQLite default runs immediate, deferred and retried jobs.
+"""A guided demo: a worker on the embedded SQLite default runs immediate, deferred, retried jobs.
 
 Run it with `python -m corequeue.demo` (or `scripts/demo`). It prints each job as it runs, with
 a live table of the queue's channels, and exits when every job has finished.

@@ -263,7 +263,9 @@ class SQLiteDriver:
         """Close the connection and its thread."""
         if self._executor is None:
             return
-        await self._run(lambda db: db.close())
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, connection.close)
         self._executor.shutdown(wait=True)
         self._executor = None
         self._connection = None

@@ -6,8 +6,10 @@ queue is deleted afterwards.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,6 +21,16 @@ from corequeue.drivers.redis import RedisDriver
 from corequeue.testing import FakeClock
 from tests.support.drivers import POP_TIMEOUT, AsyncDriverIterator, DriverFactory
 from tests.support.servers import REDIS_CLUSTER_URL_VAR, REDIS_URL_VAR, server_url
+
+
+def redis_url() -> str:
+    """Return the standalone test server's URL (skip or fail when there is none)."""
+    return server_url(REDIS_URL_VAR)
+
+
+def redis_cluster_url() -> str:
+    """Return the URL of a node of the test Redis Cluster (skip or fail when there is none)."""
+    return server_url(REDIS_CLUSTER_URL_VAR)
 
 
 def unique_queue_name() -> str:
@@ -42,6 +54,63 @@ async def wipe(driver: RedisDriver, client: Redis | RedisCluster) -> None:
         await driver.flush(channel)
     keys = driver.keys
     await client.delete(*keys.all())
+
+
+async def server_now_ms(client: Redis | RedisCluster) -> int:
+    """Return the Redis server's clock in milliseconds."""
+    seconds, micros = await client.time()
+    return seconds * 1000 + micros // 1000
+
+
+async def stored_keys(client: Redis, driver: RedisDriver) -> set[str]:
+    """Return every key of the driver's queue that exists on a standalone server."""
+    tag = driver.keys.waiting.removesuffix("waiting")
+    pattern = tag.replace("[", "\\[").replace("?", "\\?").replace("*", "\\*") + "*"
+    return {key.decode() async for key in client.scan_iter(match=pattern, count=1000)}
+
+
+async def poll(check: Callable[[], Awaitable[bool]], deadline_seconds: float) -> None:
+    """Return once `check()` is true; fail after `deadline_seconds`."""
+    async with asyncio.timeout(deadline_seconds):
+        while not await check():
+            await asyncio.sleep(0.01)
+
+
+async def blocked_clients(client: Redis, name_prefix: str) -> int:
+    """Return how many connections named `name_prefix...` wait in a blocking command."""
+    clients = await client.client_list()
+    return sum(
+        1 for c in clients if c.get("name", "").startswith(name_prefix) and c.get("cmd") == "blpop"
+    )
+
+
+async def restart_redis() -> None:
+    """Shut the standalone test server down (AOF flushed) and start it again, same port and dir."""
+    port = os.environ["COREQUEUE_TEST_REDIS_PORT"]
+    folder = os.environ["COREQUEUE_TEST_REDIS_DIR"]
+    await _run("redis-cli", "-p", port, "shutdown")
+    await _run(
+        *("redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", folder),
+        *("--daemonize", "yes", "--pidfile", f"{folder}/redis.pid"),
+        *("--logfile", f"{folder}/redis.log", "--save", ""),
+        *("--appendonly", "yes", "--appendfsync", "everysec"),
+    )
+    async with raw_client(f"redis://127.0.0.1:{port}/0") as client:
+
+        async def answers() -> bool:
+            try:
+                return bool(await client.ping())
+            except Exception:
+                return False
+
+        await poll(answers, 30.0)
+
+
+async def _run(*command: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    await process.wait()
 
 
 @asynccontextmanager

@@ -169,6 +169,10 @@ class LoopClients:
             elif loop.is_running():
                 future = asyncio.run_coroutine_threadsafe(_close(clients), loop)
                 await asyncio.wrap_future(future)
+            elif not loop.is_closed():  # stopped: run it once more, in a thread, to close
+                await asyncio.to_thread(loop.run_until_complete, _close(clients))
+            # A closed loop runs nothing more: its connections end with the process. Close the
+            # driver before the loops that used it to avoid that.
 
 
 def redact(url: str) -> str:

@@ -1,0 +1,550 @@
+"""What only the Redis driver has: key layout, server clock, URLs, ACL, wake-ups, outages.
+
+The shared behaviour is in test_contract.py; these tests run against the same real servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.sentinel import SentinelConnectionPool
+from redis.crc import key_slot
+
+from corequeue.drivers.base import ChannelConfig, QueueInfo
+from corequeue.drivers.redis import RedisDriver, RedisKeys
+from corequeue.drivers.redis.connection import UrlSource, redact
+from corequeue.errors import InvalidOption, QueueEmpty, StoreUnavailable
+from corequeue.testing import FakeClock
+from tests.support.driver_redis import (
+    blocked_clients,
+    poll,
+    raw_client,
+    redis_cluster_url,
+    redis_url,
+    server_now_ms,
+    stored_keys,
+    unique_queue_name,
+    wipe,
+)
+from tests.support.drivers import POP_TIMEOUT
+from tests.support.jobs import persisted
+
+LONG = timedelta(seconds=60)
+"""A pop timeout no test waits out: only a wake-up can end the wait."""
+
+GUARD_SECONDS = 10.0
+"""How long a test waits for something that should take milliseconds, before failing."""
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Redis]:
+    async with raw_client(redis_url()) as plain:
+        assert isinstance(plain, Redis)
+        yield plain
+
+
+@pytest.fixture
+async def driver(client: Redis) -> AsyncIterator[RedisDriver]:
+    driver = RedisDriver.from_url(redis_url(), name=unique_queue_name(), pop_timeout=POP_TIMEOUT)
+    yield driver
+    await wipe(driver, client)
+    await driver.close()
+
+
+def closed_port() -> int:
+    """Return a loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- key layout ---------------------------------------------------------------------------
+
+
+def test_default_keys_are_hash_tagged_by_queue_and_share_one_slot() -> None:
+    keys = RedisKeys.for_channels(ChannelConfig.for_queue("emails", prefix="shop:prod"))
+
+    assert keys.waiting == "{shop:prod:emails}:waiting"
+    assert keys.job("42") == "{shop:prod:emails}:job:42"
+    assert {key.split("}")[0] for key in [*keys.all(), keys.job("42")]} == {"{shop:prod:emails"}
+    assert len({key_slot(key.encode()) for key in [*keys.all(), keys.job("x")]}) == 1
+
+
+def test_channel_keys_without_a_shared_hash_tag_are_refused() -> None:
+    channels = ChannelConfig("q:waiting", "q:delayed", "q:reserved", "q:failed", "q:timeout")
+
+    with pytest.raises(InvalidOption, match="hash slot"):
+        RedisDriver.from_url("redis://localhost", channels=channels)
+
+
+async def test_every_key_of_a_queue_lives_in_one_cluster_slot() -> None:
+    url = redis_cluster_url()
+    driver = RedisDriver.from_url(url, name=unique_queue_name(), cluster=True)
+    async with raw_client(url, cluster=True) as cluster:
+        try:
+            await driver.push(persisted("a"), timedelta(0))
+            await driver.push(persisted("b"), LONG)
+
+            keys = [*driver.keys.all(), driver.keys.job("a"), driver.keys.job("b")]
+            assert isinstance(cluster, RedisCluster)
+            slots = {await cluster.cluster_keyslot(key) for key in keys}
+            assert len(slots) == 1
+        finally:
+            await wipe(driver, cluster)
+            await driver.close()
+
+
+async def test_store_holds_exactly_the_documented_keys(driver: RedisDriver, client: Redis) -> None:
+    await driver.push(persisted("a"), timedelta(0))
+    await driver.push(persisted("b"), LONG)
+
+    keys = driver.keys
+    assert await stored_keys(client, driver) == {
+        keys.waiting,
+        keys.delayed,
+        keys.notify,
+        keys.seq,
+        keys.job("a"),
+        keys.job("b"),
+    }
+    assert await client.type(keys.job("a")) == b"string"  # the v1 envelope, nothing else
+    assert await client.zrange(keys.waiting, 0, -1) == [b"a"]
+
+
+async def test_an_acked_job_leaves_nothing_behind(driver: RedisDriver, client: Redis) -> None:
+    for job_id in ["a", "b"]:
+        await driver.push(persisted(job_id), timedelta(0))
+
+    for job in await driver.pop_many(2):
+        await driver.ack(job)
+    with pytest.raises(QueueEmpty):  # an idle pop also clears the wake-up tokens
+        await driver.pop()
+
+    assert await stored_keys(client, driver) == {driver.keys.seq}  # one counter per queue
+
+
+async def test_a_lost_lease_leaves_nothing_behind_once_acked(
+    client: Redis, driver: RedisDriver
+) -> None:
+    clock = FakeClock()
+    timed = RedisDriver.from_url(
+        redis_url(), name=driver.name, pop_timeout=POP_TIMEOUT, clock=clock
+    )
+    await timed.push(persisted("a", max_attempts=2), timedelta(0))
+    await timed.pop()
+    clock.advance(timed.lease)
+
+    again = await timed.pop()
+    assert await client.hget(timed.keys.expiries, "a") == b"1"
+    await timed.ack(again)
+
+    assert not await client.exists(timed.keys.expiries, timed.keys.job("a"))
+    await timed.close()
+
+
+# --- one clock ----------------------------------------------------------------------------
+
+
+async def test_without_a_clock_due_times_come_from_the_server_clock(
+    driver: RedisDriver, client: Redis
+) -> None:
+    before = await server_now_ms(client)
+    await driver.push(persisted("a"), timedelta(minutes=1))
+    after = await server_now_ms(client)
+
+    due = await client.zscore(driver.keys.delayed, "a")
+
+    assert due is not None
+    assert before + 60_000 <= due <= after + 60_000
+
+
+async def test_a_producer_clock_far_off_does_not_matter_without_a_clock(
+    driver: RedisDriver,
+) -> None:
+    # A driver given a clock a day behind pushes "due now" jobs that are long due for the
+    # server; a driver without a clock uses the server's time and pops them at once.
+    behind = FakeClock()
+    behind.advance(timedelta(days=-1))
+    producer = RedisDriver.from_url(redis_url(), name=driver.name, clock=behind)
+    await producer.push(persisted("a"), timedelta(hours=1))
+
+    assert (await driver.pop()).id == "a"
+    await producer.close()
+
+
+async def test_a_deferred_job_wakes_an_idle_pop_when_due_and_not_before(
+    client: Redis,
+) -> None:
+    driver = RedisDriver.from_url(redis_url(), name=unique_queue_name(), pop_timeout=LONG)
+    try:
+        await driver.push(persisted("later"), timedelta(milliseconds=300))
+        due = await client.zscore(driver.keys.delayed, "later")
+        assert due is not None
+
+        job = await asyncio.wait_for(driver.pop(), GUARD_SECONDS)
+
+        assert job.id == "later"
+        assert await server_now_ms(client) >= due
+    finally:
+        await wipe(driver, client)
+        await driver.close()
+
+
+# --- wake-ups and concurrency -------------------------------------------------------------
+
+
+async def test_a_blocked_pop_wakes_when_another_process_pushes(client: Redis) -> None:
+    name = unique_queue_name()
+    consumer = RedisDriver.from_url(
+        redis_url(), name=name, pop_timeout=LONG, client_name=f"cq-wake-{name}"
+    )
+    producer = RedisDriver.from_url(redis_url(), name=name)
+    try:
+        popping = asyncio.create_task(consumer.pop())
+        await poll(lambda: _has_blocked(client, f"cq-wake-{name}"), GUARD_SECONDS)
+
+        await producer.push(persisted("a"), timedelta(0))
+
+        assert (await asyncio.wait_for(popping, GUARD_SECONDS)).id == "a"
+    finally:
+        await wipe(consumer, client)
+        await consumer.close()
+        await producer.close()
+
+
+async def _has_blocked(client: Redis, name: str) -> bool:
+    return await blocked_clients(client, name) > 0
+
+
+async def test_a_blocked_pop_does_not_hold_up_other_calls_of_the_driver(client: Redis) -> None:
+    name = unique_queue_name()
+    driver = RedisDriver.from_url(
+        redis_url(), name=name, pop_timeout=LONG, client_name=f"cq-stall-{name}"
+    )
+    try:
+        popping = asyncio.create_task(driver.pop())
+        await poll(lambda: _has_blocked(client, f"cq-stall-{name}"), GUARD_SECONDS)
+
+        assert await asyncio.wait_for(driver.info(), GUARD_SECONDS) == QueueInfo()
+        await asyncio.wait_for(driver.push(persisted("a"), timedelta(0)), GUARD_SECONDS)
+
+        assert (await asyncio.wait_for(popping, GUARD_SECONDS)).id == "a"
+    finally:
+        await wipe(driver, client)
+        await driver.close()
+
+
+async def test_four_drivers_racing_on_a_thousand_jobs_due_at_once_take_each_once(
+    client: Redis,
+) -> None:
+    name = unique_queue_name()
+    frozen = FakeClock()  # every job gets the same due millisecond
+    producer = RedisDriver.from_url(redis_url(), name=name, clock=frozen)
+    consumers = [
+        RedisDriver.from_url(redis_url(), name=name, pop_timeout=POP_TIMEOUT) for _ in range(4)
+    ]
+    ids = [f"job-{n}" for n in range(1000)]
+    try:
+        await producer.push_many([(persisted(i), timedelta(milliseconds=200)) for i in ids])
+        due = {await client.zscore(producer.keys.delayed, i) for i in ids}
+        assert len(due) == 1
+
+        taken = await asyncio.gather(*(_drain(consumer, len(ids)) for consumer in consumers))
+
+        popped = [job_id for ids_of_one in taken for job_id in ids_of_one]
+        assert sorted(popped) == sorted(ids)
+    finally:
+        await wipe(producer, client)
+        for driver in [producer, *consumers]:
+            await driver.close()
+
+
+async def _drain(driver: RedisDriver, total: int) -> list[str]:
+    ids: list[str] = []
+    while True:
+        try:
+            jobs = await driver.pop_many(7)
+        except QueueEmpty:
+            if (await driver.info()).pending == 0:
+                return ids
+            continue
+        ids.extend(job.id for job in jobs)
+        await driver.ack_many(jobs)
+
+
+async def test_push_many_stores_a_large_batch_in_one_call(
+    driver: RedisDriver, client: Redis
+) -> None:
+    jobs = [(persisted(f"j{n}"), timedelta(0)) for n in range(1234)]
+
+    await driver.push_many(jobs)
+
+    assert await driver.info() == QueueInfo(waiting=1234)
+    assert await client.zrange(driver.keys.waiting, 0, 2) == [b"j0", b"j1", b"j2"]
+
+
+async def test_scripts_are_reloaded_after_the_server_forgets_them(
+    driver: RedisDriver, client: Redis
+) -> None:
+    await driver.push(persisted("a"), timedelta(0))
+    await client.script_flush()
+
+    await driver.push_many([(persisted(f"j{n}"), timedelta(0)) for n in range(1200)])
+    await client.script_flush()
+
+    assert (await driver.pop()).id == "a"
+    assert (await driver.info()).waiting == 1200
+
+
+async def test_a_driver_from_a_url_serves_several_event_loops(client: Redis) -> None:
+    # As Queue.dispatch_sync does: a helper loop in a thread, next to the caller's loop.
+    driver = RedisDriver.from_url(redis_url(), name=unique_queue_name(), pop_timeout=POP_TIMEOUT)
+    helper = asyncio.new_event_loop()
+    thread = threading.Thread(target=helper.run_forever)
+    thread.start()
+    try:
+        pushed = asyncio.run_coroutine_threadsafe(
+            driver.push(persisted("from-helper"), timedelta(0)), helper
+        )
+        await asyncio.wrap_future(pushed)
+
+        assert (await driver.pop()).id == "from-helper"
+    finally:
+        await wipe(driver, client)
+        await driver.close()  # closes the helper loop's connections on the helper loop
+        helper.call_soon_threadsafe(helper.stop)
+        thread.join()
+        helper.close()
+
+
+async def test_close_reaches_the_connections_of_a_stopped_loop(client: Redis) -> None:
+    driver = RedisDriver.from_url(redis_url(), name=unique_queue_name())
+    other = asyncio.new_event_loop()
+    try:
+        await asyncio.to_thread(other.run_until_complete, driver.info())
+
+        await driver.close()
+    finally:
+        other.close()
+
+
+async def test_a_given_client_works_and_is_left_open(client: Redis) -> None:
+    driver = RedisDriver(client, name=unique_queue_name(), pop_timeout=POP_TIMEOUT)
+    try:
+        await driver.push(persisted("a"), timedelta(0))
+        assert (await driver.pop()).id == "a"
+    finally:
+        await wipe(driver, client)
+        await driver.close()
+
+    assert await client.ping()
+
+
+async def test_an_unreadable_envelope_goes_to_failed_and_the_pop_goes_on(
+    driver: RedisDriver, client: Redis
+) -> None:
+    await driver.push(persisted("bad"), timedelta(0))
+    await driver.push(persisted("good"), timedelta(0))
+    await client.set(driver.keys.job("bad"), b'{"v": 99}')
+
+    assert (await driver.pop()).id == "good"
+
+    assert await driver.info() == QueueInfo(reserved=1, failed=1)
+    assert await client.get(driver.keys.job("bad")) == b'{"v": 99}'  # kept for an operator
+
+
+# --- URLs, ACL and outages ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cret@cache:6379/2", "redis://cache:6379/2"),
+        ("rediss://app:s3cret@cache:6380/0", "rediss://app@cache:6380/0"),
+        ("redis+cluster://app:s3cret@n1:7000,n2:7001", "redis+cluster://app@n1:7000,n2:7001"),
+        ("redis://cache/0?password=s3cret&socket_timeout=2", "redis://cache/0?socket_timeout=2"),
+    ],
+)
+def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
+    driver = RedisDriver.from_url(url, name="q")
+
+    assert redact(url) == shown
+    assert driver.url == shown
+    assert "s3cret" not in repr(driver)
+
+
+async def test_standalone_urls_carry_tls_user_password_and_database() -> None:
+    clients = UrlSource("rediss://app:pw@cache:6380/3", options={}).open(first=True)
+    main = clients.main
+    assert isinstance(main, Redis)
+
+    kwargs = main.connection_pool.connection_kwargs
+    assert main.connection_pool.connection_class is SSLConnection
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache", 6380, 3)
+    assert (kwargs["username"], kwargs["password"]) == ("app", "pw")
+    assert clients.blocking is not main
+
+
+async def test_unix_socket_urls_are_understood() -> None:
+    clients = UrlSource("unix:///run/redis.sock?db=4", options={}).open(first=True)
+
+    assert isinstance(clients.main, Redis)
+    pool = clients.main.connection_pool
+    assert pool.connection_class is UnixDomainSocketConnection
+    assert (pool.connection_kwargs["path"], pool.connection_kwargs["db"]) == ("/run/redis.sock", 4)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+cluster://app:pw@n1:7000,n2:7001", "rediss+cluster://app:pw@n1:7000,n2:7001"]
+)
+async def test_cluster_urls_name_every_startup_node(url: str) -> None:
+    clients = UrlSource(url, options={}).open(first=True)
+    main = clients.main
+
+    assert isinstance(main, RedisCluster)
+    nodes = sorted((node.host, node.port) for node in main.nodes_manager.startup_nodes.values())
+    assert nodes == [("n1", 7000), ("n2", 7001)]
+    assert main.nodes_manager.connection_kwargs["password"] == "pw"
+    tls = main.nodes_manager.connection_kwargs.get("connection_class") is SSLConnection
+    assert tls == url.startswith("rediss")
+    await main.aclose()
+
+
+async def test_cluster_option_turns_a_redis_url_into_a_cluster_client() -> None:
+    clients = UrlSource("redis://n1:7000", cluster=True, options={}).open(first=True)
+
+    assert isinstance(clients.main, RedisCluster)
+
+
+async def test_sentinel_urls_name_the_sentinels_service_and_database() -> None:
+    clients = UrlSource("redis+sentinel://:pw@s1:26379,s2/mymaster/2", options={}).open(first=True)
+    main = clients.main
+
+    assert isinstance(main, Redis)
+    pool = main.connection_pool
+    assert isinstance(pool, SentinelConnectionPool)
+    assert (pool.service_name, pool.connection_kwargs["db"]) == ("mymaster", 2)
+    assert pool.connection_kwargs["password"] == "pw"
+    sentinels = [s.connection_pool.connection_kwargs for s in pool.sentinel_manager.sentinels]
+    assert [(s["host"], s["port"]) for s in sentinels] == [("s1", 26379), ("s2", 26379)]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://cache:6379", "unsupported Redis URL"),
+        ("redis+cluster://n1:7000/3", "database 0 only"),
+        ("redis+sentinel://s1:26379", "service_name"),
+        ("redis+cluster://n1:port", "bad port"),
+    ],
+)
+async def test_bad_urls_are_refused_with_a_clear_error(url: str, message: str) -> None:
+    with pytest.raises(InvalidOption, match=message):
+        UrlSource(url, options={}).open(first=True)
+
+
+async def test_an_acl_user_with_a_password_can_run_the_queue(client: Redis) -> None:
+    user, password = f"cq-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    # The least a worker needs: scripts, the commands they run, BLPOP and TIME, on its keys.
+    await client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=[f"+{password}"],
+        reset_keys=True,
+        keys=["{app:env:*"],
+        categories=["-@all", "+@scripting", "+@read", "+@write", "+@blocking", "+@connection"],
+        commands=["+time"],
+    )
+    host = redis_url().removeprefix("redis://")
+    driver = RedisDriver.from_url(f"redis://{user}:{password}@{host}", name=unique_queue_name())
+    try:
+        await driver.push(persisted("a"), timedelta(0))
+        job = await driver.pop()
+        await driver.ack(job)
+
+        assert job.id == "a"
+        assert password not in repr(driver)
+    finally:
+        await wipe(driver, client)
+        await driver.close()
+        await client.acl_deluser(user)
+
+
+async def test_a_wrong_password_is_reported_without_the_password() -> None:
+    host = redis_url().removeprefix("redis://")
+    driver = RedisDriver.from_url(f"redis://nobody:wrong-secret@{host}", name="q")
+    try:
+        with pytest.raises(StoreUnavailable) as raised:
+            await driver.push(persisted("a"), timedelta(0))
+
+        assert "wrong-secret" not in str(raised.value)
+        assert "nobody@" in str(raised.value)
+    finally:
+        await driver.close()
+
+
+async def test_a_server_that_is_down_raises_store_unavailable_quickly() -> None:
+    url = f"redis://:s3cret@127.0.0.1:{closed_port()}/0"
+    driver = RedisDriver.from_url(url, name="q", pop_timeout=POP_TIMEOUT)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1") as raised:
+            await driver.push(persisted("a"), timedelta(0))
+        with pytest.raises(StoreUnavailable):
+            await driver.pop()
+
+        assert "s3cret" not in str(raised.value)
+        assert time.monotonic() - started < GUARD_SECONDS
+    finally:
+        await driver.close()
+
+
+# --- Sentinel -----------------------------------------------------------------------------
+
+
+async def test_a_sentinel_url_finds_the_master(tmp_path: Path, client: Redis) -> None:
+    port = closed_port()
+    master = redis_url().removeprefix("redis://").split("/")[0].split(":")
+    config = tmp_path / "sentinel.conf"
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor cq-test {master[0]} {master[1]} 1\n"
+    )
+    sentinel = await asyncio.create_subprocess_exec(
+        "redis-server", str(config), "--sentinel",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    driver = RedisDriver.from_url(
+        f"redis+sentinel://127.0.0.1:{port}/cq-test/0", name=unique_queue_name()
+    )
+    try:
+        await poll(lambda: _answers(port), GUARD_SECONDS)
+
+        await driver.push(persisted("a"), timedelta(0))
+
+        assert (await driver.pop()).id == "a"
+    finally:
+        await wipe(driver, client)
+        await driver.close()
+        sentinel.terminate()
+        await sentinel.wait()
+
+
+async def _answers(port: int) -> bool:
+    try:
+        async with raw_client(f"redis://127.0.0.1:{port}") as sentinel:
+            assert isinstance(sentinel, Redis)
+            return bool(await sentinel.sentinel_get_master_addr_by_name("cq-test"))
+    except Exception:
+        return False

@@ -5,11 +5,19 @@ The queue reports through two small protocols, so any metrics library fits:
 - `Gauge`: queue length by `queue` and `channel`. A prometheus_client `Gauge` with those labels
   works as it is (anything with `.labels(...).set(...)`).
 - `JobMetrics`: one call per finished attempt with its outcome and handler duration.
+
+`prometheus_metrics()` provides both for prometheus_client (imported by this module only, and
+only when asked for); `serve_metrics()` exposes them over HTTP.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, runtime_checkable
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 Outcome = Literal["processed", "retried", "failed"]
 """What became of one attempt: acked, sent back for a retry, or moved to `failed`."""
@@ -48,3 +56,170 @@ def set_gauge(gauge: Gauge | LabelledGauge, value: float, *, queue: str, channel
         gauge.labels(queue=queue, channel=channel).set(value)
     else:
         gauge.set(value, queue=queue, channel=channel)
+
+
+# --- prometheus_client -------------------------------------------------------------------------
+
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600,
+)  # fmt: skip
+"""Histogram buckets of handler duration, in seconds: milliseconds up to the 1-hour timeout."""
+
+
+_COUNTER_HELP: dict[Outcome, str] = {
+    "processed": "Attempts that succeeded.",
+    "retried": "Failed attempts sent back for a retry.",
+    "failed": "Jobs moved to the failed channel, out of attempts.",
+}
+
+
+class PrometheusMetrics:
+    """The queue-length gauge, job counters and duration histogram, in one prometheus registry.
+
+    Use `prometheus_metrics()` to get one: collectors are registered once per registry and
+    name prefix, and shared by every queue and factory that asks for them.
+
+    Series (with the default namespace `corequeue`):
+
+    - `corequeue_queue_length{queue, channel}`: jobs in each channel, a gauge.
+    - `corequeue_jobs_processed_total{queue, job_type}`: attempts that succeeded.
+    - `corequeue_jobs_retried_total{queue, job_type}`: failed attempts sent back for a retry.
+    - `corequeue_jobs_failed_total{queue, job_type}`: jobs moved to `failed` (out of attempts).
+    - `corequeue_job_duration_seconds{queue, job_type}`: handler duration of every attempt.
+
+    Attributes:
+        gauge: The queue-length gauge; pass it as `Queue(gauge=...)`.
+        registry: The registry holding the collectors.
+
+    Example:
+        >>> from prometheus_client import CollectorRegistry
+        >>> metrics = prometheus_metrics(CollectorRegistry())
+        >>> queue = Queue(driver, gauge=metrics.gauge, metrics=metrics)  # doctest: +SKIP
+    """
+
+    def __init__(self, registry: CollectorRegistry, namespace: str, subsystem: str) -> None:
+        from prometheus_client import Counter, Histogram
+        from prometheus_client import Gauge as PrometheusGauge
+
+        prefix = "".join(f"{part}_" for part in (namespace, subsystem) if part)
+        job_labels = ("queue", "job_type")
+        self.registry = registry
+        self.gauge = PrometheusGauge(
+            f"{prefix}queue_length",
+            "Jobs in each channel of a queue.",
+            ("queue", "channel"),
+            registry=registry,
+        )
+        self._counters: dict[Outcome, Counter] = {
+            outcome: Counter(f"{prefix}jobs_{outcome}", text, job_labels, registry=registry)
+            for outcome, text in _COUNTER_HELP.items()
+        }
+        self._duration = Histogram(
+            f"{prefix}job_duration_seconds",
+            "How long the listeners of one attempt ran.",
+            job_labels,
+            registry=registry,
+            buckets=DURATION_BUCKETS,
+        )
+
+    def observe(self, queue: str, job_type: str, outcome: Outcome, duration_seconds: float) -> None:
+        """Count one finished attempt and record its handler duration."""
+        self._counters[outcome].labels(queue=queue, job_type=job_type).inc()
+        self._duration.labels(queue=queue, job_type=job_type).observe(duration_seconds)
+
+
+_registered: weakref.WeakKeyDictionary[
+    CollectorRegistry, dict[tuple[str, str], PrometheusMetrics]
+] = weakref.WeakKeyDictionary()
+_registering = threading.Lock()
+
+
+def prometheus_metrics(
+    registry: CollectorRegistry | None = None, *, namespace: str = "corequeue", subsystem: str = ""
+) -> PrometheusMetrics:
+    """Return the corequeue collectors of `registry`, registering them on first use.
+
+    Registering a metric name twice in one registry is an error in prometheus_client, so this
+    keeps one `PrometheusMetrics` per registry and prefix (the only state this module holds; it
+    lives as long as the registry does).
+
+    Args:
+        registry: A `prometheus_client.CollectorRegistry` (default: the global `REGISTRY`).
+        namespace: First part of every metric name (Go: the app name).
+        subsystem: Second part of every metric name (Go: the environment), or empty.
+
+    Example:
+        >>> metrics = prometheus_metrics(namespace="app", subsystem="prod")
+        >>> queue = Queue(driver, gauge=metrics.gauge, metrics=metrics)  # doctest: +SKIP
+    """
+    if registry is None:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
+    with _registering:
+        known = _registered.setdefault(registry, {})
+        if (namespace, subsystem) not in known:
+            known[namespace, subsystem] = PrometheusMetrics(registry, namespace, subsystem)
+        return known[namespace, subsystem]
+
+
+def serve_metrics(
+    port: int, host: str = "0.0.0.0", registry: CollectorRegistry | None = None
+) -> tuple[str, int]:
+    """Serve `/metrics` of `registry` over HTTP from a daemon thread; return the bound address.
+
+    Args:
+        port: The TCP port; 0 picks a free one (read it from the result).
+        host: The address to listen on.
+        registry: The registry to expose (default: the global `REGISTRY`).
+    """
+    from prometheus_client import REGISTRY, start_http_server
+
+    server, _ = start_http_server(port, addr=host, registry=registry or REGISTRY)
+    bound_host, bound_port = server.server_address[:2]
+    return str(bound_host), int(bound_port)
+
+
+# --- composing -----------------------------------------------------------------------------------
+
+
+class JobCounts:
+    """Counts attempts by queue and outcome in memory: the worker's live status reads it.
+
+    Example:
+        >>> counts = JobCounts()
+        >>> counts.observe("default", "app.Email", "processed", 0.01)
+        >>> counts.of("default")["processed"]
+        1
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, dict[Outcome, int]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, queue: str, job_type: str, outcome: Outcome, duration_seconds: float) -> None:
+        """Count one finished attempt."""
+        with self._lock:
+            counts = self._counts.setdefault(queue, {"processed": 0, "retried": 0, "failed": 0})
+            counts[outcome] += 1
+
+    def of(self, queue: str) -> dict[Outcome, int]:
+        """Return the counts of `queue` so far, by outcome."""
+        with self._lock:
+            return dict(self._counts.get(queue, {"processed": 0, "retried": 0, "failed": 0}))
+
+
+class FanOut:
+    """Passes every observation on to several JobMetrics, in order.
+
+    Example:
+        >>> queue.metrics = FanOut(queue.metrics, JobCounts())  # doctest: +SKIP
+    """
+
+    def __init__(self, *receivers: JobMetrics | None) -> None:
+        self.receivers = tuple(receiver for receiver in receivers if receiver is not None)
+
+    def observe(self, queue: str, job_type: str, outcome: Outcome, duration_seconds: float) -> None:
+        """Record one finished attempt in every receiver."""
+        for receiver in self.receivers:
+            receiver.observe(queue, job_type, outcome, duration_seconds)

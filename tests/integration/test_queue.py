@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import corequeue as cq
-from corequeue.drivers.base import Channel, Driver, QueueInfo
+from corequeue.drivers.base import Channel, Driver, LeaseDriver, QueueInfo
 from tests.integration.conftest import consuming, eventually
 
 FAST_RETRY = timedelta(milliseconds=20)
@@ -169,6 +169,24 @@ async def test_every_listener_of_a_type_runs_and_one_failure_retries_the_job(
         await eventually(lambda: done_after(queue, calls, 4))
 
     assert calls == ["first 1", "second 1", "first 2", "second 2"]
+
+
+async def test_a_job_running_longer_than_its_lease_keeps_it_by_renewing(driver: Driver) -> None:
+    assert isinstance(driver, LeaseDriver)
+    driver.lease = timedelta(milliseconds=300)
+    queue = make_queue(driver, parallelism=2)
+    runs: list[int] = []
+
+    @queue.listener(int)
+    async def long_job(job: cq.ReceivedJob) -> None:
+        runs.append(job.attempt)
+        await asyncio.sleep(1.0)  # the work itself: three leases long
+
+    await queue.dispatch(cq.adjust(1, max_attempts=3))
+    async with consuming(queue):
+        await eventually(lambda: done_after(queue, runs, 1))
+
+    assert runs == [1]
 
 
 # --- bad input ----------------------------------------------------------------------------

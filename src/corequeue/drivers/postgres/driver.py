@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from corequeue.drivers.base import (
@@ -33,9 +31,10 @@ from corequeue.drivers.base import (
     reloadable,
 )
 from corequeue.drivers.postgres import migrations
+from corequeue.drivers.postgres.dsn import connect_options, parse_dsn, redact, store_errors
 from corequeue.drivers.postgres.listener import Bell, Listener
 from corequeue.drivers.postgres.queries import Queries
-from corequeue.errors import DriverError, InvalidOption, QueueEmpty, StoreUnavailable
+from corequeue.errors import DriverError, InvalidOption, QueueEmpty
 from corequeue.job import PersistedJob, to_ms
 
 PENDING, RESERVED, FAILED, TIMEOUT = 0, 1, 2, 3
@@ -97,7 +96,7 @@ class PostgresDriver:
         self.poll_interval = poll_interval
         self._dsn = dsn
         self._store = redact(dsn)
-        self._dsn_options = _parse_dsn(dsn)
+        self._dsn_options = parse_dsn(dsn)
         self._clock = clock
         self._pool_sizes = (pool_min_size, pool_max_size)
         self._pool_timeout = pool_timeout
@@ -376,17 +375,10 @@ class PostgresDriver:
         return await psycopg.AsyncConnection.connect(self._dsn, **self._connect_options())
 
     def _connect_options(self) -> dict[str, Any]:
-        given = self._dsn_options
-        options: dict[str, Any] = {"autocommit": True}
-        if "connect_timeout" not in given:
-            options["connect_timeout"] = max(2, round(self._pool_timeout.total_seconds()))
-        if "application_name" not in given:
-            options["application_name"] = "corequeue"
-        return options
+        return connect_options(self._dsn_options, self._pool_timeout)
 
-    def _translate_errors(self) -> _ErrorTranslation:
-        password = self._dsn_options.get("password")
-        return _ErrorTranslation(self._store, None if password is None else str(password))
+    def _translate_errors(self) -> AbstractContextManager[None]:
+        return store_errors(self._store, self._dsn_options)
 
 
 @dataclass
@@ -402,53 +394,6 @@ class _LoopResources:
         if self.listener is not None:
             await self.listener.close()
         await self.pool.close()
-
-
-class _ErrorTranslation:
-    """Turns psycopg errors into StoreUnavailable, naming the store without its password."""
-
-    def __init__(self, store: str, password: str | None) -> None:
-        self._store = store
-        self._password = password
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> None:
-        if isinstance(exc, psycopg.Error):
-            reason = str(exc).strip() or type(exc).__name__
-            if self._password:
-                reason = reason.replace(self._password, "***")
-            raise StoreUnavailable(self._store, reason) from exc
-
-
-def redact(dsn: str) -> str:
-    """Return `dsn` without its password, fit for logs and error messages.
-
-    Example:
-        >>> redact("postgresql://app:secret@db:5432/app")
-        'postgresql://app@db:5432/app'
-    """
-    if "://" in dsn:
-        parts = urlsplit(dsn)
-        netloc = parts.netloc.rpartition("@")
-        user = netloc[0].partition(":")[0]
-        host = f"{user}@{netloc[2]}" if netloc[1] else netloc[2]
-        query = "&".join(p for p in parts.query.split("&") if not p.startswith("password="))
-        return urlunsplit((parts.scheme, host, parts.path, query, ""))
-    try:
-        options = conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "postgresql (unparsable DSN)"
-    options.pop("password", None)
-    return conninfo.make_conninfo("", **options)
-
-
-def _parse_dsn(dsn: str) -> dict[str, Any]:
-    try:
-        return conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise InvalidOption(f"not a PostgreSQL DSN: {redact(dsn)}") from exc
 
 
 async def _execute_on(connection: Connection, query: bytes, params: Params) -> None:

@@ -236,11 +236,15 @@ class Queue:
         await Consumer(self, settings).run()
 
     async def close(self) -> None:
-        """Close the driver and the helper loop of `dispatch_sync`."""
+        """Close the driver, then the helper loop of `dispatch_sync`.
+
+        In that order: a driver may hold connections opened on the helper loop, which it can
+        only close while that loop still runs.
+        """
+        await self.driver.close()
         if self._sync_runner is not None:
             self._sync_runner.stop()
             self._sync_runner = None
-        await self.driver.close()
 
     def _run_sync(self, work: Coroutine[Any, Any, T]) -> T:
         try:

@@ -12,8 +12,8 @@ import importlib
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from corequeue.codec import Codec
@@ -92,6 +92,12 @@ class QueueFactory:
         """The configured queue names, then any other queue made so far (such as `default`)."""
         made = [name for name in self._queues if name not in self.config.queues]
         return (*self.config.names, *made)
+
+    @property
+    def made(self) -> Mapping[str, Queue]:
+        """The queues made so far, by name."""
+        with self._lock:
+            return MappingProxyType(dict(self._queues))
 
     def make(self, name: str = "default") -> Queue:
         """Return the Queue called `name`, building it on first use.

@@ -1,0 +1,166 @@
+"""`corequeue queue info|flush|reload`: the Go module's queue commands, with its flags."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from corequeue.cli.common import (
+    CHANNELS,
+    DEFAULT_CHANNELS,
+    Failed,
+    Output,
+    Refused,
+    admin_factory,
+    channel_option,
+    chosen_queues,
+    config_option,
+    jobs,
+    json_option,
+    queue_option,
+    read_config,
+)
+from corequeue.drivers.base import QueueInfo, reloadable
+from corequeue.errors import InvalidOption
+from corequeue.factory import QueueFactory
+
+
+@click.group(name="queue")
+def queue_group() -> None:
+    """Inspect and repair queues: count jobs, flush channels, reload failed jobs."""
+
+
+@queue_group.command()
+@config_option
+@queue_option("Queue to show; repeatable. Default: every configured queue.")
+@json_option
+def info(config_path: Path | None, queues: tuple[str, ...], as_json: bool) -> int:
+    """Show how many jobs each channel of each queue holds."""
+    config = read_config(config_path)
+    names = chosen_queues(config, queues, all_by_default=True)
+    factory = admin_factory(config)
+    counts = asyncio.run(_infos(factory, names))
+    output = Output(as_json)
+    if as_json:
+        output.json({name: info.as_dict() for name, info in counts.items()})
+        return 0
+    table = Table(title=f"corequeue: {config.source}", title_justify="left")
+    table.add_column("queue")
+    table.add_column("store", overflow="fold")
+    for channel in CHANNELS:
+        table.add_column(channel, justify="right")
+    for name, info in counts.items():
+        cells = [str(count) for count in info.as_dict().values()]
+        table.add_row(name, factory.describe(name), *cells)
+    output.console.print(table)
+    return 0
+
+
+@queue_group.command()
+@config_option
+@queue_option("Queue to flush; repeatable. Default: default.")
+@channel_option
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def flush(
+    config_path: Path | None,
+    queues: tuple[str, ...],
+    channels: tuple[str, ...],
+    yes: bool,
+    as_json: bool,
+) -> int:
+    """Delete every job of the chosen channels (default: timeout and failed).
+
+    Asks for confirmation unless --yes; without a terminal to ask on, nothing is flushed.
+    """
+    config = read_config(config_path)
+    names = chosen_queues(config, queues, all_by_default=False)
+    channels = channels or DEFAULT_CHANNELS
+    output = Output(as_json)
+    flushed = asyncio.run(_flush(admin_factory(config), names, channels, yes))
+    if as_json:
+        output.json(flushed)
+    for name, by_channel in flushed.items():
+        done = ", ".join(f"{channel} ({jobs(count)})" for channel, count in by_channel.items())
+        output.say(f"{name}: flushed {done}")
+    return 0
+
+
+@queue_group.command()
+@config_option
+@queue_option("Queue to reload; repeatable. Default: default.")
+@channel_option
+@json_option
+def reload(
+    config_path: Path | None, queues: tuple[str, ...], channels: tuple[str, ...], as_json: bool
+) -> int:
+    """Move the jobs of failed and timeout back to waiting, to run again.
+
+    A reload is not a retry: it does not reset the attempts made and is not limited by them.
+    """
+    channels = channels or DEFAULT_CHANNELS
+    for channel in channels:
+        try:
+            reloadable(channel)
+        except InvalidOption as exc:
+            raise Refused(str(exc)) from None
+    config = read_config(config_path)
+    names = chosen_queues(config, queues, all_by_default=False)
+    moved = asyncio.run(_reload(admin_factory(config), names, channels))
+    output = Output(as_json)
+    if as_json:
+        output.json(moved)
+    for name, by_channel in moved.items():
+        detail = ", ".join(f"{channel} {count}" for channel, count in by_channel.items())
+        output.say(f"{name}: moved {jobs(sum(by_channel.values()))} back to waiting ({detail})")
+    return 0
+
+
+async def _infos(factory: QueueFactory, names: list[str]) -> dict[str, QueueInfo]:
+    try:
+        return {name: await factory.make(name).info() for name in names}
+    finally:
+        await factory.close()
+
+
+async def _flush(
+    factory: QueueFactory, names: list[str], channels: tuple[str, ...], yes: bool
+) -> dict[str, dict[str, int]]:
+    try:
+        before = {name: (await factory.make(name).info()).as_dict() for name in names}
+        counts = {name: {c: before[name][c] for c in channels} for name in names}
+        if not yes:
+            await asyncio.to_thread(_confirm_flush, counts)
+        for name in names:
+            for channel in channels:
+                await factory.make(name).driver.flush(channel)
+        return counts
+    finally:
+        await factory.close()
+
+
+def _confirm_flush(counts: dict[str, dict[str, int]]) -> None:
+    what = "; ".join(
+        f"queue {name}: " + ", ".join(f"{channel} ({jobs(n)})" for channel, n in by.items())
+        for name, by in counts.items()
+    )
+    if not sys.stdin.isatty():
+        raise Failed(f"not flushed: confirm with --yes to delete {what}")
+    if not click.confirm(f"Delete every job of {what}?", default=False, err=True):
+        raise Failed("not flushed: not confirmed")
+
+
+async def _reload(
+    factory: QueueFactory, names: list[str], channels: tuple[str, ...]
+) -> dict[str, dict[str, int]]:
+    try:
+        return {
+            name: {channel: await factory.make(name).driver.reload(channel) for channel in channels}
+            for name in names
+        }
+    finally:
+        await factory.close()

@@ -436,7 +436,7 @@ class _Raw:
             return
         if section not in _SECTIONS or len(parts) != 3 or not parts[1]:
             raise ConfigError(
-                variable,
+                _variable(variable),
                 "",
                 "expected COREQUEUE_QUEUE__<NAME>__<KEY>, COREQUEUE_REDIS__<NAME>__<KEY> "
                 "or COREQUEUE_LOG__LEVEL",
@@ -457,10 +457,10 @@ class _Raw:
     ) -> None:
         folded = {_fold(known): known for known in keys}
         if _fold(written) not in folded:
-            raise ConfigError(variable, f"{prefix}.{written}", _unknown(keys))
+            raise ConfigError(_variable(variable), f"{prefix}.{written}", _unknown(keys))
         key = folded[_fold(written)]
         entries[key] = _number(text) if keys[key].numeric else text
-        self.origins[f"{prefix}.{key}"] = f"environment variable {variable}"
+        self.origins[f"{prefix}.{key}"] = _variable(variable)
 
 
 def _known_keys(
@@ -477,7 +477,9 @@ def _matching(variable: str, written: str, named: Mapping[str, Any]) -> str:
     candidates = [name for name in named if name.lower() == written.lower()]
     if len(candidates) > 1:
         raise ConfigError(
-            variable, "", f"matches several names that differ only in case: {', '.join(candidates)}"
+            _variable(variable),
+            "",
+            f"matches several names that differ only in case: {', '.join(candidates)}",
         )
     return candidates[0] if candidates else written.lower()
 
@@ -567,6 +569,10 @@ def _number(text: str) -> int | float | str:
         except ValueError:
             pass
     return text
+
+
+def _variable(name: str) -> str:
+    return f"environment variable {name}"
 
 
 def _fold(key: str) -> str:

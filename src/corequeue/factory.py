@@ -230,6 +230,11 @@ class App:
         chosen = self.factory.names if self._names is None else self._names
         return [item if isinstance(item, Queue) else self.factory.make(item) for item in chosen]
 
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked for (by `stop()` or a signal)."""
+        return self._stopping is not None and self._stopping.is_set()
+
     async def run(self) -> None:
         """Consume until SIGTERM / SIGINT or `stop()`, then stop gracefully and close the queues.
 
@@ -315,7 +320,7 @@ class App:
                 loop.remove_signal_handler(sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        if self._stopping is not None and self._stopping.is_set():
+        if self.stopping:
             _log.warning("%s: already stopping; in-flight jobs have their grace period", sig.name)
             return
         _log.info("%s: stopping gracefully", sig.name)

@@ -548,3 +548,16 @@ async def _answers(port: int) -> bool:
             return bool(await sentinel.sentinel_get_master_addr_by_name("cq-test"))
     except Exception:
         return False
+
+
+async def test_a_pop_longer_than_the_socket_timeout_blocks_in_shorter_steps(
+    client: Redis,
+) -> None:
+    given = Redis.from_url(redis_url(), socket_timeout=0.2)
+    driver = RedisDriver(given, name=unique_queue_name(), pop_timeout=timedelta(seconds=0.6))
+    try:
+        with pytest.raises(QueueEmpty):  # not a socket timeout turned into StoreUnavailable
+            await driver.pop()
+    finally:
+        await driver.close()
+        await given.aclose()

@@ -40,6 +40,9 @@ from corequeue.errors import DriverError, InvalidOption, StoreUnavailable
 AnyRedis = Redis | RedisCluster
 """A client the driver can use: standalone (or Sentinel-managed) Redis, or Redis Cluster."""
 
+LONGEST_BLOCK_SECONDS = 2.0
+"""The longest one BLPOP waits; a longer pop timeout blocks several times in a row."""
+
 _STANDALONE_SCHEMES = {"redis", "rediss", "unix"}
 _CLUSTER_SCHEMES = {"redis+cluster", "rediss+cluster"}
 _SENTINEL_SCHEMES = {"redis+sentinel", "rediss+sentinel"}
@@ -73,6 +76,11 @@ class Clients:
     main: AnyRedis
     blocking: AnyRedis
     owned: tuple[_Closeable, ...]
+
+    @property
+    def longest_block_seconds(self) -> float:
+        """How long one blocking call may wait: well under the blocking client's socket timeout."""
+        return _longest_block(self.blocking)
 
 
 class ClientSource(Protocol):
@@ -315,6 +323,17 @@ def _describe(client: AnyRedis) -> str:
     scheme = "rediss" if client.connection_pool.connection_class is SSLConnection else "redis"
     host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
     return f"{scheme}://{host}:{port}/{kwargs.get('db', 0)}"
+
+
+def _longest_block(client: AnyRedis) -> float:
+    if isinstance(client, RedisCluster):
+        kwargs = client.nodes_manager.connection_kwargs
+    else:
+        kwargs = client.connection_pool.connection_kwargs
+    socket_timeout = kwargs.get("socket_timeout")
+    if not socket_timeout:
+        return LONGEST_BLOCK_SECONDS
+    return min(LONGEST_BLOCK_SECONDS, float(socket_timeout) / 2)
 
 
 async def _close(clients: Clients) -> None:

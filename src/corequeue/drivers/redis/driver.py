@@ -14,6 +14,7 @@ script that promotes it and hands out a token. Redis only checks blocking timeou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import math
@@ -59,7 +60,6 @@ PUSH_CHUNK: Final = 500
 MAX_POP: Final = 1000
 """Most jobs one `pop_many()` call reserves."""
 
-_BLOCK_SECONDS: Final = 2.0  # one BLPOP waits at most this long: well under socket timeouts
 _MAX_DELAY_MS: Final = 2**52  # Lua numbers are doubles: exact integers end at 2**53
 _SCRIPTS: Final = ("ack", "cancel", "flush", "info", "pop", "push", "reload", "release", "renew")
 _SCRIPTS_MORE: Final = ("settle", "tick")
@@ -350,26 +350,30 @@ class RedisDriver:
 
     async def _wait(self, clients: Clients, remaining: float, wait_ms: int) -> None:
         """Block until a token arrives or `remaining` seconds pass; tick when work falls due."""
+        woken = asyncio.Event()
         ticker = None
         if 0 < wait_ms < remaining * 1000:
             ticker = asyncio.create_task(
-                self._tick_after(clients, wait_ms), name=f"corequeue redis tick {self.name}"
+                self._tick_after(clients, wait_ms, woken), name=f"corequeue tick {self.name}"
             )
         try:
-            timeout = math.ceil(min(remaining, _BLOCK_SECONDS) * 1000) / 1000
+            timeout = math.ceil(min(remaining, clients.longest_block_seconds) * 1000) / 1000
             with store_errors(self.url):
                 await clients.blocking.blpop([self.keys.notify], timeout=timeout)
         finally:
-            if ticker is not None:
-                ticker.cancel()
-                await asyncio.gather(ticker, return_exceptions=True)
+            woken.set()
+            if ticker is not None:  # let a tick in flight finish: a cancelled call drops its
+                await asyncio.gather(ticker, return_exceptions=True)  # connection
 
-    async def _tick_after(self, clients: Clients, wait_ms: int) -> None:
+    async def _tick_after(self, clients: Clients, wait_ms: int, woken: asyncio.Event) -> None:
         # A local timer, not BLPOP's timeout, decides when a delayed job is due: Redis checks
         # blocking timeouts only every 1/hz s. The tick makes due jobs waiting and pushes
         # tokens, which wake a blocked pop (this one, or another idle consumer's).
         while wait_ms >= 0:
-            await asyncio.sleep(wait_ms / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), wait_ms / 1000)
+            if woken.is_set():
+                return
             with store_errors(self.url):
                 wait_ms = int(await self._scripts["tick"].run(clients.main, self._args()))
 

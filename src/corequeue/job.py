@@ -182,12 +182,19 @@ class _Envelope(msgspec.Struct, omit_defaults=True):
             value = self.value_b64
         else:
             raise DecodeError(f"envelope of job {self.id} has no value")
+        try:
+            handle_timeout = timedelta(milliseconds=self.handle_timeout_ms)
+            backoff = timedelta(milliseconds=self.backoff_ms)
+        except OverflowError as exc:  # well-formed JSON, but past timedelta's ~2.7 million years
+            raise DecodeError(
+                f"envelope of job {self.id} holds a duration out of range: {exc}"
+            ) from exc
         return PersistedJob(
             id=self.id,
             type=self.type,
             value=value,
-            handle_timeout=timedelta(milliseconds=self.handle_timeout_ms),
-            backoff=timedelta(milliseconds=self.backoff_ms),
+            handle_timeout=handle_timeout,
+            backoff=backoff,
             attempts=self.attempts,
             max_attempts=self.max_attempts,
             last_error=self.last_error,

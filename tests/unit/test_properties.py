@@ -1,0 +1,251 @@
+"""Properties of the codec and the envelope, over generated inputs (hypothesis).
+
+Every supported payload comes back from JsonCodec as an equal value of its class; any bytes at
+all fed to a decoder give a value or a clean DecodeError, never another exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any, TypedDict
+
+import msgspec
+import pydantic
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from corequeue.codec import JsonCodec
+from corequeue.errors import DecodeError
+from corequeue.job import ENVELOPE_VERSION, PersistedJob
+
+
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+@dataclass
+class Order:
+    id: int
+    customer: str
+    total: float
+    lines: list[str]
+    placed: datetime
+    token: uuid.UUID
+    color: Color
+    note: str | None = None
+
+
+class Model(pydantic.BaseModel):
+    name: str
+    tags: list[str]
+    level: Level
+
+
+class Struct(msgspec.Struct):
+    id: int
+    when: datetime
+    ratio: float
+
+
+class Movie(TypedDict):
+    title: str
+    year: int
+
+
+class Email(str):
+    pass
+
+
+# JSON carries neither NaN nor infinity (msgspec writes them as null): finite floats only.
+FLOATS = st.floats(allow_nan=False, allow_infinity=False)
+# RFC 3339 offsets are whole minutes: msgspec drops the seconds of an offset like +00:19:32
+# (local mean time of some historical zones), so generated time zones use whole minutes.
+TIMEZONES: st.SearchStrategy[Any] = st.one_of(
+    st.none(),
+    st.just(UTC),
+    st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m))),
+)
+DATETIMES = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=TIMEZONES
+)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | FLOATS | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+def typed(value_strategy: st.SearchStrategy[Any], cls: type[Any]) -> st.SearchStrategy[Any]:
+    return st.tuples(value_strategy, st.just(cls))
+
+
+PAYLOADS: st.SearchStrategy[tuple[Any, type[Any]]] = st.one_of(
+    typed(st.text(), str),
+    typed(st.integers(), int),
+    typed(FLOATS, float),
+    typed(st.booleans(), bool),
+    typed(st.none(), type(None)),
+    typed(DATETIMES, datetime),
+    typed(st.dates(), date),
+    typed(st.uuids(), uuid.UUID),
+    typed(st.sampled_from(Color), Color),
+    typed(st.sampled_from(Level), Level),
+    typed(st.lists(JSON_VALUES, max_size=5), list),
+    typed(st.dictionaries(st.text(), JSON_VALUES, max_size=5), dict),
+    typed(st.text().map(Email), Email),
+    typed(
+        st.builds(
+            Order,
+            id=st.integers(),
+            customer=st.text(),
+            total=FLOATS,
+            lines=st.lists(st.text(), max_size=4),
+            placed=DATETIMES,
+            token=st.uuids(),
+            color=st.sampled_from(Color),
+            note=st.none() | st.text(),
+        ),
+        Order,
+    ),
+    typed(
+        st.builds(
+            Model,
+            name=st.text(),
+            tags=st.lists(st.text(), max_size=4),
+            level=st.sampled_from(Level),
+        ),
+        Model,
+    ),
+    typed(st.builds(Struct, id=st.integers(), when=DATETIMES, ratio=FLOATS), Struct),
+    typed(st.fixed_dictionaries({"title": st.text(), "year": st.integers()}), Movie),
+)
+
+DECODE_TARGETS: list[type[Any] | None] = [
+    None,
+    str,
+    int,
+    float,
+    bool,
+    type(None),
+    list,
+    dict,
+    datetime,
+    date,
+    uuid.UUID,
+    Color,
+    Level,
+    Email,
+    Order,
+    Model,
+    Struct,
+    Movie,
+]
+
+# Integers anywhere, with the edges of 32 and 64 bits and of timedelta (about 2**56 ms) likely.
+INTEGERS = st.integers() | st.sampled_from(
+    [edge + delta for edge in (2**31, 2**53, 2**56, 2**63, 2**64) for delta in (-1, 0)]
+).flatmap(lambda edge: st.sampled_from([edge, -edge]))
+ENVELOPE_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "v": st.just(ENVELOPE_VERSION) | INTEGERS,
+    "id": st.text(max_size=8),
+    "type": st.text(max_size=8),
+    "handle_timeout_ms": INTEGERS,
+    "attempts": INTEGERS,
+    "max_attempts": INTEGERS,
+    "value": st.text(),
+    "value_b64": st.binary().map(lambda raw: msgspec.json.decode(msgspec.json.encode(raw))),
+    "backoff_ms": INTEGERS,
+    "last_error": st.none() | st.text(),
+}
+
+
+@st.composite
+def envelope_like(draw: st.DrawFn) -> bytes:
+    """JSON objects shaped like envelopes: each field well typed, missing, or any JSON at all."""
+    document: dict[str, Any] = {}
+    for name, well_typed in ENVELOPE_FIELDS.items():
+        form = draw(st.sampled_from(["typed"] * 8 + ["missing", "any"]))
+        if form == "typed":
+            document[name] = draw(well_typed)
+        elif form == "any":
+            document[name] = draw(JSON_VALUES)
+    return msgspec.json.encode(document)
+
+
+@given(PAYLOADS)
+def test_any_supported_payload_round_trips_to_its_class(case: tuple[Any, type[Any]]) -> None:
+    value, cls = case
+    codec = JsonCodec()
+
+    decoded = codec.decode(codec.encode(value), cls)
+
+    assert decoded == value
+    assert type(decoded) is type(value)
+
+
+@pytest.mark.parametrize("into", DECODE_TARGETS, ids=lambda cls: getattr(cls, "__name__", "None"))
+@given(raw=st.binary() | JSON_VALUES.map(msgspec.json.encode))
+def test_any_bytes_decode_to_a_value_or_a_decode_error(into: type[Any] | None, raw: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        JsonCodec().decode(raw, into)
+
+
+@given(raw=st.binary())
+def test_any_bytes_read_as_an_envelope_or_give_a_decode_error(raw: bytes) -> None:
+    try:
+        job = PersistedJob.from_bytes(raw)
+    except DecodeError:
+        return
+
+    assert PersistedJob.from_bytes(job.to_bytes()) == job
+
+
+@settings(max_examples=400)
+@given(raw=envelope_like())
+@example(raw=b'{"v":1,"id":"a","type":"t","handle_timeout_ms":86400000000000000,'
+         b'"attempts":1,"max_attempts":1,"value":"1"}')  # fmt: skip
+def test_any_envelope_shaped_json_reads_or_gives_a_decode_error(raw: bytes) -> None:
+    try:
+        job = PersistedJob.from_bytes(raw)
+    except DecodeError:
+        return
+
+    assert PersistedJob.from_bytes(job.to_bytes()) == job
+
+
+@given(raw=st.binary(), cut=st.integers(min_value=0))
+def test_a_truncated_envelope_gives_a_decode_error(raw: bytes, cut: int) -> None:
+    whole = PersistedJob(id="a", type="t", value=raw, last_error="boom").to_bytes()
+
+    with pytest.raises(DecodeError):
+        PersistedJob.from_bytes(whole[: cut % len(whole)])
+
+
+@given(
+    job=st.builds(
+        PersistedJob,
+        id=st.text(),
+        type=st.text(),
+        value=st.binary(),
+        handle_timeout=st.integers(1, 10**12).map(lambda ms: timedelta(milliseconds=ms)),
+        backoff=st.integers(0, 10**12).map(lambda ms: timedelta(milliseconds=ms)),
+        attempts=st.integers(1, 2**31 - 1),
+        max_attempts=st.integers(1, 2**31 - 1),
+        last_error=st.none() | st.text(),
+    )
+)
+def test_any_persisted_job_round_trips_through_its_envelope(job: PersistedJob) -> None:
+    assert PersistedJob.from_bytes(job.to_bytes()) == job

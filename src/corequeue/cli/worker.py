@@ -17,6 +17,7 @@ import inspect
 import logging
 import os
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,8 @@ def import_target(app_path: str) -> Any:
     """Import `MODULE:ATTR` (ATTR may be dotted) from the working directory or sys.path.
 
     Raises:
-        Refused: The path is malformed, the module cannot be imported or has no such attribute.
+        Refused: The path is malformed, the module is not found or has no such attribute.
+        Failed: Importing the module raised an exception (its traceback goes to stderr).
     """
     module_name, colon, attribute = app_path.partition(":")
     if not colon or not module_name or not attribute:
@@ -122,8 +124,11 @@ def import_target(app_path: str) -> Any:
         sys.path.insert(0, os.getcwd())
     try:
         target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
         raise Refused(f"--app {app_path}: cannot import {module_name}: {exc}") from None
+    except Exception as exc:  # the user's module failed while importing: show where
+        traceback.print_exc()
+        raise Failed(f"--app {app_path}: importing {module_name} raised {exc!r}") from None
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise Refused(f"--app {app_path}: {module_name} has no attribute {attribute}")

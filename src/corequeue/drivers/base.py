@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -168,6 +168,78 @@ class BatchDriver(Driver, Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """One stored job as an operator sees it: its envelope, its channel and its next moment.
+
+    Attributes:
+        job: The stored envelope (for a job recovered from an expired lease, with that attempt
+            counted and `last_error` set, as a worker would receive it).
+        channel: Where the job is now; a delayed job already due counts as waiting.
+        due_at: When a delayed job falls due, or when a reserved job's lease runs out (aware,
+            UTC); None in the other channels.
+    """
+
+    job: PersistedJob
+    channel: Channel
+    due_at: datetime | None = None
+
+
+MAX_LIST_LIMIT = 1000
+"""Most jobs one `list_jobs()` call returns."""
+
+
+@runtime_checkable
+class InspectDriver(Driver, Protocol):
+    """A driver that lets operators look at single jobs and act on them (the dashboard).
+
+    Every corequeue driver implements it; a driver of your own may leave it out, and the
+    dashboard then shows its counts only.
+    """
+
+    async def list_jobs(
+        self,
+        channel: Channel | str,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        job_type: str | None = None,
+    ) -> list[JobView]:
+        """Return up to `limit` jobs of `channel` after skipping `offset`, in channel order.
+
+        Order: waiting in the order pops take them; delayed by due time and reserved by lease
+        expiry, soonest first; failed and timeout oldest parked first.
+
+        Args:
+            channel: The channel to list.
+            offset: How many matching jobs to skip (for pages).
+            limit: Most jobs to return, from 1 to MAX_LIST_LIMIT.
+            job_type: Only jobs of this type.
+
+        Raises:
+            InvalidOption: An unknown channel, a negative offset or a limit out of range.
+        """
+        ...
+
+    async def get_job(self, job_id: str) -> JobView | None:
+        """Return the job with id `job_id` wherever it is, or None."""
+        ...
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete a waiting, delayed, failed or timeout job; return whether there was one.
+
+        A reserved job is left alone: a worker holds it.
+        """
+        ...
+
+    async def retry_job(self, job_id: str) -> bool:
+        """Move one failed or timeout job back to `waiting` (a reload of one job).
+
+        Like `reload()`, it keeps the attempts made. Returns whether the job was there.
+        """
+        ...
+
+
 class Clock(Protocol):
     """Where drivers read the time; tests pass a `corequeue.testing.FakeClock`."""
 
@@ -201,6 +273,24 @@ def reloadable(channel: Channel | str) -> Channel:
             f"only the failed and timeout channels can be reloaded, not {parsed.value!r}"
         )
     return parsed
+
+
+def check_listing(channel: Channel | str, offset: int, limit: int) -> Channel:
+    """Return `channel` parsed; raise InvalidOption for a page `list_jobs()` cannot give."""
+    parsed = parse_channel(channel)
+    if offset < 0:
+        raise InvalidOption(f"offset must not be negative, got {offset}")
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise InvalidOption(f"limit must be from 1 to {MAX_LIST_LIMIT}, got {limit}")
+    return parsed
+
+
+def instant_of_ms(ms: int) -> datetime:
+    """Return milliseconds since the Unix epoch as an aware UTC datetime."""
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 LEASE_EXPIRED = "lease expired: the worker holding the job stopped renewing it (killed or hung?)"

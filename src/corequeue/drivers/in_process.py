@@ -15,9 +15,12 @@ from corequeue.drivers.base import (
     LEASE_EXPIRED,
     Channel,
     Clock,
+    JobView,
     QueueInfo,
     SystemClock,
     Wakeup,
+    check_listing,
+    instant_of_ms,
     parse_channel,
     reloadable,
 )
@@ -160,6 +163,64 @@ class InProcessDriver:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+    async def list_jobs(
+        self,
+        channel: Channel | str,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        job_type: str | None = None,
+    ) -> list[JobView]:
+        """Return up to `limit` jobs of `channel` after `offset` (see InspectDriver)."""
+        parsed = check_listing(channel, offset, limit)
+        views = [
+            view
+            for view in self._views(parsed, self._clock.now_ms())
+            if job_type is None or view.job.type == job_type
+        ]
+        return views[offset : offset + limit]
+
+    async def get_job(self, job_id: str) -> JobView | None:
+        """Return the job with id `job_id` wherever it is, or None."""
+        now = self._clock.now_ms()
+        for channel in Channel:
+            for view in self._views(channel, now):
+                if view.job.id == job_id:
+                    return view
+        return None
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
+        if self._pending.pop(job_id, None) is not None:
+            return True
+        return any(parked.pop(job_id, None) is not None for parked in self._parked.values())
+
+    async def retry_job(self, job_id: str) -> bool:
+        """Move one failed or timeout job back to `waiting`; return whether it was there."""
+        for parked in self._parked.values():
+            job = parked.pop(job_id, None)
+            if job is not None:
+                self._enqueue(job, self._clock.now_ms())
+                return True
+        return False
+
+    def _views(self, channel: Channel, now: int) -> list[JobView]:
+        """Return every job of `channel` in channel order."""
+        if channel in self._parked:
+            return [JobView(replace(job), channel) for job in self._parked[channel].values()]
+        if channel is Channel.RESERVED:
+            entries = sorted(self._reserved.values(), key=lambda entry: entry[0])
+            return [JobView(replace(job), channel, instant_of_ms(due)) for due, job in entries]
+        delayed = channel is Channel.DELAYED
+        entries = sorted(
+            (entry for entry in self._pending.values() if (entry[0] > now) == delayed),
+            key=lambda entry: entry[0],
+        )
+        return [
+            JobView(replace(job), channel, instant_of_ms(due) if delayed else None)
+            for due, job in entries
+        ]
 
     def _enqueue(self, job: PersistedJob, due_ms: int) -> None:
         self._pending[job.id] = (due_ms, job)

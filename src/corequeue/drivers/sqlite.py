@@ -24,9 +24,12 @@ from corequeue.drivers.base import (
     LEASE_EXPIRED,
     Channel,
     Clock,
+    JobView,
     QueueInfo,
     SystemClock,
     Wakeup,
+    check_listing,
+    instant_of_ms,
     parse_channel,
     reloadable,
 )
@@ -270,6 +273,56 @@ class SQLiteDriver:
         self._executor = None
         self._connection = None
 
+    async def list_jobs(
+        self,
+        channel: Channel | str,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        job_type: str | None = None,
+    ) -> list[JobView]:
+        """Return up to `limit` jobs of `channel` after `offset` (see InspectDriver)."""
+        parsed = check_listing(channel, offset, limit)
+        now = self._clock.now_ms()
+        if parsed in _PARKED_STATE:
+            where, values = "state = ?", [_PARKED_STATE[parsed]]
+        else:
+            comparison = ">" if parsed is Channel.DELAYED else "<="
+            where, values = f"state = {PENDING} AND due_ms {comparison} ?", [now]
+        sql = (
+            f"SELECT state, due_ms, {_COLUMNS} FROM corequeue_jobs "
+            f"WHERE queue = ? AND {where} AND (? IS NULL OR type = ?) "
+            f"ORDER BY due_ms, rowid LIMIT ? OFFSET ?"
+        )
+        parameters = (self.name, *values, job_type, job_type, limit, offset)
+        rows = await self._run(lambda db: db.execute(sql, parameters).fetchall())
+        return [_view(row, now) for row in rows]
+
+    async def get_job(self, job_id: str) -> JobView | None:
+        """Return the job with id `job_id` wherever it is, or None."""
+        now = self._clock.now_ms()
+        sql = f"SELECT state, due_ms, {_COLUMNS} FROM corequeue_jobs WHERE queue = ? AND id = ?"
+        row = await self._run(lambda db: db.execute(sql, (self.name, job_id)).fetchone())
+        return None if row is None else _view(row, now)
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
+        sql = (
+            f"DELETE FROM corequeue_jobs WHERE queue = ? AND id = ? "
+            f"AND state IN ({PENDING}, {FAILED}, {TIMEOUT})"
+        )
+        return await self._write(sql, (self.name, job_id)) > 0
+
+    async def retry_job(self, job_id: str) -> bool:
+        """Move one failed or timeout job back to `waiting`; return whether it was there."""
+        sql = (
+            f"UPDATE corequeue_jobs SET state = {PENDING}, due_ms = ? "
+            f"WHERE queue = ? AND id = ? AND state IN ({FAILED}, {TIMEOUT})"
+        )
+        moved = await self._write(sql, (self._clock.now_ms(), self.name, job_id)) > 0
+        self._pushed.notify()
+        return moved
+
     # --- inside the driver's thread --------------------------------------------------------
 
     def _reserve(
@@ -375,3 +428,14 @@ def _job(row: Sequence[Any]) -> PersistedJob:
         max_attempts=row[6],
         last_error=row[7],
     )
+
+
+def _view(row: Sequence[Any], now: int) -> JobView:
+    """Return the JobView of a row `state, due_ms, <_COLUMNS>`."""
+    state, due_ms = row[0], row[1]
+    if state == PENDING:
+        channel = Channel.DELAYED if due_ms > now else Channel.WAITING
+    else:
+        channel = next(c for c, s in _PARKED_STATE.items() if s == state)
+    shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
+    return JobView(_job(row[2:]), channel, instant_of_ms(due_ms) if shows_due else None)

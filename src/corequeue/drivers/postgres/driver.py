@@ -26,12 +26,16 @@ from corequeue.drivers.base import (
     LEASE_EXPIRED,
     Channel,
     Clock,
+    JobView,
     QueueInfo,
+    check_listing,
+    instant_of_ms,
     parse_channel,
     reloadable,
 )
 from corequeue.drivers.postgres import migrations
 from corequeue.drivers.postgres.dsn import connect_options, parse_dsn, redact, store_errors
+from corequeue.drivers.postgres.inspection import inspection_queries
 from corequeue.drivers.postgres.listener import Bell, Listener
 from corequeue.drivers.postgres.queries import Queries
 from corequeue.errors import DriverError, InvalidOption, QueueEmpty
@@ -252,6 +256,44 @@ class PostgresDriver:
                 await asyncio.to_thread(loop.run_until_complete, resources.close())
             # A closed loop can run nothing more: its connections end with the process.
 
+    async def list_jobs(
+        self,
+        channel: Channel | str,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        job_type: str | None = None,
+    ) -> list[JobView]:
+        """Return up to `limit` jobs of `channel` after `offset` (see InspectDriver)."""
+        parsed = check_listing(channel, offset, limit)
+        queries = inspection_queries(self.schema)
+        params = self._params(offset=offset, limit=limit, job_type=job_type)
+        if parsed is Channel.WAITING:
+            query = queries.list_waiting
+        elif parsed is Channel.DELAYED:
+            query = queries.list_delayed
+        else:
+            query, params["state"] = queries.list_state, _PARKED_STATE[parsed]
+        return [_view(row) for row in await self._fetch(query, params)]
+
+    async def get_job(self, job_id: str) -> JobView | None:
+        """Return the job with id `job_id` wherever it is, or None."""
+        rows = await self._fetch(inspection_queries(self.schema).get, self._params(id=job_id))
+        return _view(rows[0]) if rows else None
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
+        query = inspection_queries(self.schema).delete
+        return await self._execute(query, self._params(id=job_id)) > 0
+
+    async def retry_job(self, job_id: str) -> bool:
+        """Move one failed or timeout job back to `waiting`; return whether it was there."""
+        rows = await self._fetch(inspection_queries(self.schema).retry, self._params(id=job_id))
+        moved = int(rows[0][0]) > 0
+        if moved:
+            self._bell.ring()
+        return moved
+
     # --- moves -----------------------------------------------------------------------------
 
     async def _reserve(self, limit: int) -> tuple[list[PersistedJob], float]:
@@ -445,3 +487,14 @@ def _job(row: Sequence[Any]) -> PersistedJob:
         max_attempts=row[6],
         last_error=row[7],
     )
+
+
+def _view(row: Sequence[Any]) -> JobView:
+    """Return the JobView of a row `state, due_ms, is_later, <envelope columns>`."""
+    state, due_ms, is_later = row[0], row[1], row[2]
+    if state == PENDING:
+        channel = Channel.DELAYED if is_later else Channel.WAITING
+    else:
+        channel = next(c for c, s in _PARKED_STATE.items() if s == state)
+    shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
+    return JobView(_job(row[3:]), channel, instant_of_ms(due_ms) if shows_due else None)

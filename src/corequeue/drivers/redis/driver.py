@@ -36,7 +36,10 @@ from corequeue.drivers.base import (
     Channel,
     ChannelConfig,
     Clock,
+    JobView,
     QueueInfo,
+    check_listing,
+    instant_of_ms,
     parse_channel,
     reloadable,
 )
@@ -326,6 +329,63 @@ class RedisDriver:
         """Close the connections the driver opened (not a client given to it)."""
         await self._clients.close()
 
+    async def list_jobs(
+        self,
+        channel: Channel | str,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        job_type: str | None = None,
+    ) -> list[JobView]:
+        """Return up to `limit` jobs of `channel` after `offset` (see InspectDriver).
+
+        With `job_type`, the channel is read in windows of `LIST_WINDOW` jobs, one script each,
+        until the page is full: no call blocks Redis for long, however long the channel.
+        """
+        parsed = check_listing(channel, offset, limit)
+        if job_type is None:
+            views, _ = await self._list_window(parsed, offset, limit)
+            return views
+        matches: list[JobView] = []
+        position = 0
+        while position >= 0 and len(matches) < offset + limit:
+            window, position = await self._list_window(parsed, position, LIST_WINDOW)
+            matches += [view for view in window if view.job.type == job_type]
+        return matches[offset : offset + limit]
+
+    async def get_job(self, job_id: str) -> JobView | None:
+        """Return the job with id `job_id` wherever it is, or None."""
+        reply = await self._run_inspection("lookup", job_id)
+        if reply is None or reply[2] is None:
+            return None
+        channel, score, envelope, lost = reply
+        return _view(job_id, Channel(_text(channel)), envelope, lost, score)
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
+        return bool(await self._run_inspection("delete", job_id))
+
+    async def retry_job(self, job_id: str) -> bool:
+        """Move one failed or timeout job back to `waiting`; return whether it was there."""
+        return bool(await self._run_inspection("requeue", job_id))
+
+    async def _list_window(
+        self, channel: Channel, start: int, count: int
+    ) -> tuple[list[JobView], int]:
+        """Return the jobs at positions `start`.. of `channel` and the next position (-1: end)."""
+        reply = await self._run_inspection("inspect", channel.value, start, count)
+        views = [
+            _view(_text(job_id), channel, envelope, lost, score)
+            for job_id, envelope, lost, score in _quads(reply[1:])
+            if envelope is not None  # removed between the two reads of the script: not there
+        ]
+        return views, int(reply[0])
+
+    async def _run_inspection(self, script: str, *args: Any) -> Any:
+        clients = self._clients.current()
+        with store_errors(self.url):
+            return await _INSPECTION_SCRIPTS[script].run(clients.main, self._args(*args))
+
     # --- pop ---------------------------------------------------------------------------------
 
     async def _reserve(self, clients: Clients, limit: int) -> tuple[list[PersistedJob], int]:
@@ -452,6 +512,36 @@ def _decode(envelope: bytes | str, lost_leases: bytes | str | None) -> Persisted
 
 def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+LIST_WINDOW: Final = 500
+"""Jobs one listing script reads when `list_jobs()` filters by type."""
+
+UNREADABLE_TYPE: Final = "<unreadable>"
+"""The type `list_jobs()` and `get_job()` show for a stored envelope they cannot read."""
+
+_INSPECTION_SCRIPTS: Final = {
+    name: _Script(name) for name in ("inspect", "lookup", "delete", "requeue")
+}
+
+
+def _view(
+    job_id: str, channel: Channel, envelope: bytes | str, lost: bytes | str | None, score: Any
+) -> JobView:
+    try:
+        job = _decode(envelope, lost)
+    except DecodeError as exc:  # kept in `failed` by a pop that could not read it: show it
+        raw = envelope.encode() if isinstance(envelope, str) else envelope
+        job = PersistedJob(job_id, UNREADABLE_TYPE, raw, last_error=str(exc))
+    shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
+    return JobView(job, channel, instant_of_ms(round(float(score))) if shows_due else None)
+
+
+def _quads(values: Sequence[Any]) -> list[tuple[Any, Any, Any, Any]]:
+    return [
+        (values[index], values[index + 1], values[index + 2], values[index + 3])
+        for index in range(0, len(values), 4)
+    ]
 
 
 __all__ = ["MAX_POP", "PUSH_CHUNK", "RedisDriver", "RedisKeys"]

@@ -1,0 +1,18 @@
+-- For operators: where job ARGV 3 is. Read only. Returns {channel, score, envelope, lost
+-- leases}, or nil when no channel holds it. A delayed job already due is waiting.
+local id = ARGV[3]
+local channels = {
+  { 'waiting', WAITING }, { 'delayed', DELAYED }, { 'reserved', RESERVED },
+  { 'failed', FAILED }, { 'timeout', TIMEOUT },
+}
+for _, entry in ipairs(channels) do
+  local score = redis.call('ZSCORE', entry[2], id)
+  if score then
+    local channel = entry[1]
+    if channel == 'delayed' and tonumber(score) <= NOW then
+      channel = 'waiting'
+    end
+    return { channel, score, redis.call('GET', job_key(id)), redis.call('HGET', EXPIRIES, id) }
+  end
+end
+return nil

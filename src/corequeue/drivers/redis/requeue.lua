@@ -1,0 +1,9 @@
+-- For operators: move job ARGV 3 from failed or timeout back to waiting, keeping its envelope
+-- (a reload of one job). Returns 1 if it was there.
+local id = ARGV[3]
+if redis.call('ZREM', FAILED, id) == 1 or redis.call('ZREM', TIMEOUT, id) == 1 then
+  make_waiting(id)
+  top_up_tokens(0)
+  return 1
+end
+return 0

@@ -8,6 +8,7 @@ promised message and exit code.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import corequeue as cq
-from tests.cli.support import Project, Worker, eventually, run_cli
+from tests.cli.support import CLI, Project, Worker, cli_environment, eventually, run_cli
 from tests.cli.worker_app import Greeting
 
 
@@ -163,3 +164,35 @@ def _failed_count_is(project: Project, count: int) -> Callable[[], Awaitable[boo
         return (await project.info()).failed == count
 
     return check
+
+
+@pytest.mark.parametrize(("answer", "left"), [("y", 0), ("n", 1)])
+async def test_flush_on_a_terminal_asks_and_obeys_the_answer(
+    sqlite_project: Project, answer: str, left: int
+) -> None:
+    await sqlite_project.dispatch(cq.adjust(Greeting("later"), defer=timedelta(hours=1)))
+    result = flush_on_a_terminal(sqlite_project, answer)
+
+    assert "Delete every job of queue" in result.stderr
+    assert result.returncode == (0 if answer == "y" else 1), result.stderr
+    assert (await sqlite_project.info()).delayed == left
+
+
+def flush_on_a_terminal(project: Project, answer: str) -> subprocess.CompletedProcess[str]:
+    """Run `queue flush -c delayed` with a terminal as stdin, already holding `answer`."""
+    controller, terminal = os.openpty()
+    try:
+        os.write(controller, f"{answer}\n".encode())
+        return subprocess.run(
+            [*CLI, "queue", "flush", "-q", project.queue, "-c", "delayed"],
+            cwd=project.folder,
+            env=cli_environment(),
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)

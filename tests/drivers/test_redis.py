@@ -201,6 +201,34 @@ async def test_a_deferred_job_wakes_an_idle_pop_when_due_and_not_before(
         await driver.close()
 
 
+async def test_an_expiring_lease_wakes_an_idle_pop(client: Redis) -> None:
+    lease = timedelta(milliseconds=300)
+    name = unique_queue_name()
+    driver = RedisDriver.from_url(redis_url(), name=name, pop_timeout=LONG, lease=lease)
+    try:
+        await driver.push(persisted("a", max_attempts=2), timedelta(0))
+        await driver.pop()  # and never renewed: the worker "died"
+
+        again = await asyncio.wait_for(driver.pop(), GUARD_SECONDS)
+
+        assert (again.id, again.attempts) == ("a", 2)
+    finally:
+        await wipe(driver, client)
+        await driver.close()
+
+
+async def test_wake_up_lists_of_timers_do_not_outlive_their_pop(
+    driver: RedisDriver, client: Redis
+) -> None:
+    waiter = RedisDriver.from_url(redis_url(), name=driver.name, pop_timeout=LONG)
+    await driver.push(persisted("later"), timedelta(milliseconds=100))
+
+    await asyncio.wait_for(waiter.pop(), GUARD_SECONDS)
+
+    assert not [key for key in await stored_keys(client, driver) if ":wake:" in key]
+    await waiter.close()
+
+
 # --- wake-ups and concurrency -------------------------------------------------------------
 
 
@@ -553,8 +581,8 @@ async def _answers(port: int) -> bool:
 async def test_a_pop_longer_than_the_socket_timeout_blocks_in_shorter_steps(
     client: Redis,
 ) -> None:
-    given = Redis.from_url(redis_url(), socket_timeout=0.2)
-    driver = RedisDriver(given, name=unique_queue_name(), pop_timeout=timedelta(seconds=0.6))
+    given = Redis.from_url(redis_url(), socket_timeout=0.5)
+    driver = RedisDriver(given, name=unique_queue_name(), pop_timeout=timedelta(seconds=1.2))
     try:
         with pytest.raises(QueueEmpty):  # not a socket timeout turned into StoreUnavailable
             await driver.pop()

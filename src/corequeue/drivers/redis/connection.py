@@ -333,7 +333,8 @@ def _longest_block(client: AnyRedis) -> float:
     socket_timeout = kwargs.get("socket_timeout")
     if not socket_timeout:
         return LONGEST_BLOCK_SECONDS
-    return min(LONGEST_BLOCK_SECONDS, float(socket_timeout) / 2)
+    # Redis ends a timed-out BLPOP up to 1/hz s late (100 ms by default): keep clear of that.
+    return max(0.001, min(LONGEST_BLOCK_SECONDS, float(socket_timeout) / 2 - 0.1))
 
 
 async def _close(clients: Clients) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,7 +66,7 @@ MAX_POP: Final = 1000
 
 _MAX_DELAY_MS: Final = 2**52  # Lua numbers are doubles: exact integers end at 2**53
 _SCRIPTS: Final = ("ack", "cancel", "flush", "info", "pop", "push", "reload", "release", "renew")
-_SCRIPTS_MORE: Final = ("settle", "tick")
+_SCRIPTS_MORE: Final = ("settle",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ class RedisKeys:
     seq: str
     expiries: str
     job_prefix: str
+    wake_prefix: str
 
     @classmethod
     def for_channels(cls, channels: ChannelConfig) -> RedisKeys:
@@ -107,6 +109,7 @@ class RedisKeys:
             seq=f"{base}seq",
             expiries=f"{base}lease_expiries",
             job_prefix=f"{base}job:",
+            wake_prefix=f"{base}wake:",
         )
         slots = {key_slot(key.encode()) for key in keys.all()}
         if len(slots) > 1:
@@ -268,18 +271,19 @@ class RedisDriver:
         """Reserve up to `limit` due jobs, oldest first; raise QueueEmpty after `pop_timeout`."""
         if limit < 1:
             raise InvalidOption(f"limit must be at least 1, got {limit}")
+        limit = min(limit, MAX_POP)
         clients = self._clients.current()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pop_timeout.total_seconds()
         while True:
-            jobs, wait_ms = await self._reserve(clients, min(limit, MAX_POP))
+            jobs, wait_ms = await self._reserve(clients, limit)
             if jobs:
                 return jobs
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise QueueEmpty()
-            if wait_ms != 0:
-                await self._wait(clients, remaining, wait_ms)
+            if wait_ms != 0 and (jobs := await self._wait(clients, remaining, wait_ms, limit)):
+                return jobs
 
     async def ack(self, job: PersistedJob) -> None:
         """Remove a reserved job and its data."""
@@ -302,6 +306,11 @@ class RedisDriver:
     async def renew(self, job: PersistedJob) -> None:
         """Extend the lease of a reserved job by `lease` from now."""
         await self._run("renew", to_ms(self.lease), job.id)
+
+    async def renew_many(self, jobs: Sequence[PersistedJob]) -> None:
+        """Extend the leases of several reserved jobs in one round trip."""
+        if jobs:
+            await self._run("renew", to_ms(self.lease), *(job.id for job in jobs))
 
     async def release(self, job: PersistedJob) -> None:
         """Put a reserved job back in `waiting` without counting an attempt."""
@@ -388,10 +397,12 @@ class RedisDriver:
 
     # --- pop ---------------------------------------------------------------------------------
 
-    async def _reserve(self, clients: Clients, limit: int) -> tuple[list[PersistedJob], int]:
-        lease_ms = to_ms(self.lease)
+    async def _reserve(
+        self, clients: Clients, limit: int, wake_key: str = ""
+    ) -> tuple[list[PersistedJob], int]:
+        args = self._args(limit, to_ms(self.lease), wake_key)
         with store_errors(self.url):
-            reply = await self._scripts["pop"].run(clients.main, self._args(limit, lease_ms))
+            reply = await self._scripts["pop"].run(clients.main, args)
         jobs: list[PersistedJob] = []
         for index in range(1, len(reply), 3):
             job_id, envelope, lost = reply[index : index + 3]
@@ -408,34 +419,55 @@ class RedisDriver:
         with store_errors(self.url):
             await self._scripts["settle"].run(clients.main, self._args(job_id, "failed", 0, ""))
 
-    async def _wait(self, clients: Clients, remaining: float, wait_ms: int) -> None:
-        """Block until a token arrives or `remaining` seconds pass; tick when work falls due."""
+    async def _wait(
+        self, clients: Clients, remaining: float, wait_ms: int, limit: int
+    ) -> list[PersistedJob]:
+        """Block until a token arrives or `remaining` seconds pass; reserve when work falls due.
+
+        Returns the jobs the timer reserved, if any; an empty list means "look again".
+        """
         woken = asyncio.Event()
-        ticker = None
+        keys = [self.keys.notify]
+        timer = None
         if 0 < wait_ms < remaining * 1000:
-            ticker = asyncio.create_task(
-                self._tick_after(clients, wait_ms, woken), name=f"corequeue tick {self.name}"
+            keys.insert(0, f"{self.keys.wake_prefix}{os.urandom(8).hex()}")
+            timer = asyncio.create_task(
+                self._reserve_when_due(clients, wait_ms, limit, keys[0], woken),
+                name=f"corequeue timer {self.name}",
             )
         try:
             timeout = math.ceil(min(remaining, clients.longest_block_seconds) * 1000) / 1000
             with store_errors(self.url):
-                await clients.blocking.blpop([self.keys.notify], timeout=timeout)
-        finally:
+                await clients.blocking.blpop(keys, timeout=timeout)
+        except BaseException:
             woken.set()
-            if ticker is not None:  # let a tick in flight finish: a cancelled call drops its
-                await asyncio.gather(ticker, return_exceptions=True)  # connection
+            await self._release_quietly(await _outcome(timer))
+            raise
+        woken.set()
+        return await _outcome(timer)
 
-    async def _tick_after(self, clients: Clients, wait_ms: int, woken: asyncio.Event) -> None:
-        # A local timer, not BLPOP's timeout, decides when a delayed job is due: Redis checks
-        # blocking timeouts only every 1/hz s. The tick makes due jobs waiting and pushes
-        # tokens, which wake a blocked pop (this one, or another idle consumer's).
+    async def _reserve_when_due(
+        self, clients: Clients, wait_ms: int, limit: int, wake_key: str, woken: asyncio.Event
+    ) -> list[PersistedJob]:
+        # A local timer, not BLPOP's timeout, decides when a delayed job (or a lease) is due:
+        # Redis checks blocking timeouts only every 1/hz s. The pop script it runs then pushes
+        # to `wake_key`, ending this pop's BLPOP at once.
         while wait_ms >= 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), wait_ms / 1000)
             if woken.is_set():
-                return
-            with store_errors(self.url):
-                wait_ms = int(await self._scripts["tick"].run(clients.main, self._args()))
+                return []
+            jobs, wait_ms = await self._reserve(clients, limit, wake_key)
+            if jobs:
+                return jobs
+        return []
+
+    async def _release_quietly(self, jobs: list[PersistedJob]) -> None:
+        # A pop that fails or is cancelled hands back what its timer reserved; should that fail
+        # too, the leases run out and the jobs come back, an attempt counted.
+        if jobs:
+            with contextlib.suppress(Exception):
+                await self._run("release", *(job.id for job in jobs))
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -499,6 +531,15 @@ class _Script:
 
 
 _KEY_COUNT: Final = 8
+
+
+async def _outcome(timer: asyncio.Task[list[PersistedJob]] | None) -> list[PersistedJob]:
+    """Wait for `timer` to finish (a pop script in flight must not be cut off: that drops its
+    connection) and return the jobs it reserved; its errors mean it reserved none."""
+    if timer is None:
+        return []
+    (result,) = await asyncio.gather(timer, return_exceptions=True)
+    return result if isinstance(result, list) else []
 
 
 def _decode(envelope: bytes | str, lost_leases: bytes | str | None) -> PersistedJob:

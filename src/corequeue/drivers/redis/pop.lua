@@ -1,6 +1,8 @@
 -- Reserve up to ARGV 3 due jobs under a lease of ARGV 4 ms, after recovering expired leases
 -- and promoting due delayed jobs. Returns {wait, id, envelope, lost leases, id, ...}: wait is
 -- 0 when jobs came back, else ms until the next job is due or lease runs out (-1: never).
+-- ARGV 5, when not "", is the wake-up list of the pop whose timer runs this script: a
+-- reservation pushes to it, ending that pop's BLPOP (before any token, so it takes no token).
 recover_expired_leases()
 promote_due_jobs()
 local limit, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -17,6 +19,10 @@ for i = 1, #popped, 2 do
   end
 end
 if #reply > 1 then
+  if ARGV[5] ~= '' then
+    redis.call('RPUSH', ARGV[5], '1')
+    redis.call('PEXPIRE', ARGV[5], 60000) -- gone even if the BLPOP ended another way
+  end
   top_up_tokens(0)
   return reply
 end

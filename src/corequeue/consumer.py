@@ -1,9 +1,13 @@
 """The parallel consume loop: pop under a lease, run the listeners, ack / retry / fail, shut down.
 
-One popper fills up to `parallelism` job tasks. Each task renews its job's lease while the
-listeners run, enforces the handle timeout by cancellation, and settles the job with the driver.
-On cancellation the popper stops, in-flight jobs get the grace period, and what is still running
-then is cancelled and released back to `waiting` without counting an attempt.
+One popper fills up to `parallelism` job tasks; each runs the listeners under the handle timeout.
+Every job the consumer holds stays reserved under a lease in the store until it is settled: one
+periodic task renews all those leases, and one acker removes finished jobs in batches (one
+round trip for many jobs where the driver allows), so a job leaves the store only after its
+listeners finished. Failures are settled at once by their own task (retry or fail, with events).
+On cancellation the popper stops, in-flight jobs get the grace period, what is still running then
+is cancelled and released back to `waiting` without counting an attempt, and pending acks are
+flushed.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from corequeue.drivers.base import (
     DEFAULT_POP_TIMEOUT,
     BatchDriver,
+    BatchLeaseDriver,
     Channel,
     Driver,
     LeaseDriver,
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
 
 _STORE_RETRY_FIRST = 0.05
 _STORE_RETRY_MAX = 2.0
+_ACK_BATCH = 1000  # most jobs one ack_many call removes
 
 
 @dataclass(slots=True)
@@ -56,12 +63,29 @@ class Consumer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._signalled = False
-        lease = self.driver.lease if isinstance(self.driver, LeaseDriver) else None
+        # Protocol isinstance checks are slow: answer them once, not once per job.
+        driver = self.driver
+        self._leases = driver if isinstance(driver, LeaseDriver) else None
+        self._batch_leases = driver if isinstance(driver, BatchLeaseDriver) else None
+        self._batch_pop = driver if isinstance(driver, BatchDriver) else None
+        lease = self._leases.lease if self._leases is not None else None
         self._renew_every = lease / 3 if lease else None
+        self._give_up_seconds = lease.total_seconds() if lease else 30.0
+        # Every job popped and not yet settled, running or waiting for its ack: its lease is
+        # renewed until it is settled. Keyed by object identity: the same id may be popped
+        # again after a lost lease while the first run still goes on.
+        self._held: dict[int, PersistedJob] = {}
+        self._acks: list[tuple[PersistedJob, float]] = []  # (finished job, handler seconds)
+        self._acks_due = asyncio.Event()
+        self._stopping = False
 
     async def run(self) -> None:
         """Pop and run jobs until cancelled; then shut down gracefully."""
-        gauge = asyncio.create_task(self._report_lengths(), name=f"gauge {self.queue.name}")
+        helpers = [
+            asyncio.create_task(self._report_lengths(), name=f"gauge {self.queue.name}"),
+            asyncio.create_task(self._renew_leases(), name=f"leases {self.queue.name}"),
+        ]
+        acker = asyncio.create_task(self._ack_loop(), name=f"acks {self.queue.name}")
         try:
             with self._signals_cancel_me():
                 await self._pop_loop()
@@ -71,19 +95,21 @@ class Consumer:
             # Stopped by SIGTERM/SIGINT: a clean exit, not an error.
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
         finally:
-            gauge.cancel()
-            await self._shut_down()
+            await self._shut_down(acker)
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
 
     # --- popping ---------------------------------------------------------------------------
 
     async def _pop_loop(self) -> None:
         failures = 0
         while True:
-            while len(self._in_flight) >= self.settings.parallelism:
+            while self._is_full():
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
             try:
-                jobs = await self._pop(self.settings.parallelism - len(self._in_flight))
+                jobs = await self._pop(self._free_slots())
             except QueueEmpty:
                 failures = 0
                 continue
@@ -102,9 +128,9 @@ class Consumer:
     async def _pop(self, limit: int) -> list[PersistedJob]:
         # The pop is shielded: if we are cancelled while the store is reserving a job, wait for
         # its answer and give the job back instead of leaving it reserved until its lease ends.
-        if isinstance(self.driver, BatchDriver) and limit > 1:
+        if self._batch_pop is not None and limit > 1:
             popping: asyncio.Future[list[PersistedJob]] = asyncio.ensure_future(
-                self.driver.pop_many(limit)
+                self._batch_pop.pop_many(limit)
             )
         else:
             popping = asyncio.ensure_future(_pop_one(self.driver))
@@ -117,7 +143,17 @@ class Consumer:
                     await self._release(job)
             raise
 
+    def _is_full(self) -> bool:
+        return self._free_slots() < 1
+
+    def _free_slots(self) -> int:
+        # Finished jobs free their slot before their ack, so popping overlaps acking; the
+        # jobs held (running or awaiting an ack) stay bounded all the same.
+        parallelism = self.settings.parallelism
+        return min(parallelism - len(self._in_flight), 2 * parallelism - len(self._held))
+
     def _start(self, job: PersistedJob) -> None:
+        self._held[id(job)] = job
         task = asyncio.create_task(self._run_job(job), name=f"job {job.id}")
         self._in_flight.add(task)
         task.add_done_callback(self._finished)
@@ -131,22 +167,22 @@ class Consumer:
     # --- running one job -------------------------------------------------------------------
 
     async def _run_job(self, job: PersistedJob) -> None:
-        renewal = self._start_renewal(job)
         started = time.perf_counter()
         try:
             failure = await self._attempt(job)
         except asyncio.CancelledError:
             await self._release(job)
+            self._held.pop(id(job), None)
             raise
-        finally:
-            if renewal is not None:
-                renewal.cancel()
         duration = time.perf_counter() - started
-        if failure is None:
-            await self._settle(self.driver.ack, job)
-            self._observe(job, "processed", duration)
-        else:
+        if failure is None:  # the acker removes it from the store, with others, then observes
+            self._acks.append((job, duration))
+            self._acks_due.set()
+            return
+        try:
             self._observe(job, await self._on_failure(job, failure), duration)
+        finally:
+            self._held.pop(id(job), None)
 
     async def _attempt(self, job: PersistedJob) -> _Failure | None:
         received = self._decode(job)
@@ -188,7 +224,7 @@ class Consumer:
             await self._emit(BeforeRetryPayload(error, job))
             job.backoff = self.settings.backoff(job.backoff)
             job.attempts += 1
-            await self._settle(self.driver.retry, job)
+            await self._settle(partial(self.driver.retry, job), f"job {job.id}")
             return "retried"
         self.log.error(
             "job %s (%s) failed after attempt %d/%d, moved to %s: %s",
@@ -196,7 +232,7 @@ class Consumer:
             extra=extra,
         )  # fmt: skip
         await self._emit(BeforeAbortPayload(error, job))
-        await self._settle(self.driver.fail, job)
+        await self._settle(partial(self.driver.fail, job), f"job {job.id}")
         return "failed"
 
     async def _emit(self, payload: BeforeRetryPayload | BeforeAbortPayload) -> None:
@@ -211,69 +247,94 @@ class Consumer:
 
     # --- leases and settling ---------------------------------------------------------------
 
-    def _start_renewal(self, job: PersistedJob) -> asyncio.Task[None] | None:
+    async def _renew_leases(self) -> None:
+        """Renew the lease of every job held, every third of a lease, from this one task."""
         if self._renew_every is None:
-            return None
-        return asyncio.create_task(self._renew(job, self._renew_every), name=f"lease {job.id}")
-
-    async def _renew(self, job: PersistedJob, every: timedelta) -> None:
-        assert isinstance(self.driver, LeaseDriver)
+            return
         while True:
-            await asyncio.sleep(every.total_seconds())
+            await asyncio.sleep(self._renew_every.total_seconds())
+            jobs = list(self._held.values())
+            if not jobs:
+                continue
             try:
-                await self.driver.renew(job)
+                if self._batch_leases is not None:
+                    await self._batch_leases.renew_many(jobs)
+                else:
+                    await asyncio.gather(*(self._renew(job) for job in jobs))
             except Exception as exc:
-                self.log.warning("job %s: cannot renew lease: %s", job.id, exc)
+                self.log.warning("queue %s: cannot renew leases: %s", self.queue.name, exc)
 
-    async def _settle(
-        self, operation: Callable[[PersistedJob], Awaitable[None]], job: PersistedJob
-    ) -> None:
+    async def _renew(self, job: PersistedJob) -> None:
+        assert self._leases is not None
+        try:
+            await self._leases.renew(job)
+        except Exception as exc:
+            self.log.warning("job %s: cannot renew lease: %s", job.id, exc)
+
+    async def _ack_loop(self) -> None:
+        """Ack finished jobs in batches until the consumer stops and nothing is left to ack."""
+        while not (self._stopping and not self._acks):
+            await self._acks_due.wait()
+            self._acks_due.clear()
+            while self._acks:
+                batch, self._acks = self._acks[:_ACK_BATCH], self._acks[_ACK_BATCH:]
+                await self._ack(batch)
+
+    async def _ack(self, batch: list[tuple[PersistedJob, float]]) -> None:
+        jobs = [job for job, _ in batch]
+        if self._batch_leases is not None:
+            await self._settle(partial(self._batch_leases.ack_many, jobs), f"{len(jobs)} jobs")
+        else:
+            acks = (self._settle(partial(self.driver.ack, job), f"job {job.id}") for job in jobs)
+            await asyncio.gather(*acks)
+        for job, duration in batch:
+            self._held.pop(id(job), None)
+            self._observe(job, "processed", duration)
+        self._slot_freed.set()
+
+    async def _settle(self, operation: Callable[[], Awaitable[None]], what: str) -> None:
         """Apply ack/retry/fail, retrying while the store is briefly unreachable.
 
         Gives up after about a lease: by then the lease has expired and the store itself
         hands the job out again, so nothing is lost either way.
         """
-        delay, deadline = _STORE_RETRY_FIRST, time.monotonic() + self._give_up_after()
+        delay, deadline = _STORE_RETRY_FIRST, time.monotonic() + self._give_up_seconds
         while True:
             try:
-                await operation(job)
+                await operation()
                 return
             except Exception as exc:
                 if time.monotonic() + delay > deadline:
-                    self.log.error(
-                        "job %s: gave up settling (%s); its lease will expire", job.id, exc
-                    )
+                    self.log.error("%s: gave up settling (%s); leases will expire", what, exc)
                     return
-                self.log.warning("job %s: cannot settle (%s); retrying", job.id, exc)
+                self.log.warning("%s: cannot settle (%s); retrying", what, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _STORE_RETRY_MAX)
 
     async def _release(self, job: PersistedJob) -> None:
         try:
-            if isinstance(self.driver, LeaseDriver):
-                await self.driver.release(job)
+            if self._leases is not None:
+                await self._leases.release(job)
             else:  # a driver without leases: send it back due now, attempts unchanged
                 job.backoff = timedelta(0)
                 await self.driver.retry(job)
         except Exception as exc:
             self.log.warning("job %s: cannot release (%s); its lease will expire", job.id, exc)
 
-    def _give_up_after(self) -> float:
-        lease = self.driver.lease if isinstance(self.driver, LeaseDriver) else None
-        return lease.total_seconds() if lease else 30.0
-
     # --- shutdown, gauge, signals ----------------------------------------------------------
 
-    async def _shut_down(self) -> None:
-        if not self._in_flight:
-            return
-        grace = self.settings.shutdown_grace.total_seconds()
-        self.log.info("queue %s: waiting up to %.0fs for %d jobs", self.queue.name, grace,
-                      len(self._in_flight))  # fmt: skip
-        _, unfinished = await asyncio.wait(set(self._in_flight), timeout=grace)
-        for task in unfinished:
-            task.cancel()
-        await asyncio.gather(*unfinished, return_exceptions=True)
+    async def _shut_down(self, acker: asyncio.Task[None]) -> None:
+        if self._in_flight:
+            grace = self.settings.shutdown_grace.total_seconds()
+            self.log.info("queue %s: waiting up to %.0fs for %d jobs", self.queue.name, grace,
+                          len(self._in_flight))  # fmt: skip
+            _, unfinished = await asyncio.wait(set(self._in_flight), timeout=grace)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+        self._stopping = True  # the acker flushes what is left, then returns
+        self._acks_due.set()
+        await acker
 
     async def _report_lengths(self) -> None:
         gauge = self.queue.gauge

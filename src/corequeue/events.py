@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
-from corequeue.job import Job, PersistedJob, job_from, type_name_of
+from corequeue.job import Job, PersistedJob, is_job, job_from, type_name_of
 
 BeforeRetry = "beforeRetry"
 """Type name of the event fired before a failed job is retried."""
@@ -92,7 +92,7 @@ class ListenFunc:
     def __init__(self, wanted: type[Any] | Job | str, fn: ListenerCallable) -> None:
         self.job_type, self.payload_class = listened_type(wanted)
         self.fn = fn
-        self._is_async = inspect.iscoroutinefunction(fn)
+        self.is_async = inspect.iscoroutinefunction(fn)
 
     def listen(self) -> type[Any] | Job | str:
         """Return the wanted type name and class as a job."""
@@ -100,7 +100,7 @@ class ListenFunc:
 
     async def process(self, job: Job) -> None:
         """Call the function with `job`, in a thread if it is synchronous."""
-        if self._is_async:
+        if self.is_async:
             await self.fn(job)  # type: ignore[misc]
         else:
             await asyncio.to_thread(self.fn, job)
@@ -173,26 +173,39 @@ class SyncDispatcher:
 
     def __init__(self) -> None:
         self._listeners: dict[str, list[Handler]] = {}
+        # Per type, the calls to make: found once at subscribe time, not once per job.
+        self._calls: dict[str, list[Callable[[Job], Awaitable[None]]]] = {}
 
     def subscribe(self, listener: Handler) -> None:
         """Register `listener` for the job type it listens to."""
         job_type, _ = listened_type(listener.listen())
         self._listeners.setdefault(job_type, []).append(listener)
+        self._calls.setdefault(job_type, []).append(_call_of(listener))
 
     async def dispatch(self, job: Any) -> None:
         """Call every listener of the job's type in order; raise the first error.
 
         A value that is not a Job is wrapped with `job_from` first.
         """
-        if not isinstance(job, Job):
+        if not is_job(job):
             job = job_from(job)
-        for listener in self._listeners.get(job.type, ()):
-            if inspect.iscoroutinefunction(listener.process):
-                await listener.process(job)
-            else:  # a Handler whose process() is a plain def may block: keep it off the loop
-                blocking = cast(Callable[[Job], None], listener.process)
-                await asyncio.to_thread(blocking, job)
+        for call in self._calls.get(job.type, ()):
+            await call(job)
 
     def has_listeners(self, job_type: str) -> bool:
         """Return whether any listener subscribed to `job_type`."""
         return bool(self._listeners.get(job_type))
+
+
+def _call_of(listener: Handler) -> Callable[[Job], Awaitable[None]]:
+    """Return how to run `listener` for one job: its coroutine, or its plain def in a thread."""
+    if type(listener) is ListenFunc and listener.is_async:  # not a subclass: it may override
+        return cast(Callable[[Job], Awaitable[None]], listener.fn)
+    if inspect.iscoroutinefunction(listener.process):
+        return listener.process
+    blocking = cast(Callable[[Job], None], listener.process)  # a plain def may block: off the loop
+
+    async def in_thread(job: Job) -> None:
+        await asyncio.to_thread(blocking, job)
+
+    return in_thread

@@ -26,7 +26,7 @@ from corequeue.events import (
     listen,
     listened_type,
 )
-from corequeue.job import DeferrableJob, Job, PersistedJob, job_from, new_job_id
+from corequeue.job import Job, PersistedJob, is_deferrable, is_job, job_from, new_job_id
 from corequeue.metrics import Gauge, JobMetrics, LabelledGauge
 
 T = TypeVar("T")
@@ -202,7 +202,7 @@ class Queue:
         """Build the envelope of `job` and the delay before it may run."""
         if isinstance(job, PersistedJob):
             return job, timedelta(0)
-        if not isinstance(job, Job):
+        if not is_job(job):
             job = job_from(job)
         value = self.codec.encode(job.data)
         if self.max_payload_bytes is not None and len(value) > self.max_payload_bytes:
@@ -211,7 +211,7 @@ class Queue:
                 f"most {self.max_payload_bytes} (Queue(max_payload_bytes=...))"
             )
         persisted = PersistedJob(id=new_job_id(), type=job.type, value=value)
-        if not isinstance(job, DeferrableJob):
+        if not is_deferrable(job):
             return persisted, timedelta(0)
         delay = job.defer()
         job.decorate(persisted)

@@ -153,6 +153,23 @@ class LeaseDriver(Driver, Protocol):
 
 
 @runtime_checkable
+class BatchLeaseDriver(LeaseDriver, Protocol):
+    """A lease driver that acks and renews several reserved jobs per round trip.
+
+    The consumer acks finished jobs in batches and renews every lease it holds from one
+    periodic task; a job stays reserved (and leased) in the store until its batch is acked.
+    """
+
+    async def ack_many(self, jobs: Sequence[PersistedJob]) -> None:
+        """Remove every reserved job of `jobs` (a job no longer reserved is left as it is)."""
+        ...
+
+    async def renew_many(self, jobs: Sequence[PersistedJob]) -> None:
+        """Extend the leases of every reserved job of `jobs` by `lease` from now."""
+        ...
+
+
+@runtime_checkable
 class BatchDriver(Driver, Protocol):
     """A driver that moves several jobs per round trip."""
 

@@ -27,10 +27,13 @@ OUTCOMES = ("processed", "retried", "failed")
 class Status:
     """Reports what the worker does, for people (rich) or scripts (`--json` lines on stdout)."""
 
-    def __init__(self, output: Output) -> None:
+    def __init__(self, output: Output, terminal: Console | None = None) -> None:
+        """Show a live table on `terminal` (default: stderr when it is a terminal, not --json)."""
         self.output = output
         interactive = not output.as_json and sys.stderr.isatty()
-        self.live_console = Console(stderr=True) if interactive else None
+        self.live_console = terminal or (
+            Console(stderr=True, highlight=False) if interactive else None
+        )
         self._live: Live | None = None
         self._last: dict[str, _Row] = {}
 
@@ -55,12 +58,16 @@ class Status:
     async def follow(self, queues: Sequence[Queue], counts: JobCounts) -> None:
         """Refresh the status every second until cancelled."""
         while True:
-            rows = {queue.name: await _row(queue, counts) for queue in queues}
-            if self._live is not None:
-                self._live.update(_table(rows))
-            else:
-                self._print_changes(rows)
+            await self.refresh(queues, counts)
             await asyncio.sleep(REFRESH_SECONDS)
+
+    async def refresh(self, queues: Sequence[Queue], counts: JobCounts) -> None:
+        """Read the channels of every queue once and show them with this worker's counts."""
+        rows = {queue.name: await _row(queue, counts) for queue in queues}
+        if self._live is not None:
+            self._live.update(_table(rows), refresh=True)
+        else:
+            self._print_changes(rows)
 
     def _print_changes(self, rows: dict[str, _Row]) -> None:
         for name, row in rows.items():

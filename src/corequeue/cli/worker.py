@@ -89,7 +89,7 @@ def worker(
         as_json=as_json,
         console=status.live_console,
     )
-    options = _Options(config_path, queues, metrics_port, metrics_host, app_path)
+    options = WorkerOptions(config_path, queues, metrics_port, metrics_host, app_path)
     try:
         asyncio.run(_serve(target, options, status))
     except ExceptionGroup as crashed:  # a consumer died; the App stopped the others first
@@ -100,7 +100,7 @@ def worker(
 
 
 @dataclass(frozen=True, slots=True)
-class _Options:
+class WorkerOptions:
     """The worker's command-line choices, passed down together."""
 
     config_path: Path | None
@@ -136,7 +136,7 @@ def import_target(app_path: str) -> Any:
     return target
 
 
-async def build_app(target: Any, options: _Options) -> App:
+async def build_app(target: Any, options: WorkerOptions) -> App:
     """Return the App that runs `target`'s queues (see the module docstring for the kinds)."""
     chosen = options.queues or None
     if isinstance(target, App | QueueFactory | Queue):
@@ -164,7 +164,7 @@ async def build_app(target: Any, options: _Options) -> App:
     return App(factory, queues=chosen)
 
 
-async def _serve(target: Any, options: _Options, status: Status) -> None:
+async def _serve(target: Any, options: WorkerOptions, status: Status) -> None:
     app = await build_app(target, options)
     counts = JobCounts()
     queues = app.queues

@@ -1,10 +1,11 @@
 """Measure RedisDriver latency and memory: push -> pop wake-up, deferred lateness, bytes per job.
 
-Uses a queue of its own on the server (deleted afterwards) and the server's clock, as in
-production; prints one table. Not a test: figures depend on the machine.
+Also times pop() and push_many() with many delayed jobs in the queue. Uses a queue of its own
+on the server (deleted afterwards) and the server's clock, as in production; prints one table.
+Not a test: figures depend on the machine.
 
     COREQUEUE_TEST_REDIS_URL=redis://127.0.0.1:16379/0 \\
-        .venv/bin/python bench/redis_latency.py [--samples 300] [--jobs 20000]
+        .venv/bin/python bench/redis_latency.py [--samples 1000] [--jobs 100000]
 """
 
 from __future__ import annotations
@@ -66,15 +67,32 @@ async def deferred_lateness(
     return "deferred job: pop returns after due (ms)", lateness
 
 
-async def bytes_per_job(driver: RedisDriver, client: Redis, jobs: int, delay: timedelta) -> float:
-    """Return the growth of the server's used memory per job pushed, then flush them."""
-    before = await used_memory(client)
+async def pop_latency(driver: RedisDriver, samples: int) -> list[float]:
+    """Time pop() of one waiting job, `samples` times (the push and ack are not timed)."""
+    timings = []
+    for _ in range(samples):
+        await driver.push(job(uuid.uuid4().hex), timedelta(0))
+        start = time.perf_counter()
+        popped = await driver.pop()
+        timings.append((time.perf_counter() - start) * 1000)
+        await driver.ack(popped)
+    return timings
+
+
+async def load(driver: RedisDriver, jobs: int, delay: timedelta) -> float:
+    """Push `jobs` jobs with `delay` in batches of 1,000; return jobs per second."""
     batch = [(job(f"{n:032x}"), delay) for n in range(jobs)]
-    for start in range(0, jobs, 1000):
-        await driver.push_many(batch[start : start + 1000])
-    grown = await used_memory(client) - before
-    await driver.flush(Channel.WAITING if delay == timedelta(0) else Channel.DELAYED)
-    return grown / jobs
+    start = time.perf_counter()
+    for first in range(0, jobs, 1000):
+        await driver.push_many(batch[first : first + 1000])
+    return jobs / (time.perf_counter() - start)
+
+
+async def bytes_per_job(driver: RedisDriver, client: Redis, jobs: int, delay: timedelta) -> float:
+    """Return the growth of the server's used memory per job pushed."""
+    before = await used_memory(client)
+    await load(driver, jobs, delay)
+    return (await used_memory(client) - before) / jobs
 
 
 async def used_memory(client: Redis) -> int:
@@ -99,12 +117,21 @@ async def main(arguments: argparse.Namespace) -> None:
     producer = RedisDriver.from_url(url, name=name)
     consumer = RedisDriver.from_url(url, name=name, pop_timeout=LONG)
     client = Redis.from_url(url)
+    samples, jobs = arguments.samples, arguments.jobs
     try:
-        print(summary(await wake_up_latency(producer, consumer, arguments.samples)))
-        print(summary(await deferred_lateness(producer, consumer, client, arguments.samples)))
-        for label, delay in [("waiting", timedelta(0)), ("delayed", timedelta(hours=1))]:
-            size = await bytes_per_job(producer, client, arguments.jobs, delay)
-            print(f"memory per {label} job (used_memory delta)     {size:7.0f} bytes")
+        print(summary(await wake_up_latency(producer, consumer, samples)))
+        print(summary(await deferred_lateness(producer, consumer, client, samples)))
+        print(summary(("pop of one waiting job (ms)", await pop_latency(producer, samples))))
+        size = await bytes_per_job(producer, client, jobs, timedelta(0))
+        print(f"memory per waiting job (used_memory delta)     {size:7.0f} bytes")
+        await producer.flush(Channel.WAITING)
+        size = await bytes_per_job(producer, client, jobs, timedelta(hours=1))
+        print(f"memory per delayed job (used_memory delta)     {size:7.0f} bytes")
+        delayed = f"pop, {jobs:,} delayed jobs beside (ms)"
+        print(summary((delayed, await pop_latency(producer, samples))))
+        await producer.flush(Channel.DELAYED)
+        rate = await load(producer, jobs, timedelta(hours=1))
+        print(f"push_many, batches of 1,000                    {rate:7.0f} jobs/s")
         await producer.push(job("one"), timedelta(0))
         envelope = await client.memory_usage(producer.keys.job("one"))
         print(f"MEMORY USAGE of one job key                    {envelope:7d} bytes")
@@ -119,6 +146,6 @@ async def main(arguments: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=300)
-    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=100_000)
     asyncio.run(main(parser.parse_args()))

@@ -14,6 +14,7 @@ import pytest
 from corequeue.drivers.base import (
     LEASE_EXPIRED,
     BatchDriver,
+    BatchLeaseDriver,
     Channel,
     Driver,
     LeaseDriver,
@@ -392,6 +393,42 @@ async def test_pop_many_reserves_due_jobs_oldest_first(driver: Driver, clock: Fa
     assert await driver.info() == QueueInfo(delayed=1, reserved=5)
     with pytest.raises(QueueEmpty):
         await driver.pop_many(10)
+
+
+def batch_leased(driver: Driver) -> BatchLeaseDriver:
+    if not isinstance(driver, BatchLeaseDriver):
+        pytest.skip("driver has no ack_many / renew_many")
+    return driver
+
+
+async def test_ack_many_removes_reserved_jobs_and_leaves_the_rest(driver: Driver) -> None:
+    bulk = batch_leased(driver)
+    for job_id in ("a", "b", "c"):
+        await driver.push(persisted(job_id), timedelta(0))
+    first, second = await driver.pop(), await driver.pop()
+    waiting = persisted("c")
+
+    await bulk.ack_many([first, second, waiting])
+    await bulk.ack_many([])
+
+    assert await driver.info() == QueueInfo(waiting=1)
+    assert await pop_all(driver) == ["c"]
+
+
+async def test_renew_many_extends_every_lease(driver: Driver, clock: FakeClock) -> None:
+    bulk = batch_leased(driver)
+    for job_id in ("a", "b"):
+        await driver.push(persisted(job_id, max_attempts=2), timedelta(0))
+    jobs = [await driver.pop(), await driver.pop()]
+
+    clock.advance(bulk.lease * 2 / 3)
+    await bulk.renew_many(jobs)
+    await bulk.renew_many([])
+    clock.advance(bulk.lease * 2 / 3)
+
+    with pytest.raises(QueueEmpty):
+        await driver.pop()
+    assert await driver.info() == QueueInfo(reserved=2)
 
 
 async def test_nothing_is_lost_through_retries_failures_and_reloads(

@@ -102,6 +102,11 @@ class InProcessDriver:
         """Remove a reserved job."""
         self._reserved.pop(job.id, None)
 
+    async def ack_many(self, jobs: Sequence[PersistedJob]) -> None:
+        """Remove several reserved jobs."""
+        for job in jobs:
+            self._reserved.pop(job.id, None)
+
     async def fail(self, job: PersistedJob) -> None:
         """Move a reserved job to `failed`."""
         self._reserved.pop(job.id, None)
@@ -116,6 +121,11 @@ class InProcessDriver:
         """Extend the lease of a reserved job."""
         if job.id in self._reserved:
             self._reserved[job.id] = (self._clock.now_ms() + to_ms(self.lease), job)
+
+    async def renew_many(self, jobs: Sequence[PersistedJob]) -> None:
+        """Extend the leases of several reserved jobs."""
+        for job in jobs:
+            await self.renew(job)
 
     async def release(self, job: PersistedJob) -> None:
         """Put a reserved job back in `waiting` without counting an attempt."""

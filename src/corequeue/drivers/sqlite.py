@@ -103,6 +103,10 @@ UPDATE corequeue_jobs SET state = ?, due_ms = ?, backoff_ms = ?, attempts = ?, l
 WHERE queue = ? AND id = ? AND state = {RESERVED}
 """
 
+_ACK = f"DELETE FROM corequeue_jobs WHERE queue = ? AND id = ? AND state = {RESERVED}"
+
+_RENEW = f"UPDATE corequeue_jobs SET due_ms = ? WHERE queue = ? AND id = ? AND state = {RESERVED}"
+
 _INFO = """
 SELECT state, due_ms > ?, COUNT(*) FROM corequeue_jobs WHERE queue = ? GROUP BY 1, 2
 """
@@ -190,8 +194,11 @@ class SQLiteDriver:
 
     async def ack(self, job: PersistedJob) -> None:
         """Remove a reserved job."""
-        sql = f"DELETE FROM corequeue_jobs WHERE queue = ? AND id = ? AND state = {RESERVED}"
-        await self._write(sql, (self.name, job.id))
+        await self._write(_ACK, (self.name, job.id))
+
+    async def ack_many(self, jobs: Sequence[PersistedJob]) -> None:
+        """Remove several reserved jobs in one transaction (one sync to disk)."""
+        await self._write_many(_ACK, [(self.name, job.id) for job in jobs])
 
     async def fail(self, job: PersistedJob) -> None:
         """Move a reserved job to `failed`."""
@@ -204,12 +211,12 @@ class SQLiteDriver:
 
     async def renew(self, job: PersistedJob) -> None:
         """Extend the lease of a reserved job by `lease` from now."""
+        await self.renew_many([job])
+
+    async def renew_many(self, jobs: Sequence[PersistedJob]) -> None:
+        """Extend the leases of several reserved jobs by `lease` from now, in one transaction."""
         until = self._clock.now_ms() + to_ms(self.lease)
-        sql = (
-            f"UPDATE corequeue_jobs SET due_ms = ? "
-            f"WHERE queue = ? AND id = ? AND state = {RESERVED}"
-        )
-        await self._write(sql, (until, self.name, job.id))
+        await self._write_many(_RENEW, [(until, self.name, job.id) for job in jobs])
 
     async def release(self, job: PersistedJob) -> None:
         """Put a reserved job back in `waiting` without counting an attempt."""
@@ -356,6 +363,10 @@ class SQLiteDriver:
 
     async def _write(self, sql: str, parameters: Sequence[Any]) -> int:
         return await self._run(lambda db: db.execute(sql, parameters).rowcount)
+
+    async def _write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self._run(lambda db: _in_transaction(db, lambda: db.executemany(sql, rows)))
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:

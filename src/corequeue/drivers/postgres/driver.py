@@ -189,6 +189,12 @@ class PostgresDriver:
         """Remove a reserved job."""
         await self._execute(self._queries.ack, self._params(id=job.id))
 
+    async def ack_many(self, jobs: Sequence[PersistedJob]) -> None:
+        """Remove several reserved jobs in one statement."""
+        if jobs:
+            params = self._params(ids=[job.id for job in jobs])
+            await self._execute(self._queries.ack_many, params)
+
     async def fail(self, job: PersistedJob) -> None:
         """Move a reserved job to `failed`, keeping its envelope."""
         await self._settle(job, FAILED, timedelta(0))
@@ -202,6 +208,12 @@ class PostgresDriver:
         """Extend the lease of a reserved job by `lease` from now."""
         params = self._params(id=job.id, lease_ms=to_ms(self.lease))
         await self._execute(self._queries.renew, params)
+
+    async def renew_many(self, jobs: Sequence[PersistedJob]) -> None:
+        """Extend the leases of several reserved jobs by `lease` from now, in one statement."""
+        if jobs:
+            params = self._params(ids=[job.id for job in jobs], lease_ms=to_ms(self.lease))
+            await self._execute(self._queries.renew_many, params)
 
     async def release(self, job: PersistedJob) -> None:
         """Put a reserved job back in `waiting` without counting an attempt."""

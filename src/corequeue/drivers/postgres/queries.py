@@ -26,8 +26,10 @@ class Queries:
     reserve: bytes
     next_event: bytes
     ack: bytes
+    ack_many: bytes
     settle: bytes
     renew: bytes
+    renew_many: bytes
     release: bytes
     cancel: bytes
     reload: bytes

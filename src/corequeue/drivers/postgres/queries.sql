@@ -87,6 +87,9 @@ SELECT {now}, LEAST(
 -- name: ack
 DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state = 1;
 
+-- name: ack_many
+DELETE FROM {jobs} WHERE queue = %(queue)s AND id = ANY(%(ids)s::text[]) AND state = 1;
+
 -- name: settle
 -- fail and retry: move a reserved job, storing its updated envelope; wake pops on commit.
 WITH settled AS (
@@ -103,6 +106,10 @@ SELECT pg_notify(%(channel)s, %(queue)s) WHERE EXISTS (SELECT FROM settled);
 -- name: renew
 UPDATE {jobs} SET due_ms = {now_up} + %(lease_ms)s
 WHERE queue = %(queue)s AND id = %(id)s AND state = 1;
+
+-- name: renew_many
+UPDATE {jobs} SET due_ms = {now_up} + %(lease_ms)s
+WHERE queue = %(queue)s AND id = ANY(%(ids)s::text[]) AND state = 1;
 
 -- name: release
 WITH released AS (

@@ -66,7 +66,7 @@ MAX_POP: Final = 1000
 
 _MAX_DELAY_MS: Final = 2**52  # Lua numbers are doubles: exact integers end at 2**53
 _SCRIPTS: Final = ("ack", "cancel", "flush", "info", "pop", "push", "reload", "release", "renew")
-_SCRIPTS_MORE: Final = ("settle",)
+_SCRIPTS_MORE: Final = ("settle", "inspect", "lookup", "delete", "requeue")
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +393,7 @@ class RedisDriver:
     async def _run_inspection(self, script: str, *args: Any) -> Any:
         clients = self._clients.current()
         with store_errors(self.url):
-            return await _INSPECTION_SCRIPTS[script].run(clients.main, self._args(*args))
+            return await self._scripts[script].run(clients.main, self._args(*args))
 
     # --- pop ---------------------------------------------------------------------------------
 
@@ -560,10 +560,6 @@ LIST_WINDOW: Final = 500
 
 UNREADABLE_TYPE: Final = "<unreadable>"
 """The type `list_jobs()` and `get_job()` show for a stored envelope they cannot read."""
-
-_INSPECTION_SCRIPTS: Final = {
-    name: _Script(name) for name in ("inspect", "lookup", "delete", "requeue")
-}
 
 
 def _view(

@@ -13,6 +13,7 @@ import sys
 import click
 
 from corequeue.cli.common import RUNTIME_ERROR, USAGE_ERROR
+from corequeue.cli.dashboard import dashboard
 from corequeue.cli.migrate import migrate
 from corequeue.cli.queues import queue_group
 from corequeue.cli.worker import worker
@@ -28,6 +29,7 @@ def cli() -> None:
 cli.add_command(worker)
 cli.add_command(queue_group)
 cli.add_command(migrate)
+cli.add_command(dashboard)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,223 @@
+"""What the dashboard's pages and JSON API both do: read queues and act on them.
+
+`Dashboard` holds the queues and options of one app; its methods raise `Problem` (a message
+and an HTTP status) for anything a person or script asked wrongly, which pages render as an
+error page and the API as `{"error": ...}`. `job_document()` is the one JSON form of a job.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from corequeue.drivers.base import Channel, InspectDriver, JobView, QueueInfo, reloadable
+from corequeue.errors import InvalidOption
+from corequeue.metrics import FanOut, JobMetrics
+from corequeue.queue import Queue
+from corequeue.web.activity import ActivityRecorder
+
+PAGE_SIZE = 50
+"""Jobs on one page of a channel view."""
+
+
+class Problem(Exception):
+    """A request the dashboard cannot serve: `message` for people, `status` for HTTP."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A job's payload as the dashboard shows it."""
+
+    encoding: str  # "json", "text", "base64" or "hidden"
+    text: str
+    value: Any = None  # the parsed JSON value, for the API
+
+
+class Dashboard:
+    """The queues one dashboard shows, and everything it does with them.
+
+    Args:
+        queues: The queues by name.
+        show_payloads: Whether payloads are shown (pages) and returned (API).
+        recorder: Counts finished attempts and samples backlogs for the chart; it is added to
+            each queue's metrics, so attempts finished in this process are counted.
+    """
+
+    def __init__(
+        self, queues: Mapping[str, Queue], *, show_payloads: bool, recorder: ActivityRecorder
+    ) -> None:
+        self.queues = dict(queues)
+        self.show_payloads = show_payloads
+        self.recorder = recorder
+        for queue in self.queues.values():
+            _observe_with(queue, recorder)
+
+    @property
+    def names(self) -> list[str]:
+        """The queue names, in the order given."""
+        return list(self.queues)
+
+    def queue(self, name: str) -> Queue:
+        """Return queue `name`; raise Problem 404 naming the known ones."""
+        try:
+            return self.queues[name]
+        except KeyError:
+            known = ", ".join(self.queues) or "none"
+            raise Problem(f"unknown queue {name!r}; this dashboard shows: {known}", 404) from None
+
+    def inspector(self, name: str) -> InspectDriver | None:
+        """Return the driver of queue `name` if it can list jobs."""
+        driver = self.queue(name).driver
+        return driver if isinstance(driver, InspectDriver) else None
+
+    async def info(self, name: str) -> QueueInfo:
+        """Return the channel counts of queue `name` (and offer them to the chart)."""
+        info = await self.queue(name).info()
+        self.recorder.sample(name, info)
+        return info
+
+    async def infos(self) -> dict[str, QueueInfo]:
+        """Return the channel counts of every queue."""
+        return {name: await self.info(name) for name in self.queues}
+
+    async def sample_all(self) -> None:
+        """Read the counts of every queue that is due a chart sample."""
+        for name in self.queues:
+            if self.recorder.needs_sample(name):
+                await self.info(name)
+
+    async def list_jobs(
+        self, name: str, channel: str, *, offset: int, limit: int, job_type: str | None
+    ) -> list[JobView]:
+        """Return a page of the jobs of one channel."""
+        parsed = channel_of(channel)
+        try:
+            return await self._inspector(name).list_jobs(
+                parsed, offset=offset, limit=limit, job_type=job_type
+            )
+        except InvalidOption as exc:
+            raise Problem(str(exc), 400) from None
+
+    async def job(self, name: str, job_id: str) -> JobView:
+        """Return job `job_id` of queue `name`; raise Problem 404 when it is not there."""
+        view = await self._inspector(name).get_job(job_id)
+        if view is None:
+            raise Problem(
+                f"no job {job_id!r} in queue {name!r}: it finished, was deleted, or never was",
+                404,
+            )
+        return view
+
+    async def reload(self, name: str, channel: str) -> int:
+        """Move every job of a failed or timeout channel back to waiting; return how many."""
+        try:
+            parsed = reloadable(channel_of(channel))
+        except InvalidOption as exc:
+            raise Problem(str(exc), 400) from None
+        return await self.queue(name).driver.reload(parsed)
+
+    async def flush(self, name: str, channel: str) -> int:
+        """Delete every job of a channel; return how many there were just before."""
+        parsed = channel_of(channel)
+        queue = self.queue(name)
+        count = getattr(await queue.info(), parsed.value)
+        await queue.driver.flush(parsed)
+        return int(count)
+
+    async def retry(self, name: str, job_id: str) -> None:
+        """Move one failed or timeout job back to waiting."""
+        if not await self._inspector(name).retry_job(job_id):
+            raise Problem(f"no failed or timeout job {job_id!r} in queue {name!r}", 404)
+
+    async def delete(self, name: str, job_id: str) -> None:
+        """Delete one waiting, delayed, failed or timeout job."""
+        if not await self._inspector(name).delete_job(job_id):
+            raise Problem(
+                f"no waiting, delayed, failed or timeout job {job_id!r} in queue {name!r}", 404
+            )
+
+    async def cancel(self, name: str, job_id: str) -> None:
+        """Cancel one waiting or delayed job."""
+        if not await self.queue(name).cancel(job_id):
+            raise Problem(f"no waiting or delayed job {job_id!r} in queue {name!r}", 404)
+
+    def payload(self, view: JobView) -> Payload:
+        """Return the payload of `view` as shown: pretty JSON, text, base64, or hidden."""
+        if not self.show_payloads:
+            return Payload("hidden", "")
+        return payload_of(view.job.value)
+
+    def _inspector(self, name: str) -> InspectDriver:
+        driver = self.inspector(name)
+        if driver is None:
+            kind = type(self.queue(name).driver).__name__
+            raise Problem(f"the driver of queue {name!r} ({kind}) cannot list jobs", 501)
+        return driver
+
+
+def channel_of(channel: str) -> Channel:
+    """Return `channel` as a Channel; raise Problem 404 naming the channels."""
+    try:
+        return Channel(channel)
+    except ValueError:
+        names = ", ".join(c.value for c in Channel)
+        raise Problem(f"unknown channel {channel!r}; channels: {names}", 404) from None
+
+
+def payload_of(value: bytes) -> Payload:
+    """Show payload bytes as pretty JSON when they are JSON, else as text, else base64.
+
+    Never unpickles or otherwise runs anything: a pickled payload shows as base64.
+    """
+    try:
+        text = value.decode()
+    except UnicodeDecodeError:
+        return Payload("base64", base64.b64encode(value).decode())
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return Payload("text", text)
+    return Payload("json", json.dumps(parsed, indent=2, ensure_ascii=False), parsed)
+
+
+def job_document(dashboard: Dashboard, queue: str, view: JobView) -> dict[str, Any]:
+    """Return the JSON API's form of a job (see the OpenAPI schema `Job`)."""
+    job = view.job
+    payload = dashboard.payload(view)
+    document: dict[str, Any] = {
+        "id": job.id,
+        "type": job.type,
+        "queue": queue,
+        "channel": view.channel.value,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "due_at": view.due_at.isoformat() if view.due_at else None,
+        "handle_timeout_seconds": job.handle_timeout.total_seconds(),
+        "backoff_seconds": job.backoff.total_seconds(),
+        "last_error": job.last_error,
+        "payload_encoding": payload.encoding,
+        "payload": None,
+    }
+    if payload.encoding == "json":
+        document["payload"] = payload.value
+    elif payload.encoding != "hidden":
+        document["payload"] = payload.text
+    return document
+
+
+def _observe_with(queue: Queue, recorder: ActivityRecorder) -> None:
+    """Add `recorder` to the metrics of `queue`, once."""
+    current: JobMetrics | None = queue.metrics
+    if current is recorder or (
+        isinstance(current, FanOut) and any(r is recorder for r in current.receivers)
+    ):
+        return
+    queue.metrics = FanOut(current, recorder)

@@ -24,7 +24,7 @@ from redis.crc import key_slot
 from corequeue.drivers.base import ChannelConfig, QueueInfo
 from corequeue.drivers.redis import RedisDriver, RedisKeys
 from corequeue.drivers.redis.connection import UrlSource, redact
-from corequeue.errors import InvalidOption, QueueEmpty, StoreUnavailable
+from corequeue.errors import DriverError, InvalidOption, QueueEmpty, StoreUnavailable
 from corequeue.testing import FakeClock
 from tests.support.driver_redis import (
     blocked_clients,
@@ -379,6 +379,61 @@ async def test_a_given_client_works_and_is_left_open(client: Redis) -> None:
     assert await client.ping()
 
 
+async def test_a_given_standalone_client_is_copied_for_another_event_loop(client: Redis) -> None:
+    driver = RedisDriver(client, name=unique_queue_name(), pop_timeout=POP_TIMEOUT)
+    try:
+        await driver.push(persisted("here"), timedelta(0))
+
+        def push_from_another_loop() -> None:
+            async def push_and_close() -> None:
+                await driver.push(persisted("there"), timedelta(0))
+                await driver.close()  # closes the copies of this loop; the given client stays
+
+            asyncio.run(push_and_close())
+
+        await asyncio.to_thread(push_from_another_loop)
+
+        assert await driver.info() == QueueInfo(waiting=2)
+    finally:
+        await wipe(driver, client)
+        await driver.close()
+
+
+async def test_a_given_cluster_client_serves_scripts_and_blocking_pops() -> None:
+    url = redis_cluster_url()
+    async with raw_client(url, cluster=True) as cluster:
+        assert isinstance(cluster, RedisCluster)
+        driver = RedisDriver(cluster, name=unique_queue_name(), pop_timeout=POP_TIMEOUT)
+        try:
+            await driver.push_many([(persisted(f"j{n}"), timedelta(0)) for n in range(1200)])
+            popping = asyncio.create_task(driver.pop_many(1000))
+
+            assert len(await asyncio.wait_for(popping, GUARD_SECONDS)) == 1000
+            assert await driver.info() == QueueInfo(waiting=200, reserved=1000)
+        finally:
+            await wipe(driver, cluster)
+            await driver.close()
+
+
+async def test_a_cancelled_pop_leaves_the_queue_as_it_was(
+    driver: RedisDriver, client: Redis
+) -> None:
+    client_name = f"cq-cancel-{driver.name}"
+    waiter = RedisDriver.from_url(
+        redis_url(), name=driver.name, pop_timeout=LONG, client_name=client_name
+    )
+    await driver.push(persisted("later"), timedelta(seconds=30))  # a timer waits for it
+    popping = asyncio.create_task(waiter.pop())
+    await poll(lambda: _has_blocked(client, client_name), GUARD_SECONDS)
+
+    popping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await popping
+
+    assert await driver.info() == QueueInfo(delayed=1)
+    await waiter.close()
+
+
 async def test_an_unreadable_envelope_goes_to_failed_and_the_pop_goes_on(
     driver: RedisDriver, client: Redis
 ) -> None:
@@ -449,6 +504,16 @@ async def test_cluster_urls_name_every_startup_node(url: str) -> None:
     await main.aclose()
 
 
+async def test_cluster_urls_accept_ipv6_nodes() -> None:
+    clients = UrlSource("redis+cluster://[::1]:7000,[::2]", options={}).open(first=True)
+    main = clients.main
+
+    assert isinstance(main, RedisCluster)
+    nodes = sorted((node.host, node.port) for node in main.nodes_manager.startup_nodes.values())
+    assert nodes == [("::1", 7000), ("::2", 6379)]
+    await main.aclose()
+
+
 async def test_cluster_option_turns_a_redis_url_into_a_cluster_client() -> None:
     clients = UrlSource("redis://n1:7000", cluster=True, options={}).open(first=True)
 
@@ -475,6 +540,7 @@ async def test_sentinel_urls_name_the_sentinels_service_and_database() -> None:
         ("redis+cluster://n1:7000/3", "database 0 only"),
         ("redis+sentinel://s1:26379", "service_name"),
         ("redis+cluster://n1:port", "bad port"),
+        ("redis+cluster://", "names no host"),
     ],
 )
 async def test_bad_urls_are_refused_with_a_clear_error(url: str, message: str) -> None:
@@ -505,6 +571,23 @@ async def test_an_acl_user_with_a_password_can_run_the_queue(client: Redis) -> N
         assert password not in repr(driver)
     finally:
         await wipe(driver, client)
+        await driver.close()
+        await client.acl_deluser(user)
+
+
+async def test_a_command_the_server_refuses_raises_driver_error(client: Redis) -> None:
+    user, password = f"cq-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    await client.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], keys=["*"], categories=["+@read"]
+    )
+    host = redis_url().removeprefix("redis://")
+    driver = RedisDriver.from_url(f"redis://{user}:{password}@{host}", name="q")
+    try:
+        with pytest.raises(DriverError, match="refused") as raised:
+            await driver.push(persisted("a"), timedelta(0))
+
+        assert not isinstance(raised.value, StoreUnavailable)  # reachable, but not allowed
+    finally:
         await driver.close()
         await client.acl_deluser(user)
 

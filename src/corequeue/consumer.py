@@ -192,8 +192,12 @@ class Consumer:
         try:
             async with timeout:
                 await self.queue.job_dispatcher.dispatch(received)
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as exc:
+            if _is_cancelling():
+                raise
+            # Raised by a listener, not asked for by us (a library leaking one): sending the job
+            # back uncounted would run it again and again, so the attempt fails instead.
+            return _Failure(exc)
         except TimeoutError as exc:
             if timeout.expired():
                 return _Failure(HandleTimeout(f"listeners ran longer than {job.handle_timeout}"))
@@ -377,6 +381,12 @@ class Consumer:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+
+
+def _is_cancelling() -> bool:
+    """Return whether someone asked the current task to stop (shutdown, a timeout)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 async def _pop_one(driver: Driver) -> list[PersistedJob]:

@@ -185,7 +185,8 @@ async def test_get_job_finds_a_job_in_any_channel(driver: Driver, clock: FakeClo
         "delayed": Channel.DELAYED,
         "unknown": None,
     }
-    assert found["failed"] is not None and found["failed"].job.last_error == "it broke"
+    assert found["failed"] is not None
+    assert found["failed"].job.last_error == "it broke"
     assert found["delayed"] == JobView(
         persisted("delayed", attempts=2, max_attempts=3), Channel.DELAYED, start + MINUTE
     )

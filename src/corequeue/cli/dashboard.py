@@ -8,6 +8,10 @@ is visible to every user of the machine), by environment variable. Neither is ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,7 +114,8 @@ def dashboard(
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False)
     )
-    asyncio.run(_serve(server, factory))
+    with _signals_stop(server):
+        asyncio.run(_serve(server, factory))
     return 0
 
 
@@ -120,3 +125,25 @@ async def _serve(server: uvicorn.Server, factory: QueueFactory) -> None:
         await server.serve()
     finally:
         await factory.close()
+
+
+@contextlib.contextmanager
+def _signals_stop(server: uvicorn.Server) -> Iterator[None]:
+    """Make SIGINT / SIGTERM a graceful stop and a clean exit, whenever they come.
+
+    While it serves, uvicorn handles them itself, then raises the signal again for the handler
+    installed before it: this one, so `dashboard` returns 0 instead of dying of the signal.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

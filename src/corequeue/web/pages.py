@@ -311,7 +311,7 @@ class Pages:
 def _url_builder(request: Request) -> Callable[..., str]:
     """Return `url(route, query=None, **params)`: a path under the dashboard's mount point."""
     root: str = request.scope.get("root_path", "")
-    router = request.scope["router"]
+    router = request.app.router  # the dashboard's own: scope["router"] is the outermost app's
 
     def url(route: str, query: Mapping[str, str] | None = None, **params: str) -> str:
         # Queue names and job ids may hold any character; the static file path keeps its "/".

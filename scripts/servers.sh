@@ -1,8 +1,8 @@
 # Start and stop the real servers the tests and benchmarks need, on loopback ports.
 # Sourced by scripts/test and bench/run; not meant to be run on its own.
 #
-#   start_servers   installs redis-server if missing, starts Redis (standalone and a 3-master
-#                   cluster) and PostgreSQL, and exports their URLs
+#   start_servers   installs redis-server and chromium if missing, starts Redis (standalone
+#                   and a 3-master cluster) and PostgreSQL, and exports their URLs
 #   stop_servers    stops them and removes their data (called from an EXIT trap)
 
 SERVERS_DIR="${SERVERS_DIR:-$(mktemp -d /tmp/corequeue-servers.XXXXXX)}"
@@ -17,9 +17,30 @@ ensure_redis_installed() {
         return
     fi
     log "installing redis-server (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    apt_update_once
     apt-get install -y -qq redis-server >/dev/null
+}
+
+# The browser tests drive Debian's Chromium (Playwright with executable_path, never a browser
+# download). Installed from the distribution's packages when missing.
+ensure_chromium_installed() {
+    if command -v chromium >/dev/null; then
+        return
+    fi
+    log "installing chromium (apt-get)"
+    apt_update_once
+    apt-get install -y -qq chromium >/dev/null
+}
+
+APT_UPDATED="${APT_UPDATED:-}"
+
+# apt-get update at most once per run, before the first install that needs it.
+apt_update_once() {
+    export DEBIAN_FRONTEND=noninteractive
+    if [ -z "$APT_UPDATED" ]; then
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
 }
 
 find_pg_bin() {
@@ -107,6 +128,7 @@ as_postgres() {
 
 start_servers() {
     ensure_redis_installed
+    ensure_chromium_installed
     log "starting redis-server on 127.0.0.1:$REDIS_PORT"
     start_redis
     log "starting a 3-master Redis Cluster on 127.0.0.1 ports $REDIS_CLUSTER_PORTS"

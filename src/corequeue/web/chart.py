@@ -34,6 +34,7 @@ class Chart:
     height: int
     bars: list[Bar]
     backlog_points: str
+    backlog_dot: tuple[float, float] | None
     finished: int
     per_minute: float
     backlog: int | None
@@ -68,10 +69,11 @@ def draw(buckets: list[Bucket]) -> Chart:
     sampled = [(index, bucket.backlog) for index, bucket in enumerate(buckets)]
     points = [(index, backlog) for index, backlog in sampled if backlog is not None]
     highest = max((backlog for _, backlog in points), default=0) or 1
-    line = " ".join(
-        f"{index * slot + (slot - _GAP) / 2:.1f},{HEIGHT - 2 - (HEIGHT - 4) * value / highest:.1f}"
+    coordinates = [
+        (index * slot + (slot - _GAP) / 2, HEIGHT - 2 - (HEIGHT - 4) * value / highest)
         for index, value in points
-    )
+    ]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coordinates)
     recent = buckets[-2:] if len(buckets) >= 2 else buckets
     per_minute = sum(b.finished for b in recent) * 60 / (BUCKET_SECONDS * max(len(recent), 1))
     return Chart(
@@ -79,6 +81,7 @@ def draw(buckets: list[Bucket]) -> Chart:
         height=HEIGHT,
         bars=bars,
         backlog_points=line,
+        backlog_dot=coordinates[-1] if coordinates else None,
         finished=sum(bucket.finished for bucket in buckets),
         per_minute=round(per_minute, 1),
         backlog=points[-1][1] if points else None,

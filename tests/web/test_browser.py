@@ -1,0 +1,255 @@
+"""End to end in a real browser: Debian's headless Chromium, driven by Playwright.
+
+The dashboard is served by uvicorn on a loopback port, over SQLite queues that a real worker
+consumes in the same event loop. Waiting is Playwright's auto-waiting and polling under
+deadlines, never a fixed sleep. Without Chromium these tests are skipped on a laptop and fail
+in CI (scripts/test installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.async_api import Page, async_playwright, expect
+from starlette.types import ASGIApp
+
+import corequeue as cq
+from corequeue.drivers.sqlite import SQLiteDriver
+from corequeue.queue import Queue
+from corequeue.web import ActivityRecorder, create_app
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",  # the tests run as root, where Chromium's sandbox cannot start
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+
+expect.set_options(timeout=15_000)
+
+
+@dataclass
+class SendEmail:
+    to: str
+    subject: str
+
+
+def chromium() -> str:
+    """Return the path of Debian's Chromium; skip (laptop) or fail (CI) without it."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    message = "chromium is not installed: scripts/test installs it (apt-get install chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@asynccontextmanager
+async def serving(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on a free loopback port; yield its URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:
+                if task.done():
+                    task.result()  # startup failed: raise why
+                await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
+async def browser_page(profile: Path) -> AsyncIterator[Page]:
+    """Yield a page of a fresh headless Chromium (its own profile folder)."""
+    executable = chromium()
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 720},
+        )
+        try:
+            yield context.pages[0] if context.pages else await context.new_page()
+        finally:
+            await context.close()
+
+
+@asynccontextmanager
+async def consuming(*queues: Queue) -> AsyncIterator[None]:
+    """Run a worker on each queue for the block, then stop them gracefully."""
+    tasks = [asyncio.create_task(queue.consume(handle_signals=False)) for queue in queues]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+    """Poll `check` until it is true; fail after `within` seconds."""
+    async with asyncio.timeout(within):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+async def test_failed_job_is_reloaded_from_the_browser_and_runs(tmp_path: Path) -> None:
+    queue = Queue(SQLiteDriver(tmp_path / "jobs.db"), name="default")
+    attempts: list[int] = []
+    ran = asyncio.Event()
+
+    @queue.listener(SendEmail)
+    async def send(job: cq.ReceivedJob) -> None:
+        attempts.append(job.attempt)
+        if len(attempts) == 1:
+            raise RuntimeError("SMTP server said 421: try again later")
+        ran.set()
+
+    job_id = await queue.dispatch(SendEmail("ada@example.com", "welcome"))
+    overview_failed = '[data-queue="default"] [data-channel="failed"]'
+
+    async with (
+        serving(create_app({"default": queue})) as url,
+        consuming(queue),
+        browser_page(tmp_path / "profile") as page,
+    ):
+
+        async def has_failed() -> bool:
+            return (await queue.info()).failed == 1
+
+        await eventually(has_failed)
+
+        await page.goto(f"{url}/")
+        await expect(page.locator(f"{overview_failed} .n")).to_have_text("1")
+        await page.click(f"{overview_failed} a")
+        await page.click(f'tr[data-job-id="{job_id}"] td.id a')
+        await expect(page.locator("[data-channel]")).to_have_text("failed")
+        await expect(page.locator("[data-last-error]")).to_contain_text("SMTP server said 421")
+        await expect(page.locator("[data-payload]")).to_contain_text('"to": "ada@example.com"')
+
+        await page.click('button[data-action="reload"]')
+
+        await expect(page.locator(".notice")).to_have_text("Moved 1 job back to waiting.")
+        await expect(page.locator(f'tr[data-job-id="{job_id}"]')).to_have_count(0)
+        await asyncio.wait_for(ran.wait(), 15)
+        assert attempts == [1, 1]  # a reload is not a retry: the attempt count stays
+
+        await page.goto(f"{url}/queues/default/jobs/{job_id}")
+        await expect(page.locator("[data-problem]")).to_contain_text("it finished")
+        await page.goto(f"{url}/")
+        await expect(page.locator(f"{overview_failed} .n")).to_have_text("0")
+        await expect(page.locator('[data-queue="default"] figcaption strong')).to_have_text("2")
+
+        # The overview refreshes itself: a job dispatched now shows up without a reload.
+        await queue.dispatch(SendEmail("bob@example.com", "hello"))
+        await expect(page.locator('[data-queue="default"] figcaption strong')).to_have_text("3")
+        assert await page.locator("#live").get_attribute("data-refreshed")
+    await queue.close()
+
+
+class CompressedTime:
+    """A clock for the chart that moves 30 s whenever the test says: 15 minutes in seconds."""
+
+    def __init__(self) -> None:
+        self.now = time.time() - 14.5 * 60
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_overview_screenshot(tmp_path: Path) -> None:
+    """Run real workers through 15 minutes of (compressed) traffic and photograph the overview.
+
+    The image is docs/dashboard.png, which the README shows.
+    """
+    clock = CompressedTime()
+    recorder = ActivityRecorder(clock=clock)
+    emails = Queue(
+        SQLiteDriver(tmp_path / "emails.db", name="emails"), name="emails", backoff=at_once
+    )
+    default = Queue(SQLiteDriver(tmp_path / "default.db"), name="default", backoff=at_once)
+    reports = Queue(SQLiteDriver(tmp_path / "reports.db", name="reports"), name="reports")
+
+    @emails.listener(SendEmail)
+    async def send(job: cq.ReceivedJob) -> None:
+        if job.data.subject.startswith("bounce"):
+            raise RuntimeError(f"550 mailbox unavailable: {job.data.to}")
+        if job.data.subject.startswith("flaky") and job.attempt < 2:
+            raise ConnectionError("SMTP connection reset")
+
+    @default.listener(int)
+    async def compute(job: cq.ReceivedJob) -> None:
+        if job.data % 13 == 0:
+            raise ValueError(f"cannot process {job.data}")
+
+    app = create_app({"default": default, "emails": emails, "reports": reports}, recorder=recorder)
+    async with consuming(emails, default):
+        for minute in range(29):
+            await traffic(minute, emails, default, recorder)
+            clock.now += 30
+    await emails.dispatch(
+        cq.adjust(SendEmail("eve@example.com", "digest"), defer=timedelta(hours=1))
+    )
+    for n in range(37):
+        await reports.dispatch(cq.adjust({"report": n}, defer=timedelta(minutes=n % 4)))
+    for queue in (emails, default, reports):
+        recorder.sample(queue.name, await queue.info())
+
+    async with serving(app) as url, browser_page(tmp_path / "profile") as page:
+        await page.goto(f"{url}/")
+        await expect(page.locator('[data-queue="emails"] rect.processed').first).to_be_visible()
+        legend = await page.locator(".legend").bounding_box()
+        assert legend is not None
+        height = legend["y"] + legend["height"] + 24  # the page down to the chart's legend
+        shot = await page.screenshot(clip={"x": 0, "y": 0, "width": 1280, "height": height})
+
+    assert shot.startswith(b"\x89PNG")
+    assert len(shot) > 10_000
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    SCREENSHOT.write_bytes(shot)
+    for queue in (emails, default, reports):
+        await queue.close()
+
+
+def at_once(previous: timedelta) -> timedelta:
+    """Retry without waiting: the screenshot's traffic runs in seconds, not minutes."""
+    return timedelta(milliseconds=1)
+
+
+async def traffic(step: int, emails: Queue, default: Queue, recorder: ActivityRecorder) -> None:
+    """Dispatch one interval's jobs, sample the backlog, and wait until the workers are done."""
+    count = round(9 + 7 * math.sin(step / 3))
+    for n in range(count):
+        subject = "bounce" if (step * count + n) % 17 == 0 else "flaky" if n % 5 == 0 else "hi"
+        await emails.dispatch(cq.adjust(SendEmail(f"user{n}@example.com", subject), max_attempts=3))
+        await default.dispatch(step * 10 + n)
+    for queue in (emails, default):
+        recorder.sample(queue.name, await queue.info())
+
+    async def drained() -> bool:
+        infos = [await queue.info() for queue in (emails, default)]
+        return all(info.pending == 0 for info in infos)
+
+    await eventually(drained)

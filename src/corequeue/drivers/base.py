@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from corequeue.errors import InvalidOption
+from corequeue.errors import DecodeError, InvalidOption
 from corequeue.job import PersistedJob
 
 DEFAULT_LEASE = timedelta(seconds=30)
@@ -308,6 +308,49 @@ def instant_of_ms(ms: int) -> datetime:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
+    """Build a job from SQL columns `id, type, value, handle_timeout_ms, backoff_ms, attempts,
+    max_attempts, last_error`.
+
+    Raises:
+        DecodeError: For columns no driver writes (a row edited by hand or by another tool):
+            the SQL drivers park such a row in `failed` instead of jamming every pop.
+    """
+    job_id, job_type, value, timeout_ms, backoff_ms = columns[:5]
+    attempts, max_attempts, last_error = columns[5:8]
+    if isinstance(value, str):  # SQLite columns take any type: a payload written as TEXT
+        value = value.encode()
+    _expect(job_id, str, "id")
+    _expect(job_type, str, "type")
+    _expect(value, bytes | bytearray | memoryview, "value")
+    _expect(attempts, int, "attempts")
+    _expect(max_attempts, int, "max_attempts")
+    _expect(last_error, str | None, "last_error")
+    return PersistedJob(
+        id=job_id,
+        type=job_type,
+        value=bytes(value),
+        handle_timeout=_duration(timeout_ms, "handle_timeout_ms"),
+        backoff=_duration(backoff_ms, "backoff_ms"),
+        attempts=attempts,
+        max_attempts=max_attempts,
+        last_error=last_error,
+    )
+
+
+def _expect(value: Any, kind: Any, column: str) -> None:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise DecodeError(f"stored column {column} holds {value!r:.80}, not a job's {column}")
+
+
+def _duration(ms: Any, column: str) -> timedelta:
+    _expect(ms, int, column)
+    try:
+        return timedelta(milliseconds=ms)
+    except OverflowError:
+        raise DecodeError(f"stored column {column} holds {ms}, out of range") from None
 
 
 LEASE_EXPIRED = "lease expired: the worker holding the job stopped renewing it (killed or hung?)"

@@ -30,10 +30,11 @@ from corequeue.drivers.base import (
     Wakeup,
     check_listing,
     instant_of_ms,
+    job_from_columns,
     parse_channel,
     reloadable,
 )
-from corequeue.errors import InvalidOption, QueueEmpty, StoreUnavailable
+from corequeue.errors import DecodeError, InvalidOption, QueueEmpty, StoreUnavailable
 from corequeue.job import PersistedJob, to_ms
 
 T = TypeVar("T")
@@ -106,6 +107,11 @@ WHERE queue = ? AND id = ? AND state = {RESERVED}
 _ACK = f"DELETE FROM corequeue_jobs WHERE queue = ? AND id = ? AND state = {RESERVED}"
 
 _RENEW = f"UPDATE corequeue_jobs SET due_ms = ? WHERE queue = ? AND id = ? AND state = {RESERVED}"
+
+# A row written behind the driver's back that is no job (see job_from_columns): parked, not lost.
+_PARK_UNREADABLE = f"""
+UPDATE corequeue_jobs SET state = {FAILED}, due_ms = ?, last_error = ? WHERE rowid = ?
+"""
 
 _INFO = """
 SELECT state, due_ms > ?, COUNT(*) FROM corequeue_jobs WHERE queue = ? GROUP BY 1, 2
@@ -342,7 +348,8 @@ class SQLiteDriver:
                 rows.sort(
                     key=lambda row: row[-1]
                 )  # RETURNING order is not guaranteed: FIFO by rowid
-                return [_job(row) for row in rows], None
+                jobs = _readable(db, rows, now)
+                return jobs, None if jobs else now  # only unreadable rows: look again at once
             return [], db.execute(_NEXT_EVENT, (self.name,)).fetchone()[0]
 
         return _in_transaction(db, reserve)
@@ -429,16 +436,18 @@ def _row(job: PersistedJob) -> tuple[Any, ...]:
 
 
 def _job(row: Sequence[Any]) -> PersistedJob:
-    return PersistedJob(
-        id=row[0],
-        type=row[1],
-        value=bytes(row[2]),
-        handle_timeout=timedelta(milliseconds=row[3]),
-        backoff=timedelta(milliseconds=row[4]),
-        attempts=row[5],
-        max_attempts=row[6],
-        last_error=row[7],
-    )
+    return job_from_columns(row)
+
+
+def _readable(db: sqlite3.Connection, rows: list[Any], now: int) -> list[PersistedJob]:
+    """Return the jobs of reserved rows; park the rows that cannot be read in `failed`."""
+    jobs = []
+    for row in rows:
+        try:
+            jobs.append(_job(row))
+        except DecodeError as exc:
+            db.execute(_PARK_UNREADABLE, (now, f"DecodeError: {exc}", row[-1]))
+    return jobs
 
 
 def _view(row: Sequence[Any], now: int) -> JobView:

@@ -30,6 +30,7 @@ from corequeue.drivers.base import (
     QueueInfo,
     check_listing,
     instant_of_ms,
+    job_from_columns,
     parse_channel,
     reloadable,
 )
@@ -38,7 +39,7 @@ from corequeue.drivers.postgres.dsn import connect_options, parse_dsn, redact, s
 from corequeue.drivers.postgres.inspection import inspection_queries
 from corequeue.drivers.postgres.listener import Bell, Listener
 from corequeue.drivers.postgres.queries import Queries
-from corequeue.errors import DriverError, InvalidOption, QueueEmpty
+from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
 from corequeue.job import PersistedJob, to_ms
 
 PENDING, RESERVED, FAILED, TIMEOUT = 0, 1, 2, 3
@@ -321,10 +322,30 @@ class PostgresDriver:
             rows = await cursor.fetchall()
             if rows:
                 rows.sort(key=lambda row: (row[-2], row[-1]))  # RETURNING has no order
-                return [_job(row) for row in rows], 0.0
+                return await self._readable(connection, rows), 0.0
             cursor = await connection.execute(self._queries.next_event, params)
             now_ms, next_ms = await _one(cursor)
         return [], self._wait_seconds(now_ms, next_ms)
+
+    async def _readable(
+        self, connection: psycopg.AsyncConnection[Any], rows: list[Any]
+    ) -> list[PersistedJob]:
+        """Return the jobs of reserved rows; park the rows that cannot be read in `failed`."""
+        jobs = []
+        for row in rows:
+            try:
+                jobs.append(_job(row))
+            except DecodeError as exc:  # a row edited behind the driver's back: parked, not lost
+                params = self._params(
+                    id=row[0],
+                    state=FAILED,
+                    delay_ms=0,
+                    backoff_ms=row[4],
+                    attempts=row[5],
+                    last_error=f"DecodeError: {exc}",
+                )
+                await connection.execute(self._queries.settle, params)
+        return jobs
 
     def _wait_seconds(self, now_ms: int, next_ms: int | None) -> float:
         poll_seconds = self.poll_interval.total_seconds()
@@ -489,16 +510,7 @@ def _check_options(
 
 
 def _job(row: Sequence[Any]) -> PersistedJob:
-    return PersistedJob(
-        id=row[0],
-        type=row[1],
-        value=bytes(row[2]),
-        handle_timeout=timedelta(milliseconds=row[3]),
-        backoff=timedelta(milliseconds=row[4]),
-        attempts=row[5],
-        max_attempts=row[6],
-        last_error=row[7],
-    )
+    return job_from_columns(row)
 
 
 def _view(row: Sequence[Any]) -> JobView:

@@ -13,6 +13,10 @@
         credentials: "same-origin",
         headers: { Accept: "text/html" },
       });
+      if (response.redirected) {
+        window.location.reload(); // signed out meanwhile: let the page ask for credentials
+        return;
+      }
       if (!response.ok) return;
       // The server renders this HTML with every value escaped, as it does the whole page.
       live.innerHTML = await response.text();

@@ -48,12 +48,14 @@ def cli_environment(ledger: Path | None = None) -> dict[str, str]:
     return environ
 
 
-def run_cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path, stdin: str | None = None, ledger: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `corequeue ARGS` in `cwd` to completion; return its exit code and output."""
     return subprocess.run(
         [*CLI, *args],
         cwd=cwd,
-        env=cli_environment(),
+        env=cli_environment(ledger),
         input=stdin,
         capture_output=True,
         text=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -196,3 +197,28 @@ def flush_on_a_terminal(project: Project, answer: str) -> subprocess.CompletedPr
     finally:
         os.close(terminal)
         os.close(controller)
+
+
+def test_worker_exits_with_1_when_the_metrics_port_is_taken(sqlite_project: Project) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+
+        result = run_cli(
+            "worker", "--app", "tests.cli.worker_app:setup", "--metrics-host", "127.0.0.1",
+            "--metrics-port", port, cwd=sqlite_project.folder, ledger=sqlite_project.ledger,
+        )  # fmt: skip
+
+    assert result.returncode == 1
+    assert f"error: cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+
+
+def test_worker_exits_with_1_when_the_app_set_up_raises(sqlite_project: Project) -> None:
+    result = run_cli("worker", "--app", "tests.cli.worker_app:setup", cwd=sqlite_project.folder)
+
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr  # where it failed, for the user to fix
+    assert "error: --app tests.cli.worker_app:setup raised KeyError('COREQUEUE_TEST_LEDGER')" in (
+        result.stderr
+    )

@@ -37,9 +37,12 @@ class Status:
         self._live: Live | None = None
         self._last: dict[str, _Row] = {}
 
-    def announce(self, text: str, **fields: Any) -> None:
-        """Report a fact about the worker (such as the metrics address)."""
-        self._emit({"event": "announce", "message": text, **fields}, text)
+    def announce(self, text: str, port: int | None = None) -> None:
+        """Report a fact about the worker, such as the metrics address and its port."""
+        fields: dict[str, Any] = {"event": "announce", "message": text}
+        if port is not None:
+            fields["port"] = port
+        self._emit(fields, text)
 
     def started(self, queues: dict[str, str]) -> None:
         """Report the queues being consumed and where they keep their jobs."""

@@ -158,9 +158,13 @@ async def build_app(target: Any, options: WorkerOptions) -> App:
             "an App, a Queue, or a callable that takes the QueueFactory"
         )
     factory = QueueFactory(read_config(options.config_path))
-    result = target(factory)
-    if inspect.isawaitable(result):
-        await result
+    try:
+        result = target(factory)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:  # the user's set-up failed: show where
+        traceback.print_exc()
+        raise Failed(f"--app {options.app_path} raised {exc!r}") from None
     return App(factory, queues=chosen)
 
 
@@ -171,8 +175,7 @@ async def _serve(target: Any, options: WorkerOptions, status: Status) -> None:
     for queue in queues:
         queue.metrics = FanOut(queue.metrics, counts)
     if options.metrics_port is not None:
-        host, port = serve_metrics(options.metrics_port, options.metrics_host, app.factory.registry)
-        status.announce(f"metrics at http://{host}:{port}/metrics", port=port)
+        status.announce(*_serve_metrics(options, app))
     described = {queue.name: _describe(app, queue) for queue in queues}
     async with app:
         status.started(described)
@@ -182,6 +185,15 @@ async def _serve(target: Any, options: WorkerOptions, status: Status) -> None:
         finally:
             following.cancel()
     status.stopped()
+
+
+def _serve_metrics(options: WorkerOptions, app: App) -> tuple[str, int]:
+    host, port = options.metrics_host, options.metrics_port or 0
+    try:
+        host, port = serve_metrics(port, host, app.factory.registry)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise Failed(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    return f"metrics at http://{host}:{port}/metrics", port
 
 
 def _describe(app: App, queue: Queue) -> str:

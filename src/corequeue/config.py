@@ -246,7 +246,7 @@ def parse_config_text(text: str, *, source: str = "<text>", toml: bool = False) 
         data = tomllib.loads(text) if toml else yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         kind = "TOML" if toml else "YAML or JSON"
-        raise ConfigError(source, "", f"expected valid {kind}: {_one_line(exc)}") from None
+        raise ConfigError(source, "", f"expected valid {kind}: {_syntax_error(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -592,5 +592,11 @@ def _shown(value: object) -> str:
     return repr(value)
 
 
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())
+def _syntax_error(exc: Exception) -> str:
+    """Say what is wrong and where, without quoting the line: it may hold a password."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if isinstance(exc, yaml.MarkedYAMLError) and problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    if isinstance(exc, yaml.YAMLError):
+        return type(exc).__name__
+    return " ".join(str(exc).split())  # tomllib names the line and column, never the text

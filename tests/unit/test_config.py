@@ -398,6 +398,25 @@ def test_reprs_hide_passwords() -> None:
     assert "postgresql://app:***@db/app" in shown
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("app.yaml", "redis:\n  a: {url: redis://:hunter2@cache:6379/0\n"),
+        ("app.toml", '[redis.a]\nurl = "redis://:hunter2@cache:6379/0\n'),
+    ],
+)
+def test_syntax_errors_say_where_without_quoting_the_line(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    path = write(tmp_path, name, text)
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+
+    assert "hunter2" not in str(raised.value)
+    assert "line " in str(raised.value)
+
+
 def test_error_about_a_malformed_url_does_not_echo_it() -> None:
     data = {"redis": {"cache": {"url": "redis:/worker:hunter2@cache"}}}
 

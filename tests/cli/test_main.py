@@ -233,6 +233,19 @@ def test_a_module_that_fails_to_import_exits_with_1(
     )
 
 
+def test_a_module_whose_own_import_is_missing_exits_with_1(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "needs_more.py").write_text("import no_such_dependency_anywhere\n")
+
+    code = main(["worker", "--app", "needs_more:setup"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "importing needs_more raised ModuleNotFoundError" in err
+    assert "Traceback" in err
+
+
 def test_errors_are_json_with_json(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["queue", "info", "-q", "nope", "--json"])
 

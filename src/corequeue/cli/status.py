@@ -35,6 +35,7 @@ class Status:
             Console(stderr=True, highlight=False) if interactive else None
         )
         self._live: Live | None = None
+        self._started = False
         self._last: dict[str, _Row] = {}
 
     def announce(self, text: str, port: int | None = None) -> None:
@@ -48,15 +49,19 @@ class Status:
         """Report the queues being consumed and where they keep their jobs."""
         text = "; ".join(f"{name} ({store})" for name, store in queues.items())
         self._emit({"event": "started", "queues": queues}, f"worker started: {text}")
+        self._started = True
         if self.live_console is not None:
             self._live = Live(console=self.live_console, refresh_per_second=2)
             self._live.start()
 
     def stopped(self) -> None:
-        """Report that every consumer has stopped."""
+        """Report that every consumer has stopped (if they ever started)."""
         if self._live is not None:
             self._live.stop()
-        self._emit({"event": "stopped"}, "worker stopped")
+            self._live = None
+        if self._started:
+            self._started = False
+            self._emit({"event": "stopped"}, "worker stopped")
 
     async def follow(self, queues: Sequence[Queue], counts: JobCounts) -> None:
         """Refresh the status every second until cancelled."""

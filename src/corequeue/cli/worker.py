@@ -125,6 +125,9 @@ def import_target(app_path: str) -> Any:
     try:
         target: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if exc.name is None or not f"{module_name}.".startswith(f"{exc.name}."):
+            traceback.print_exc()  # a module the user's module imports is missing
+            raise Failed(f"--app {app_path}: importing {module_name} raised {exc!r}") from None
         raise Refused(f"--app {app_path}: cannot import {module_name}: {exc}") from None
     except Exception as exc:  # the user's module failed while importing: show where
         traceback.print_exc()
@@ -177,14 +180,16 @@ async def _serve(target: Any, options: WorkerOptions, status: Status) -> None:
     if options.metrics_port is not None:
         status.announce(*_serve_metrics(options, app))
     described = {queue.name: _describe(app, queue) for queue in queues}
-    async with app:
-        status.started(described)
-        following = asyncio.create_task(status.follow(queues, counts), name="worker status")
-        try:
-            await app.wait()
-        finally:
-            following.cancel()
-    status.stopped()
+    try:
+        async with app:
+            status.started(described)
+            following = asyncio.create_task(status.follow(queues, counts), name="worker status")
+            try:
+                await app.wait()
+            finally:
+                following.cancel()
+    finally:
+        status.stopped()
 
 
 def _serve_metrics(options: WorkerOptions, app: App) -> tuple[str, int]:

@@ -18,6 +18,7 @@ from tests.cli.worker_app import LEDGER_VARIABLE
 from tests.support.servers import POSTGRES_DSN_VAR, server_url
 
 CONFIG = "queue:\n  default: {path: jobs.db}\n  emails: {path: jobs.db, parallelism: 2}\n"
+"""Two SQLite queues; the folder of the tests is named like rich markup, `[bold]`, on purpose."""
 
 
 @pytest.fixture
@@ -25,10 +26,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A working directory holding corequeue.yaml with two SQLite queues, and a clean env."""
     for variable in ("COREQUEUE_CONFIG", "COREQUEUE_APP"):
         monkeypatch.delenv(variable, raising=False)
-    (tmp_path / "corequeue.yaml").write_text(CONFIG)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(LEDGER_VARIABLE, str(tmp_path / "ledger.txt"))
-    return tmp_path
+    folder = tmp_path / "[bold]"
+    folder.mkdir()
+    (folder / "corequeue.yaml").write_text(CONFIG)
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv(LEDGER_VARIABLE, str(folder / "ledger.txt"))
+    return folder
 
 
 def park(folder: Path, queue: str, failed: int = 0, waiting: int = 0) -> None:

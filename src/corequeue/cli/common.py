@@ -125,8 +125,8 @@ class Output:
     def say(self, text: str) -> None:
         """Print a line for people (nothing in --json mode)."""
         if not self.as_json:
-            self.console.print(text)
+            self.console.print(text, markup=False, soft_wrap=True)
 
     def warn(self, text: str) -> None:
         """Print a line for people on stderr, even in --json mode."""
-        self.errors.print(text)
+        self.errors.print(text, markup=False, soft_wrap=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from corequeue.cli.common import (
     CHANNELS,
@@ -48,14 +49,14 @@ def info(config_path: Path | None, queues: tuple[str, ...], as_json: bool) -> in
     if as_json:
         output.json({name: info.as_dict() for name, info in counts.items()})
         return 0
-    table = Table(title=f"corequeue: {config.source}", title_justify="left")
+    table = Table(title=Text(f"corequeue: {config.source}"), title_justify="left")
     table.add_column("queue")
     table.add_column("store", overflow="fold")
     for channel in CHANNELS:
         table.add_column(channel, justify="right")
     for name, info in counts.items():
         cells = [str(count) for count in info.as_dict().values()]
-        table.add_row(name, factory.describe(name), *cells)
+        table.add_row(Text(name), Text(factory.describe(name)), *cells)  # names: not markup
     output.console.print(table)
     return 0
 

@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from corequeue.cli.common import CHANNELS, Output
 from corequeue.metrics import JobCounts
@@ -98,9 +99,9 @@ class Status:
         if self.output.as_json:
             self.output.json(fields)
         elif self.live_console is not None:
-            self.live_console.print(text)
+            self.live_console.print(text, markup=False, soft_wrap=True)
         else:
-            self.output.console.print(text)
+            self.output.console.print(text, markup=False, soft_wrap=True)
         sys.stdout.flush()
 
 
@@ -127,5 +128,6 @@ def _table(rows: dict[str, _Row]) -> Table:
         table.add_column(f"{outcome} here", justify="right", style="dim")
     for name, row in rows.items():
         channels = [str((row.channels or {}).get(c, "?")) for c in CHANNELS]
-        table.add_row(name, *channels, *(str(row.done[outcome]) for outcome in OUTCOMES))
+        done = (str(row.done[outcome]) for outcome in OUTCOMES)
+        table.add_row(Text(name), *channels, *done)  # a queue name is not markup
     return table

@@ -48,7 +48,7 @@ SELECT pg_notify(%(channel)s, %(queue)s), (SELECT count(*) FROM pushed);
 -- out: each counts a failed attempt and goes back to pending while attempts remain, else to
 -- timeout. Recovered jobs are reserved by the next look, as the statement sees one snapshot.
 WITH expired AS (
-    SELECT id FROM {jobs}
+    SELECT ctid AS row_id, id FROM {jobs}
     WHERE queue = %(queue)s AND state = 1 AND due_ms <= {now}
     FOR UPDATE SKIP LOCKED
 ),
@@ -58,19 +58,22 @@ recovered AS (
         attempts = CASE WHEN j.attempts < j.max_attempts THEN j.attempts + 1 ELSE j.attempts END,
         last_error = %(lease_expired)s,
         due_ms = {now}
-    FROM expired
-    WHERE j.queue = %(queue)s AND j.id = expired.id
+    WHERE j.ctid = ANY(ARRAY(SELECT row_id FROM expired))
 ),
 picked AS (
-    SELECT id, due_ms, seq FROM {jobs}
+    SELECT ctid AS row_id, id, due_ms, seq FROM {jobs}
     WHERE queue = %(queue)s AND state = 0 AND due_ms <= {now}
     ORDER BY due_ms, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
+-- Rows are found again by their physical address (locked above, so it cannot change within
+-- the statement): a TID scan, whatever the planner statistics say. A join on (queue, id)
+-- planned from statistics taken while the table was nearly empty scanned the whole queue once
+-- per picked row.
 UPDATE {jobs} AS j SET state = 1, due_ms = {now_up} + %(lease_ms)s
 FROM picked
-WHERE j.queue = %(queue)s AND j.id = picked.id
+WHERE j.ctid = ANY(ARRAY(SELECT row_id FROM picked)) AND j.ctid = picked.row_id
 RETURNING
     j.id, j.type, j.value, j.handle_timeout_ms, j.backoff_ms, j.attempts, j.max_attempts,
     j.last_error, picked.due_ms, picked.seq;

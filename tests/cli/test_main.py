@@ -83,6 +83,15 @@ def test_info_table_shows_counts_and_the_store(
     assert cells == ["emails", f"sqlite {workdir / 'jobs.db'}", "1", "0", "0", "2", "0"]
 
 
+def test_info_shows_the_chosen_channels(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    park(workdir, "emails", failed=2, waiting=1)
+
+    code = main(["queue", "info", "-q", "emails", "-c", "failed", "-c", "waiting", "--json"])
+
+    assert code == 0
+    assert json_out(capsys) == {"emails": {"waiting": 1, "failed": 2}}
+
+
 def test_config_variable_comes_before_the_working_directory(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

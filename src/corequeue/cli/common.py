@@ -70,14 +70,14 @@ def queue_option(help_text: str) -> Callable[[F], F]:
 
 def channel_option(command: F) -> F:
     """Add `-c/--channel CHANNEL`, repeatable, defaulting to timeout and failed."""
+    return channels_option("Channel to act on; repeatable. Default: timeout and failed.")(command)
+
+
+def channels_option(help_text: str) -> Callable[[F], F]:
+    """Return a decorator adding `-c/--channel CHANNEL`, repeatable, with its own help."""
     return click.option(
-        "-c",
-        "--channel",
-        "channels",
-        multiple=True,
-        type=click.Choice(CHANNELS),
-        help="Channel to act on; repeatable. Default: timeout and failed.",
-    )(command)
+        "-c", "--channel", "channels", multiple=True, type=click.Choice(CHANNELS), help=help_text
+    )
 
 
 def read_config(config_path: Path | None) -> Config:

@@ -18,6 +18,7 @@ from corequeue.cli.common import (
     Refused,
     admin_factory,
     channel_option,
+    channels_option,
     chosen_queues,
     config_option,
     jobs,
@@ -38,24 +39,31 @@ def queue_group() -> None:
 @queue_group.command()
 @config_option
 @queue_option("Queue to show; repeatable. Default: every configured queue.")
+@channels_option("Channel to show; repeatable. Default: all five.")
 @json_option
-def info(config_path: Path | None, queues: tuple[str, ...], as_json: bool) -> int:
+def info(
+    config_path: Path | None, queues: tuple[str, ...], channels: tuple[str, ...], as_json: bool
+) -> int:
     """Show how many jobs each channel of each queue holds."""
     config = read_config(config_path)
     names = chosen_queues(config, queues, all_by_default=True)
+    shown = [channel for channel in CHANNELS if channel in channels] if channels else CHANNELS
     factory = admin_factory(config)
-    counts = asyncio.run(_infos(factory, names))
+    counts = {
+        name: {channel: info.as_dict()[channel] for channel in shown}
+        for name, info in asyncio.run(_infos(factory, names)).items()
+    }
     output = Output(as_json)
     if as_json:
-        output.json({name: info.as_dict() for name, info in counts.items()})
+        output.json(counts)
         return 0
     table = Table(title=Text(f"corequeue: {config.source}"), title_justify="left")
     table.add_column("queue")
     table.add_column("store", overflow="fold")
-    for channel in CHANNELS:
+    for channel in shown:
         table.add_column(channel, justify="right")
-    for name, info in counts.items():
-        cells = [str(count) for count in info.as_dict().values()]
+    for name, by_channel in counts.items():
+        cells = [str(count) for count in by_channel.values()]
         table.add_row(Text(name), Text(factory.describe(name)), *cells)  # names: not markup
     output.console.print(table)
     return 0

@@ -52,12 +52,12 @@ async def measure_driver(target: Target, options: argparse.Namespace) -> dict[st
         figures["enqueue"] = await enqueue_one_by_one(queue, options.jobs)
         await empty(queue)
         figures["enqueue_many"] = await enqueue_many(queue, options.jobs)
-        figures["drain"] = await drain(target, queue, 1, options.parallelism)
+        figures["drain"] = await drain(target, queue, 1, options.parallelism, options.prefetch)
         if target.driver == "redis":
             for processes in options.scaling:
                 await enqueue_many(queue, options.jobs)
                 figures[f"drain_{processes}p"] = await drain(
-                    target, queue, processes, options.parallelism
+                    target, queue, processes, options.parallelism, options.prefetch
                 )
         await empty(queue)
         queue = await _fresh_queue(queue, target)  # lateness listens in-process for in_process
@@ -158,6 +158,7 @@ def _settings(options: argparse.Namespace) -> dict[str, Any]:
     return {
         "jobs": options.jobs,
         "parallelism": options.parallelism,
+        "prefetch": options.prefetch,
         "lateness_samples": options.samples,
         "defer_ms": options.defer_ms,
         "scaling": options.scaling,
@@ -173,6 +174,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         worker.add_argument("--queue", required=True)
         worker.add_argument("--mode", default="drain")
         worker.add_argument("--parallelism", type=int, default=100)
+        worker.add_argument("--prefetch", type=int, default=None)
         options = worker.parse_args(argv[1:])
         options.command = "worker"
         return options
@@ -186,6 +188,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--peer-jobs", type=int, default=0, help="jobs per peer (default --jobs)")
     parser.add_argument("--peer-timeout", type=float, default=300.0)
     parser.add_argument("--parallelism", type=int, default=100)
+    parser.add_argument("--prefetch", type=int, default=None, help="default: the queue's")
     parser.add_argument("--samples", type=int, default=300, help="deferred jobs for lateness")
     parser.add_argument("--defer-ms", type=int, default=300)
     parser.add_argument("--scaling", type=_counts, default=[2, 4], help="more worker processes")
@@ -215,7 +218,7 @@ def main(argv: list[str]) -> None:
     options = parse_arguments(argv)
     if options.command == "worker":
         target = Target(options.driver, options.url, options.queue)
-        asyncio.run(run_worker(target, options.parallelism))
+        asyncio.run(run_worker(target, options.parallelism, options.prefetch))
         return
     results = asyncio.run(run(options))
     path = write_json(results, options.results)

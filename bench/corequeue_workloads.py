@@ -99,7 +99,9 @@ class WorkerProcess:
         self.process = process
 
     @classmethod
-    async def start(cls, target: Target, mode: str, parallelism: int) -> WorkerProcess:
+    async def start(
+        cls, target: Target, mode: str, parallelism: int, prefetch: int | None = None
+    ) -> WorkerProcess:
         """Start a worker and wait until it is connected and ready."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -110,6 +112,7 @@ class WorkerProcess:
             mode,
             "--parallelism",
             str(parallelism),
+            *([] if prefetch is None else ["--prefetch", str(prefetch)]),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -150,13 +153,15 @@ async def wait_until_empty(driver: Driver, deadline_seconds: float) -> None:
 # --- drain -------------------------------------------------------------------------------------
 
 
-async def drain(target: Target, queue: cq.Queue, processes: int, parallelism: int) -> float:
+async def drain(
+    target: Target, queue: cq.Queue, processes: int, parallelism: int, prefetch: int | None = None
+) -> float:
     """Drain the filled queue with `processes` worker processes; return jobs per second."""
     count = (await queue.info()).pending
     if target.driver == "in_process":
         return await _drain_here(queue, count)
     workers = await asyncio.gather(
-        *(WorkerProcess.start(target, "drain", parallelism) for _ in range(processes))
+        *(WorkerProcess.start(target, "drain", parallelism, prefetch) for _ in range(processes))
     )
     start = time.perf_counter()
     for worker in workers:
@@ -278,9 +283,11 @@ class Recorder:
         return {"handled": self.handled, "late_ms": self.late_ms, "early": self.early}
 
 
-async def run_worker(target: Target, parallelism: int) -> None:
+async def run_worker(target: Target, parallelism: int, prefetch: int | None) -> None:
     """Body of `bench.py worker`: ready, wait for "go", consume until "stop", then report."""
-    queue = cq.Queue(make_driver(target), parallelism=parallelism, name=target.queue)
+    queue = cq.Queue(
+        make_driver(target), parallelism=parallelism, prefetch=prefetch, name=target.queue
+    )
     recorder = Recorder()
     queue.subscribe(cq.listen(dict, recorder.handle))
     await queue.info()  # connect before saying ready

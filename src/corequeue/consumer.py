@@ -17,6 +17,7 @@ import contextlib
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -75,6 +76,7 @@ class Consumer:
         # renewed until it is settled. Keyed by object identity: the same id may be popped
         # again after a lost lease while the first run still goes on.
         self._held: dict[int, PersistedJob] = {}
+        self._ready: deque[PersistedJob] = deque()  # prefetched, leased, waiting for a slot
         self._acks: list[tuple[PersistedJob, float]] = []  # (finished job, handler seconds)
         self._acks_due = asyncio.Event()
         self._stopping = False
@@ -105,11 +107,11 @@ class Consumer:
     async def _pop_loop(self) -> None:
         failures = 0
         while True:
-            while self._is_full():
+            while self._room() < 1:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
             try:
-                jobs = await self._pop(self._free_slots())
+                jobs = await self._pop(self._room())
             except QueueEmpty:
                 failures = 0
                 continue
@@ -123,7 +125,9 @@ class Consumer:
                 continue
             failures = 0
             for job in jobs:
-                self._start(job)
+                self._held[id(job)] = job
+            self._ready.extend(jobs)
+            self._start_ready()
 
     async def _pop(self, limit: int) -> list[PersistedJob]:
         # The pop is shielded: if we are cancelled while the store is reserving a job, wait for
@@ -143,23 +147,27 @@ class Consumer:
                     await self._release(job)
             raise
 
-    def _is_full(self) -> bool:
-        return self._free_slots() < 1
+    def _room(self) -> int:
+        """How many more jobs to pop: free slots plus the prefetch, within the jobs held.
 
-    def _free_slots(self) -> int:
-        # Finished jobs free their slot before their ack, so popping overlaps acking; the
-        # jobs held (running or awaiting an ack) stay bounded all the same.
-        parallelism = self.settings.parallelism
-        return min(parallelism - len(self._in_flight), 2 * parallelism - len(self._held))
+        Finished jobs free their slot before their ack, so popping overlaps acking, and
+        prefetched jobs wait leased in `_ready`, so popping overlaps running; the jobs held
+        (prefetched, running or awaiting an ack) stay bounded all the same.
+        """
+        parallelism, prefetch = self.settings.parallelism, self.settings.prefetch
+        wanted = parallelism + prefetch - len(self._in_flight) - len(self._ready)
+        return min(wanted, 2 * parallelism + prefetch - len(self._held))
 
-    def _start(self, job: PersistedJob) -> None:
-        self._held[id(job)] = job
-        task = asyncio.create_task(self._run_job(job), name=f"job {job.id}")
-        self._in_flight.add(task)
-        task.add_done_callback(self._finished)
+    def _start_ready(self) -> None:
+        while self._ready and len(self._in_flight) < self.settings.parallelism:
+            job = self._ready.popleft()
+            task = asyncio.create_task(self._run_job(job), name=f"job {job.id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        self._start_ready()
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             self.log.error("queue %s: job task crashed", self.queue.name, exc_info=task.exception())
@@ -328,6 +336,10 @@ class Consumer:
     # --- shutdown, gauge, signals ----------------------------------------------------------
 
     async def _shut_down(self, acker: asyncio.Task[None]) -> None:
+        prefetched, self._ready = list(self._ready), deque()
+        for job in prefetched:  # never started: back to waiting at once, for other workers
+            await self._release(job)
+            self._held.pop(id(job), None)
         if self._in_flight:
             grace = self.settings.shutdown_grace.total_seconds()
             self.log.info("queue %s: waiting up to %.0fs for %d jobs", self.queue.name, grace,

@@ -43,6 +43,7 @@ class ConsumerSettings:
     """How `consume()` runs: options that travel together from the Queue to the consumer."""
 
     parallelism: int = 1
+    prefetch: int = 0
     shutdown_grace: timedelta = timedelta(seconds=10)
     gauge_interval: timedelta = timedelta(seconds=15)
     handle_signals: bool = True
@@ -67,6 +68,11 @@ class Queue:
         max_payload_bytes: Largest encoded payload dispatch accepts (None: no limit).
         backoff: The retry delay rule, given the previous delay (default: doubling with
             jitter within [1 s, 10 min]).
+        prefetch: How many jobs `consume()` reserves beyond its free slots, so the next jobs
+            are at hand when running ones finish: for many short jobs (try `parallelism`).
+            They stay leased in the store and go back to `waiting` at shutdown. The default, 0,
+            suits long jobs shared by several workers: no job waits in a busy worker while
+            another worker is idle.
 
     Example:
         >>> import corequeue as cq
@@ -92,8 +98,11 @@ class Queue:
         shutdown_grace: timedelta = timedelta(seconds=10),
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
         backoff: Callable[[timedelta], timedelta] = next_backoff,
+        prefetch: int = 0,
     ) -> None:
         _check_options(parallelism, gauge_interval, shutdown_grace, max_payload_bytes)
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise InvalidOption(f"prefetch must be a whole number of at least 0, got {prefetch!r}")
         self.driver = driver
         self.name = name
         self.codec: Codec = codec or JsonCodec()
@@ -103,7 +112,13 @@ class Queue:
         self.gauge = gauge
         self.metrics = metrics
         self.max_payload_bytes = max_payload_bytes
-        self.settings = ConsumerSettings(parallelism, shutdown_grace, gauge_interval, True, backoff)
+        self.settings = ConsumerSettings(
+            parallelism=parallelism,
+            prefetch=prefetch,
+            shutdown_grace=shutdown_grace,
+            gauge_interval=gauge_interval,
+            backoff=backoff,
+        )
         self._payload_classes: dict[str, type[Any] | None] = {}
         self._sync_runner: _LoopThread | None = None
 

@@ -25,6 +25,7 @@ from playwright.async_api import Page, async_playwright, expect
 from starlette.types import ASGIApp
 
 import corequeue as cq
+from corequeue.drivers.base import QueueInfo
 from corequeue.drivers.sqlite import SQLiteDriver
 from corequeue.queue import Queue
 from corequeue.web import ActivityRecorder, create_app
@@ -129,9 +130,15 @@ async def test_failed_job_is_reloaded_from_the_browser_and_runs(tmp_path: Path) 
 
     job_id = await queue.dispatch(SendEmail("ada@example.com", "welcome"))
     overview_failed = '[data-queue="default"] [data-channel="failed"]'
+    recorder = ActivityRecorder()
+
+    async def settled() -> bool:
+        """The job is acked and both its attempts are counted for the chart."""
+        finished = sum(bucket.finished for bucket in recorder.buckets("default"))
+        return finished == 2 and await queue.info() == QueueInfo()
 
     async with (
-        serving(create_app({"default": queue})) as url,
+        serving(create_app({"default": queue}, recorder=recorder)) as url,
         consuming(queue),
         browser_page(tmp_path / "profile") as page,
     ):
@@ -155,6 +162,7 @@ async def test_failed_job_is_reloaded_from_the_browser_and_runs(tmp_path: Path) 
         await expect(page.locator(f'tr[data-job-id="{job_id}"]')).to_have_count(0)
         await asyncio.wait_for(ran.wait(), 15)
         assert attempts == [1, 1]  # a reload is not a retry: the attempt count stays
+        await eventually(settled)
 
         await page.goto(f"{url}/queues/default/jobs/{job_id}")
         await expect(page.locator("[data-problem]")).to_contain_text("it finished")

@@ -621,6 +621,24 @@ async def test_a_server_that_is_down_raises_store_unavailable_quickly() -> None:
         await driver.close()
 
 
+async def test_something_else_than_redis_at_the_address_is_store_unavailable() -> None:
+    async def answer_html(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"<html>not redis</html>\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_html, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    driver = RedisDriver.from_url(f"redis://127.0.0.1:{port}/0", name="q")
+    try:
+        with pytest.raises(StoreUnavailable, match="Protocol error"):
+            await driver.info()
+    finally:
+        await driver.close()
+        server.close()
+        await server.wait_closed()
+
+
 # --- Sentinel -----------------------------------------------------------------------------
 
 

@@ -54,6 +54,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis_errors.RedisClusterException,
     redis_errors.ReadOnlyError,  # a replica promoted under us: the next try finds the master
     redis_errors.OutOfMemoryError,
+    redis_errors.InvalidResponse,  # something answers at that address, but not Redis
     OSError,
     TimeoutError,
 )

@@ -6,9 +6,10 @@ tag and live in one Cluster slot. Times come from the Redis server's clock insid
 (or from the `clock` given, in tests), so producers and workers may disagree about the time.
 
 An idle `pop()` blocks on BLPOP of a token list that every push fills, so it wakes as soon as
-a job arrives; while it waits, a local timer fires when the next delayed job is due and runs a
-script that promotes it and hands out a token. Redis only checks blocking timeouts every
-1/hz seconds (100 ms by default), which is why due times are not left to BLPOP's timeout.
+a job arrives; while it waits, a local timer fires when the next delayed job is due and runs the
+pop script itself, which ends the BLPOP through the pop's private wake-up list. Redis only
+checks blocking timeouts every 1/hz seconds (100 ms by default), which is why due times are not
+left to BLPOP's timeout.
 """
 
 from __future__ import annotations

@@ -43,7 +43,12 @@ PEERS = ("dramatiq", "huey", "taskiq", "saq", "celery", "arq", "rq")
 
 async def measure_driver(target: Target, options: argparse.Namespace) -> dict[str, Any]:
     """Run the three workloads on one driver and return its figures."""
-    queue = cq.Queue(make_driver(target), parallelism=options.parallelism, name=target.queue)
+    queue = cq.Queue(
+        make_driver(target),
+        parallelism=options.parallelism,
+        prefetch=options.prefetch,
+        name=target.queue,
+    )
     figures: dict[str, Any] = {"driver": target.driver, "parallelism": options.parallelism}
     try:
         await empty(queue)
@@ -174,7 +179,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         worker.add_argument("--queue", required=True)
         worker.add_argument("--mode", default="drain")
         worker.add_argument("--parallelism", type=int, default=100)
-        worker.add_argument("--prefetch", type=int, default=None)
+        worker.add_argument("--prefetch", type=int, default=0)
         options = worker.parse_args(argv[1:])
         options.command = "worker"
         return options
@@ -188,7 +193,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--peer-jobs", type=int, default=0, help="jobs per peer (default --jobs)")
     parser.add_argument("--peer-timeout", type=float, default=300.0)
     parser.add_argument("--parallelism", type=int, default=100)
-    parser.add_argument("--prefetch", type=int, default=None, help="default: the queue's")
+    parser.add_argument("--prefetch", type=int, default=0, help="Queue(prefetch=...)")
     parser.add_argument("--samples", type=int, default=300, help="deferred jobs for lateness")
     parser.add_argument("--defer-ms", type=int, default=300)
     parser.add_argument("--scaling", type=_counts, default=[2, 4], help="more worker processes")

@@ -100,7 +100,7 @@ class WorkerProcess:
 
     @classmethod
     async def start(
-        cls, target: Target, mode: str, parallelism: int, prefetch: int | None = None
+        cls, target: Target, mode: str, parallelism: int, prefetch: int = 0
     ) -> WorkerProcess:
         """Start a worker and wait until it is connected and ready."""
         process = await asyncio.create_subprocess_exec(
@@ -112,7 +112,8 @@ class WorkerProcess:
             mode,
             "--parallelism",
             str(parallelism),
-            *([] if prefetch is None else ["--prefetch", str(prefetch)]),
+            "--prefetch",
+            str(prefetch),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -154,7 +155,7 @@ async def wait_until_empty(driver: Driver, deadline_seconds: float) -> None:
 
 
 async def drain(
-    target: Target, queue: cq.Queue, processes: int, parallelism: int, prefetch: int | None = None
+    target: Target, queue: cq.Queue, processes: int, parallelism: int, prefetch: int = 0
 ) -> float:
     """Drain the filled queue with `processes` worker processes; return jobs per second."""
     count = (await queue.info()).pending
@@ -283,7 +284,7 @@ class Recorder:
         return {"handled": self.handled, "late_ms": self.late_ms, "early": self.early}
 
 
-async def run_worker(target: Target, parallelism: int, prefetch: int | None) -> None:
+async def run_worker(target: Target, parallelism: int, prefetch: int) -> None:
     """Body of `bench.py worker`: ready, wait for "go", consume until "stop", then report."""
     queue = cq.Queue(
         make_driver(target), parallelism=parallelism, prefetch=prefetch, name=target.queue

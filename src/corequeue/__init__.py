@@ -8,6 +8,7 @@ Example:
 from typing import TYPE_CHECKING, Any
 
 from corequeue.codec import Codec, JsonCodec, PickleCodec
+from corequeue.config import ConfigError, load_config
 from corequeue.drivers.base import Channel, ChannelConfig, Driver, QueueInfo
 from corequeue.drivers.in_process import InProcessDriver
 from corequeue.drivers.sqlite import SQLiteDriver
@@ -34,6 +35,7 @@ from corequeue.events import (
     SyncDispatcher,
     listen,
 )
+from corequeue.factory import App, QueueFactory
 from corequeue.job import DeferrableJob, Job, PersistedJob, ReceivedJob, adjust, job_from
 from corequeue.queue import Queue
 
@@ -57,6 +59,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "App",
     "BeforeAbort",
     "BeforeAbortPayload",
     "BeforeRetry",
@@ -64,6 +67,7 @@ __all__ = [
     "Channel",
     "ChannelConfig",
     "Codec",
+    "ConfigError",
     "CoreQueueError",
     "DecodeError",
     "DeferrableJob",
@@ -85,6 +89,7 @@ __all__ = [
     "PostgresDriver",
     "Queue",
     "QueueEmpty",
+    "QueueFactory",
     "QueueInfo",
     "ReceivedJob",
     "RedisDriver",
@@ -94,4 +99,5 @@ __all__ = [
     "adjust",
     "job_from",
     "listen",
+    "load_config",
 ]

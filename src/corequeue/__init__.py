@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from corequeue.codec import Codec, JsonCodec, PickleCodec
 from corequeue.config import ConfigError, load_config
-from corequeue.drivers.base import Channel, ChannelConfig, Driver, QueueInfo
+from corequeue.drivers.base import (
+    Channel,
+    ChannelConfig,
+    Driver,
+    InspectDriver,
+    JobView,
+    QueueInfo,
+)
 from corequeue.drivers.in_process import InProcessDriver
 from corequeue.drivers.sqlite import SQLiteDriver
 from corequeue.errors import (
@@ -77,9 +84,11 @@ __all__ = [
     "HandleTimeout",
     "Handler",
     "InProcessDriver",
+    "InspectDriver",
     "InvalidOption",
     "Job",
     "JobDispatcher",
+    "JobView",
     "JsonCodec",
     "ListenFunc",
     "NoListener",

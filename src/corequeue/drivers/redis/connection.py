@@ -155,7 +155,7 @@ class LoopClients:
         self._opened = False
         self._lock = threading.Lock()
 
-    def current(self) -> Clients:
+    async def current(self) -> Clients:
         """Return the clients of the running loop, opening them on first use."""
         loop = asyncio.get_running_loop()
         with self._lock:
@@ -164,7 +164,12 @@ class LoopClients:
                 clients = self._source.open(first=not self._opened)
                 self._opened = True
                 self._by_loop[loop] = clients
-            return clients
+        for client in (clients.main, clients.blocking):
+            if isinstance(client, RedisCluster):
+                # Commands sent at once to a Cluster client that has not read the slot map yet
+                # go to any node and come back MOVED; load the map first (a no-op once done).
+                await client.initialize()
+        return clients
 
     async def close(self) -> None:
         """Close the clients the driver opened, on every loop still running."""
@@ -278,7 +283,9 @@ def _open_cluster(url: str, options: dict[str, Any]) -> RedisCluster:
     if parsed.path not in ([], ["0"]):
         raise InvalidOption(f"Redis Cluster has database 0 only, got {redact(url)!r}")
     nodes = [ClusterNode(host, port) for host, port in parsed.hosts]
-    kwargs = {**parsed.options, **options}
+    # A queue lives in one slot: on MOVED, moving that slot in the client's map is enough.
+    # redis-py's periodic full reset on MOVED would close connections other calls are using.
+    kwargs = {"reinitialize_steps": 0, **parsed.options, **options}
     kwargs.pop("db", None)
     return RedisCluster(startup_nodes=nodes, **kwargs)
 

@@ -259,7 +259,7 @@ class RedisDriver:
             calls.append(args)
         if not calls:
             return
-        clients = self._clients.current()
+        clients = await self._clients.current()
         with store_errors(self.url):
             await self._scripts["push"].run_many(clients.main, self._args_of(calls))
 
@@ -273,7 +273,7 @@ class RedisDriver:
         if limit < 1:
             raise InvalidOption(f"limit must be at least 1, got {limit}")
         limit = min(limit, MAX_POP)
-        clients = self._clients.current()
+        clients = await self._clients.current()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pop_timeout.total_seconds()
         while True:
@@ -392,7 +392,7 @@ class RedisDriver:
         return views, int(reply[0])
 
     async def _run_inspection(self, script: str, *args: Any) -> Any:
-        clients = self._clients.current()
+        clients = await self._clients.current()
         with store_errors(self.url):
             return await self._scripts[script].run(clients.main, self._args(*args))
 
@@ -473,7 +473,7 @@ class RedisDriver:
     # --- plumbing ----------------------------------------------------------------------------
 
     async def _run(self, script: str, *args: Any) -> Any:
-        clients = self._clients.current()
+        clients = await self._clients.current()
         with store_errors(self.url):
             return await self._scripts[script].run(clients.main, self._args(*args))
 

@@ -415,6 +415,23 @@ async def test_a_given_cluster_client_serves_scripts_and_blocking_pops() -> None
             await driver.close()
 
 
+async def test_a_fresh_cluster_driver_takes_concurrent_calls_from_the_start() -> None:
+    url = redis_cluster_url()
+    for _ in range(10):  # the first calls of a client that has not read the slot map yet
+        driver = RedisDriver.from_url(url, cluster=True, name=unique_queue_name())
+        async with raw_client(url, cluster=True) as cluster:
+            try:
+                popping = [asyncio.create_task(driver.pop()) for _ in range(6)]
+                await driver.push_many([(persisted(f"j{n}"), timedelta(0)) for n in range(6)])
+
+                popped = await asyncio.wait_for(asyncio.gather(*popping), GUARD_SECONDS)
+
+                assert sorted(job.id for job in popped) == [f"j{n}" for n in range(6)]
+            finally:
+                await wipe(driver, cluster)
+                await driver.close()
+
+
 async def test_a_cancelled_pop_leaves_the_queue_as_it_was(
     driver: RedisDriver, client: Redis
 ) -> None:
@@ -501,6 +518,7 @@ async def test_cluster_urls_name_every_startup_node(url: str) -> None:
     assert main.nodes_manager.connection_kwargs["password"] == "pw"
     tls = main.nodes_manager.connection_kwargs.get("connection_class") is SSLConnection
     assert tls == url.startswith("rediss")
+    assert main.reinitialize_steps == 0  # a MOVED never resets connections in use
     await main.aclose()
 
 

@@ -39,7 +39,13 @@ from corequeue.drivers.postgres.dsn import connect_options, parse_dsn, redact, s
 from corequeue.drivers.postgres.inspection import inspection_queries
 from corequeue.drivers.postgres.listener import Bell, Listener
 from corequeue.drivers.postgres.queries import Queries
-from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
+from corequeue.errors import (
+    DecodeError,
+    DriverError,
+    InvalidOption,
+    QueueEmpty,
+    StoreUnavailable,
+)
 from corequeue.job import PersistedJob, to_ms
 
 PENDING, RESERVED, FAILED, TIMEOUT = 0, 1, 2, 3
@@ -50,6 +56,10 @@ Connection: TypeAlias = "psycopg.AsyncConnection[Any] | psycopg.Connection[Any]"
 """A caller's open connection, for transactional enqueue."""
 
 Params: TypeAlias = dict[str, Any]
+
+
+_RECONNECT_PAUSE_SECONDS = 0.1
+"""How long a pop waits before trying again on a connection the server dropped."""
 
 
 class PostgresDriver:
@@ -178,7 +188,15 @@ class PostgresDriver:
         await self._listening()
         while True:
             seen = self._bell.rings
-            jobs, wait_seconds = await self._reserve(limit)
+            try:
+                jobs, wait_seconds = await self._reserve(limit)
+            except StoreUnavailable:
+                # A pooled connection the server dropped (restart, failover): the pool replaces
+                # it, so try again while the pop timeout lasts; raise only past it.
+                if loop.time() + _RECONNECT_PAUSE_SECONDS >= deadline:
+                    raise
+                await asyncio.sleep(_RECONNECT_PAUSE_SECONDS)
+                continue
             if jobs:
                 return jobs
             remaining = deadline - loop.time()

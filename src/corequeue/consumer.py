@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -227,7 +228,7 @@ class Consumer:
     async def _on_failure(self, job: PersistedJob, failure: _Failure) -> Outcome:
         error = failure.error
         job.last_error = f"{type(error).__name__}: {error}"
-        extra = {"job_id": job.id, "job_type": job.type, "attempt": job.attempts}
+        extra = _job_extra(job)
         if failure.retryable and job.attempts < job.max_attempts:
             self.log.warning(
                 "job %s (%s) attempt %d/%d failed, will retry: %s",
@@ -281,7 +282,7 @@ class Consumer:
         try:
             await self._leases.renew(job)
         except Exception as exc:
-            self.log.warning("job %s: cannot renew lease: %s", job.id, exc)
+            self.log.warning("job %s: cannot renew lease: %s", job.id, exc, extra=_job_extra(job))
 
     async def _ack_loop(self) -> None:
         """Ack finished jobs in batches until the consumer stops and nothing is left to ack."""
@@ -299,9 +300,16 @@ class Consumer:
         else:
             acks = (self._settle(partial(self.driver.ack, job), f"job {job.id}") for job in jobs)
             await asyncio.gather(*acks)
+        debug = self.log.isEnabledFor(logging.DEBUG)
         for job, duration in batch:
             self._held.pop(id(job), None)
             self._observe(job, "processed", duration)
+            if debug:
+                self.log.debug(
+                    "job %s (%s) attempt %d/%d done in %.3fs",
+                    job.id, job.type, job.attempts, job.max_attempts, duration,
+                    extra=_job_extra(job),
+                )  # fmt: skip
         self._slot_freed.set()
 
     async def _settle(self, operation: Callable[[], Awaitable[None]], what: str) -> None:
@@ -331,7 +339,10 @@ class Consumer:
                 job.backoff = timedelta(0)
                 await self.driver.retry(job)
         except Exception as exc:
-            self.log.warning("job %s: cannot release (%s); its lease will expire", job.id, exc)
+            self.log.warning(
+                "job %s: cannot release (%s); its lease will expire", job.id, exc,
+                extra=_job_extra(job),
+            )  # fmt: skip
 
     # --- shutdown, gauge, signals ----------------------------------------------------------
 
@@ -403,3 +414,8 @@ def _is_cancelling() -> bool:
 
 async def _pop_one(driver: Driver) -> list[PersistedJob]:
     return [await driver.pop()]
+
+
+def _job_extra(job: PersistedJob) -> dict[str, object]:
+    """The fields every job log record carries: id, type and attempt."""
+    return {"job_id": job.id, "job_type": job.type, "attempt": job.attempts}

@@ -28,6 +28,7 @@ from corequeue.errors import DriverError, InvalidOption, QueueEmpty, StoreUnavai
 from corequeue.testing import FakeClock
 from tests.support.driver_redis import (
     blocked_clients,
+    die_with_parent,
     poll,
     raw_client,
     redis_cluster_url,
@@ -671,6 +672,7 @@ async def test_a_sentinel_url_finds_the_master(tmp_path: Path, client: Redis) ->
     sentinel = await asyncio.create_subprocess_exec(
         "redis-server", str(config), "--sentinel",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        preexec_fn=die_with_parent,  # a killed test run leaves no sentinel behind
     )  # fmt: skip
     driver = RedisDriver.from_url(
         f"redis+sentinel://127.0.0.1:{port}/cq-test/0", name=unique_queue_name()

@@ -26,6 +26,7 @@ from corequeue.drivers.base import QueueInfo
 from corequeue.drivers.redis import RedisDriver
 from corequeue.testing import FakeClock
 from tests.support.driver_redis import (
+    die_with_parent,
     poll,
     raw_client,
     redis_url,
@@ -165,6 +166,7 @@ async def start_worker(
         *("--parallelism", str(options.parallelism)),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
+        preexec_fn=die_with_parent,
     )
 
 

@@ -7,7 +7,10 @@ queue is deleted afterwards.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -82,6 +85,16 @@ async def blocked_clients(client: Redis, name_prefix: str) -> int:
     return sum(
         1 for c in clients if c.get("name", "").startswith(name_prefix) and c.get("cmd") == "blpop"
     )
+
+
+def die_with_parent() -> None:
+    """Make the calling (child) process get SIGTERM when its parent dies (Linux).
+
+    For `preexec_fn` of helper processes, so a test run that is killed leaves none behind.
+    """
+    if sys.platform == "linux":
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 async def restart_redis() -> None:

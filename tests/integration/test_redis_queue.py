@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import cast
@@ -34,10 +33,9 @@ from tests.support.driver_redis import (
     unique_queue_name,
     wipe,
 )
+from tests.support.worker_processes import GUARD_SECONDS, Ledger, read_ledger, stop
 
 ROOT = Path(__file__).resolve().parents[2]
-GUARD_SECONDS = 60.0
-"""How long a test waits for work that takes a few seconds at most, before failing."""
 
 
 @dataclass
@@ -87,37 +85,6 @@ def parse_worker_arguments(argv: list[str]) -> argparse.Namespace:
 
 
 # --- harness ------------------------------------------------------------------------------
-
-
-@dataclass
-class Ledger:
-    """Which worker ran which job, in order, and an event set once every expected job ran."""
-
-    runs: list[tuple[str, str]] = field(default_factory=list)  # (worker, job id)
-    expected: set[str] = field(default_factory=set)
-    complete: asyncio.Event = field(default_factory=asyncio.Event)
-    progress: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def expect(self, job_ids: Iterable[str]) -> None:
-        self.expected.update(job_ids)
-        self._check()
-
-    def record(self, worker: str, job_id: str) -> None:
-        self.runs.append((worker, job_id))
-        self.progress.set()
-        self._check()
-
-    def ids(self) -> list[str]:
-        return [job_id for _, job_id in self.runs]
-
-    async def wait_for_runs(self, count: int) -> None:
-        while len(self.runs) < count:
-            self.progress.clear()
-            await self.progress.wait()
-
-    def _check(self) -> None:
-        if self.expected and self.expected <= set(self.ids()):
-            self.complete.set()
 
 
 @dataclass(frozen=True)
@@ -173,26 +140,6 @@ async def start_worker(
 async def _blocked_workers(client: Redis, prefix: str, count: int) -> bool:
     names = {c["name"] for c in await client.client_list() if c.get("cmd") == "blpop"}
     return len({n for n in names if n.startswith(prefix)}) >= count
-
-
-async def read_ledger(process: asyncio.subprocess.Process, tag: str, ledger: Ledger) -> None:
-    """Record every `done <id>` line the worker prints, until it exits."""
-    assert process.stdout is not None
-    async for line in process.stdout:
-        if line.startswith(b"done "):
-            ledger.record(tag, line.removeprefix(b"done ").strip().decode())
-
-
-async def stop(process: asyncio.subprocess.Process) -> None:
-    """Stop a worker gracefully; kill it if it does not stop within the guard time."""
-    if process.returncode is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(process.wait(), GUARD_SECONDS)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
 
 
 @pytest.fixture

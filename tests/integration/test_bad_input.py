@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from redis import exceptions as redis_errors
 
 import corequeue as cq
 from corequeue.drivers.base import Channel, Driver, QueueInfo
@@ -130,7 +131,28 @@ async def test_envelope_that_cannot_be_read_is_parked_in_failed_with_its_bytes_k
     assert canary.served == [7]
     [record] = [r for r in caplog.records if job_id in r.getMessage()]
     assert "moved to failed" in record.getMessage()
-    assert "DecodeError" in record.getMessage() or "envelope" in record.getMessage()
+    view = await driver.get_job(job_id)  # type: ignore[attr-defined]  # Redis, see above
+    assert (view.channel, view.job.value) == (Channel.FAILED, raw)
+    assert view.job.last_error  # the reason, for the dashboard and `corequeue queue`
+
+
+async def test_a_pop_that_cannot_park_an_unreadable_envelope_still_hands_out_the_rest(
+    driver: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tamper = tamper_with(driver)
+    broken = cq.PersistedJob(id="broken", type="builtins.int", value=b"1")
+    fine = cq.PersistedJob(id="fine", type="builtins.int", value=b"2")
+    await driver.push(broken, timedelta(0))
+    await driver.push(fine, timedelta(0))
+    await tamper.set_envelope("broken", b"\xff not an envelope")
+
+    async def store_down(*args: Any) -> Any:
+        raise redis_errors.ConnectionError("connection lost while parking")
+
+    monkeypatch.setattr(driver._scripts["settle"], "run", store_down)  # type: ignore[attr-defined]
+    jobs = await driver.pop_many(2)  # type: ignore[attr-defined]
+
+    assert [job.id for job in jobs] == ["fine"]
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,7 @@ from corequeue.drivers.redis.connection import (
     UrlSource,
     store_errors,
 )
-from corequeue.errors import DecodeError, InvalidOption, QueueEmpty
+from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
 from corequeue.job import PersistedJob, to_ms
 
 logger = logging.getLogger(__name__)
@@ -416,9 +416,17 @@ class RedisDriver:
     async def _park_undecodable(self, clients: Clients, job_id: str, exc: DecodeError) -> None:
         # Not a job this release can read (corrupt, or a newer wire format): keep the bytes in
         # `failed`, where an operator (or a newer worker, after reload) can deal with it.
+        try:
+            with store_errors(self.url):
+                args = self._args(job_id, "failed", 0, "")
+                await self._scripts["settle"].run(clients.main, args)
+        except DriverError as failure:
+            # The readable jobs of this pop are reserved already: hand them out all the same.
+            # This one stays reserved; when its lease runs out it is parked in `timeout`.
+            logger.error("queue %s: job %s cannot be read (%s) nor parked: %s",
+                         self.name, job_id, exc, failure)  # fmt: skip
+            return
         logger.error("queue %s: job %s moved to failed: %s", self.name, job_id, exc)
-        with store_errors(self.url):
-            await self._scripts["settle"].run(clients.main, self._args(job_id, "failed", 0, ""))
 
     async def _wait(
         self, clients: Clients, remaining: float, wait_ms: int, limit: int

@@ -277,13 +277,13 @@ class RedisDriver:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pop_timeout.total_seconds()
         while True:
-            jobs, wait_ms = await self._reserve(clients, limit)
+            jobs, wait_us = await self._reserve(clients, limit)
             if jobs:
                 return jobs
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise QueueEmpty()
-            if wait_ms != 0 and (jobs := await self._wait(clients, remaining, wait_ms, limit)):
+            if wait_us != 0 and (jobs := await self._wait(clients, remaining, wait_us, limit)):
                 return jobs
 
     async def ack(self, job: PersistedJob) -> None:
@@ -429,7 +429,7 @@ class RedisDriver:
         logger.error("queue %s: job %s moved to failed: %s", self.name, job_id, exc)
 
     async def _wait(
-        self, clients: Clients, remaining: float, wait_ms: int, limit: int
+        self, clients: Clients, remaining: float, wait_us: int, limit: int
     ) -> list[PersistedJob]:
         """Block until a token arrives or `remaining` seconds pass; reserve when work falls due.
 
@@ -438,10 +438,10 @@ class RedisDriver:
         woken = asyncio.Event()
         keys = [self.keys.notify]
         timer = None
-        if 0 < wait_ms < remaining * 1000:
+        if 0 < wait_us < remaining * 1_000_000:
             keys.insert(0, f"{self.keys.wake_prefix}{os.urandom(8).hex()}")
             timer = asyncio.create_task(
-                self._reserve_when_due(clients, wait_ms, limit, keys[0], woken),
+                self._reserve_when_due(clients, wait_us, limit, keys[0], woken),
                 name=f"corequeue timer {self.name}",
             )
         try:
@@ -456,17 +456,17 @@ class RedisDriver:
         return await _outcome(timer)
 
     async def _reserve_when_due(
-        self, clients: Clients, wait_ms: int, limit: int, wake_key: str, woken: asyncio.Event
+        self, clients: Clients, wait_us: int, limit: int, wake_key: str, woken: asyncio.Event
     ) -> list[PersistedJob]:
         # A local timer, not BLPOP's timeout, decides when a delayed job (or a lease) is due:
         # Redis checks blocking timeouts only every 1/hz s. The pop script it runs then pushes
         # to `wake_key`, ending this pop's BLPOP at once.
-        while wait_ms >= 0:
+        while wait_us >= 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), wait_ms / 1000)
+                await asyncio.wait_for(woken.wait(), wait_us / 1_000_000)
             if woken.is_set():
                 return []
-            jobs, wait_ms = await self._reserve(clients, limit, wake_key)
+            jobs, wait_us = await self._reserve(clients, limit, wake_key)
             if jobs:
                 return jobs
         return []

@@ -18,12 +18,16 @@ local PREFIX = ARGV[2]
 local TOKEN_CAP = 128 -- more blocked pops than this wake in turns, not at once
 local BATCH = 1000 -- most jobs one call moves, so no call blocks Redis for long
 
-local function server_now()
+local function server_now_us()
   local time = redis.call('TIME')
-  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  return tonumber(time[1]) * 1000000 + tonumber(time[2])
 end
 
-local NOW = tonumber(ARGV[1]) or server_now()
+-- NOW (ms) decides what is due; NOW_US, the same instant to the microsecond, tells a waiting
+-- pop how long to sleep, so its timer does not overshoot by the part of a millisecond that NOW
+-- drops. Microseconds since 1970 stay exact in a Lua double (below 2^53).
+local NOW_US = tonumber(ARGV[1]) and tonumber(ARGV[1]) * 1000 or server_now_us()
+local NOW = math.floor(NOW_US / 1000)
 
 -- Scores as integers: tostring() of a Lua number keeps only 14 significant digits.
 local function int(number)
@@ -128,8 +132,8 @@ local function promote_due_jobs()
   end
 end
 
--- Milliseconds until the next delayed job is due or the next lease runs out; -1 for never.
-local function next_event_in()
+-- Microseconds until the next delayed job is due or the next lease runs out; -1 for never.
+local function next_event_in_us()
   local at = false
   for _, key in ipairs({ DELAYED, RESERVED }) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]
@@ -140,6 +144,6 @@ local function next_event_in()
   if not at then
     return -1
   end
-  return math.max(at - NOW, 0)
+  return math.max(at * 1000 - NOW_US, 0)
 end
 

@@ -1,6 +1,7 @@
 -- Reserve up to ARGV 3 due jobs under a lease of ARGV 4 ms, after recovering expired leases
 -- and promoting due delayed jobs. Returns {wait, id, envelope, lost leases, id, ...}: wait is
--- 0 when jobs came back, else ms until the next job is due or lease runs out (-1: never).
+-- 0 when jobs came back, else microseconds until the next job is due or lease runs out
+-- (-1: never).
 -- ARGV 5, when not "", is the wake-up list of the pop whose timer runs this script: a
 -- reservation pushes to it, ending that pop's BLPOP (before any token, so it takes no token).
 recover_expired_leases()
@@ -27,5 +28,5 @@ if #reply > 1 then
   return reply
 end
 sync_tokens()
-reply[1] = next_event_in()
+reply[1] = next_event_in_us()
 return reply

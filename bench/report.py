@@ -78,6 +78,7 @@ def _peer_cells(peer: dict[str, Any], reference: float) -> list[str]:
     if "error" in peer:
         return [f"{peer['peer']}: n/a ({peer['error']})", "", "", "", "", "", "", ""]
     late = peer.get("lateness", {})
+    early = f" ({late['early']:.0f} early!)" if late.get("early") else ""
     drain = peer.get("drain", math.nan)
     ratio = reference / drain if drain and not math.isnan(drain) else math.nan
     return [
@@ -85,7 +86,7 @@ def _peer_cells(peer: dict[str, Any], reference: float) -> list[str]:
         _rate(peer.get("enqueue", math.nan)),
         _rate(peer.get("enqueue_many", math.nan)),
         _rate(drain),
-        _ms(late.get("p50", math.nan)),
+        _ms(late.get("p50", math.nan)) + early,
         _ms(late.get("p99", math.nan)),
         _ms(late.get("max", math.nan)),
         "" if math.isnan(ratio) else f"{ratio:.1f}x",

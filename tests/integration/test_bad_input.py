@@ -175,6 +175,14 @@ async def test_row_with_a_column_out_of_range_goes_to_failed_with_a_decode_error
     assert state == "failed"
     assert error == f"DecodeError: stored column {column} holds {value}, out of range"
     assert canary.served == [7]
+    # Inspection (the dashboard, `get_job`) shows the row as unreadable instead of failing.
+    [listed] = await driver.list_jobs(Channel.FAILED)  # type: ignore[attr-defined]
+    assert (listed.job.id, listed.job.type, listed.job.last_error) == (
+        job_id,
+        "<unreadable>",
+        error,
+    )
+    assert await driver.get_job(job_id) == listed  # type: ignore[attr-defined]
 
 
 async def test_sqlite_payload_written_as_text_is_read_as_its_utf8_bytes(driver: Driver) -> None:

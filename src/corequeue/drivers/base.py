@@ -340,6 +340,28 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
     )
 
 
+UNREADABLE_TYPE = "<unreadable>"
+"""The type inspection shows for a stored job it cannot read (see `readable_or_not`)."""
+
+
+def readable_or_not(columns: Sequence[Any]) -> PersistedJob:
+    """Return the job of SQL columns, or a stand-in for an operator when they are no job.
+
+    The stand-in keeps the id and payload bytes as far as they go, has the type
+    `UNREADABLE_TYPE`, and says why in `last_error`: listing a channel must never fail because
+    of one row edited by hand.
+    """
+    try:
+        return job_from_columns(columns)
+    except DecodeError as exc:
+        job_id, value = columns[0], columns[2]
+        if not isinstance(value, bytes | bytearray | memoryview):
+            value = str(value).encode()
+        return PersistedJob(
+            str(job_id), UNREADABLE_TYPE, bytes(value), last_error=f"DecodeError: {exc}"
+        )
+
+
 def _expect(value: Any, kind: Any, column: str) -> None:
     if not isinstance(value, kind) or isinstance(value, bool):
         raise DecodeError(f"stored column {column} holds {value!r:.80}, not a job's {column}")

@@ -32,6 +32,7 @@ from corequeue.drivers.base import (
     instant_of_ms,
     job_from_columns,
     parse_channel,
+    readable_or_not,
     reloadable,
 )
 from corequeue.drivers.postgres import migrations
@@ -539,4 +540,4 @@ def _view(row: Sequence[Any]) -> JobView:
     else:
         channel = next(c for c, s in _PARKED_STATE.items() if s == state)
     shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
-    return JobView(_job(row[3:]), channel, instant_of_ms(due_ms) if shows_due else None)
+    return JobView(readable_or_not(row[3:]), channel, instant_of_ms(due_ms) if shows_due else None)

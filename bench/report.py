@@ -41,7 +41,7 @@ def print_table(results: dict[str, Any]) -> None:
         table.add_row(*_corequeue_cells(row))
     for peer in results["peers"]:
         table.add_row(*_peer_cells(peer, reference))
-    console = Console(width=None if sys.stdout.isatty() else 140)
+    console = Console(width=None if sys.stdout.isatty() else 170)
     console.print(table)
     if redis:
         scaling = [f"{p}: {redis[f'drain_{p}p']:,.0f}" for p in _processes(redis)]

@@ -23,8 +23,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from corequeue.deadlines import Deadlines
 from corequeue.drivers.base import (
     DEFAULT_POP_TIMEOUT,
     BatchDriver,
@@ -81,6 +82,7 @@ class Consumer:
         self._acks: list[tuple[PersistedJob, float]] = []  # (finished job, handler seconds)
         self._acks_due = asyncio.Event()
         self._stopping = False
+        self._deadlines = Deadlines()
 
     async def run(self) -> None:
         """Pop and run jobs until cancelled; then shut down gracefully."""
@@ -99,6 +101,7 @@ class Consumer:
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
         finally:
             await self._shut_down(acker)
+            self._deadlines.close()
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -197,22 +200,29 @@ class Consumer:
         received = self._decode(job)
         if isinstance(received, _Failure):
             return received
-        timeout = asyncio.timeout(job.handle_timeout.total_seconds())
+        task = cast("asyncio.Task[None]", asyncio.current_task())
+        deadline = self._deadlines.watch(task, job.handle_timeout.total_seconds())
         try:
-            async with timeout:
-                await self.queue.job_dispatcher.dispatch(received)
+            await self.queue.job_dispatcher.dispatch(received)
         except asyncio.CancelledError as exc:
+            if deadline.expired:
+                deadline.expired = False
+                if task.uncancel() == 0:  # only the handle timeout asked: the attempt fails
+                    return _Failure(
+                        HandleTimeout(f"listeners ran longer than {job.handle_timeout}")
+                    )
+                raise
             if _is_cancelling():
                 raise
             # Raised by a listener, not asked for by us (a library leaking one): sending the job
             # back uncounted would run it again and again, so the attempt fails instead.
             return _Failure(exc)
-        except TimeoutError as exc:
-            if timeout.expired():
-                return _Failure(HandleTimeout(f"listeners ran longer than {job.handle_timeout}"))
-            return _Failure(exc)
         except BaseException as exc:  # SystemExit or KeyboardInterrupt from a listener fail the job
             return _Failure(exc)
+        finally:
+            self._deadlines.finish(deadline)
+            if deadline.expired:  # the listener swallowed the cancellation: take it back
+                task.uncancel()
         return None
 
     def _decode(self, job: PersistedJob) -> ReceivedJob | _Failure:

@@ -125,6 +125,11 @@ def new_job_id() -> str:
     return os.urandom(16).hex()
 
 
+def new_token() -> str:
+    """Return a fresh reservation token (96 random bits, hex): one per pop."""
+    return os.urandom(12).hex()
+
+
 @dataclass(slots=True)
 class PersistedJob:
     """The envelope a driver stores: a job's encoded payload plus its delivery state.
@@ -140,6 +145,12 @@ class PersistedJob:
     attempts: int = 1
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     last_error: str | None = None
+    token: str | None = field(default=None, compare=False, repr=False)
+    """The reservation token of the pop that handed this copy out (None when not popped).
+
+    Drivers store it with the reservation and settle the job only while it is still current;
+    it is not part of the stored envelope.
+    """
 
     @property
     def data(self) -> bytes:

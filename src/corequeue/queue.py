@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 
 from corequeue.backoff import next_backoff
 from corequeue.codec import Codec, JsonCodec
-from corequeue.drivers.base import BatchDriver, Driver, QueueInfo
+from corequeue.drivers.base import Driver, QueueInfo
 from corequeue.errors import CoreQueueError, InvalidOption, PayloadTooLarge
 from corequeue.events import (
     Handler,
@@ -178,21 +178,14 @@ class Queue:
             StoreUnavailable: The store did not take the job; nothing was enqueued.
         """
         persisted, delay = self.persist(job)
-        if push_options:
-            await cast(Any, self.driver).push(persisted, delay, **push_options)
-        else:
-            await self.driver.push(persisted, delay)
+        await self.driver.push(persisted, delay, **push_options)
         return persisted.id
 
     async def dispatch_many(self, jobs: Iterable[Any], **push_options: Any) -> list[str]:
         """Persist many jobs, in one round trip per batch where the driver allows; return ids."""
         persisted = [self.persist(job) for job in jobs]
-        if isinstance(self.driver, BatchDriver) and not push_options:
-            for start in range(0, len(persisted), _BATCH_SIZE):
-                await self.driver.push_many(persisted[start : start + _BATCH_SIZE])
-        else:
-            for job, delay in persisted:
-                await cast(Any, self.driver).push(job, delay, **push_options)
+        for start in range(0, len(persisted), _BATCH_SIZE):
+            await self.driver.push_many(persisted[start : start + _BATCH_SIZE], **push_options)
         return [job.id for job, _ in persisted]
 
     def dispatch_sync(self, job: Any, **push_options: Any) -> str:

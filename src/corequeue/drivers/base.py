@@ -6,8 +6,6 @@ retries, backoff, events or metrics: the queue does that once, for every driver.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from corequeue.errors import DecodeError, InvalidOption
+from corequeue.errors import InvalidOption
 from corequeue.job import PersistedJob
 
 DEFAULT_LEASE = timedelta(seconds=30)
@@ -87,29 +85,95 @@ class ChannelConfig:
 
 @runtime_checkable
 class Driver(Protocol):
-    """Durable storage for one named queue and its five channels."""
+    """Durable storage for one named queue and its five channels.
 
-    async def push(self, job: PersistedJob, delay: timedelta) -> None:
+    Every method the consumer uses is here; a driver of your own can take the batch methods
+    from `corequeue.drivers.derived.BatchFromSingle` and check itself with the contract suite
+    in `corequeue.testing.contract`.
+
+    Fencing: each pop hands out a fresh reservation token (`PersistedJob.token`) and stores it
+    with the reservation. `ack`, `fail`, `retry`, `renew` and `release` (and their batch forms)
+    act only while the job is reserved under that same token, compared in the same atomic step
+    as the move; for a stale token (the lease ran out and the job was recovered, re-popped or
+    re-dispatched since) they change nothing and say so in their result.
+    """
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a popped job stays reserved without a renewal."""
+        ...
+
+    @property
+    def pop_timeout(self) -> timedelta:
+        """How long `pop()` waits for a job before raising QueueEmpty."""
+        ...
+
+    async def push(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
         """Put `job` in `waiting`, or in `delayed` until `delay` has passed.
 
-        A job whose id is already waiting, delayed or reserved is left as it is.
+        A job whose id is already waiting, delayed or reserved is left as it is; one in
+        `failed` or `timeout` is replaced. `options` are the driver's own (PostgreSQL takes
+        `connection=` to join a transaction); a driver refuses options it does not know with
+        InvalidOption.
         """
         ...
 
+    async def push_many(
+        self, jobs: Sequence[tuple[PersistedJob, timedelta]], **options: Any
+    ) -> None:
+        """Push every `(job, delay)` pair, in as few round trips as the store allows."""
+        ...
+
     async def pop(self) -> PersistedJob:
-        """Reserve the next due job under a lease; raise QueueEmpty after the pop timeout."""
+        """Reserve the next due job under a lease and a fresh token.
+
+        Raises:
+            QueueEmpty: No job fell due within the pop timeout.
+        """
         ...
 
-    async def ack(self, job: PersistedJob) -> None:
-        """Remove a reserved job: it is done."""
+    async def pop_many(self, limit: int) -> list[PersistedJob]:
+        """Reserve up to `limit` due jobs (at least one), oldest first, each under its own lease.
+
+        Waits like `pop()` and raises QueueEmpty after the pop timeout.
+        """
         ...
 
-    async def fail(self, job: PersistedJob) -> None:
-        """Move a reserved job to `failed`, keeping its envelope (and `last_error`)."""
+    async def ack(self, job: PersistedJob) -> bool:
+        """Remove a reserved job: it is done. Return False (and change nothing) when stale."""
         ...
 
-    async def retry(self, job: PersistedJob) -> None:
-        """Move a reserved job to `delayed` for `job.backoff`, storing its updated envelope."""
+    async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Remove every job of `jobs` still reserved under its token; return the stale ones."""
+        ...
+
+    async def fail(self, job: PersistedJob) -> bool:
+        """Move a reserved job to `failed`, storing its envelope (and `last_error`).
+
+        Returns False, changing nothing, when the caller's token is stale.
+        """
+        ...
+
+    async def retry(self, job: PersistedJob) -> bool:
+        """Move a reserved job to `delayed` for `job.backoff`, storing its updated envelope.
+
+        Returns False, changing nothing, when the caller's token is stale.
+        """
+        ...
+
+    async def renew(self, job: PersistedJob) -> bool:
+        """Extend the lease of a reserved job by `lease` from now; False when it is lost."""
+        ...
+
+    async def renew_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Extend the leases of every job of `jobs`; return those whose lease is lost."""
+        ...
+
+    async def release(self, job: PersistedJob) -> bool:
+        """Put a reserved job back in `waiting` without counting an attempt (shutdown).
+
+        Returns False, changing nothing, when the caller's token is stale.
+        """
         ...
 
     async def cancel(self, job_id: str) -> bool:
@@ -134,54 +198,6 @@ class Driver(Protocol):
 
     async def close(self) -> None:
         """Release connections and threads; the driver is not used again."""
-        ...
-
-
-@runtime_checkable
-class LeaseDriver(Driver, Protocol):
-    """A driver whose reservations are leases the consumer renews (every corequeue driver)."""
-
-    lease: timedelta
-
-    async def renew(self, job: PersistedJob) -> None:
-        """Extend the lease of a reserved job by `lease` from now."""
-        ...
-
-    async def release(self, job: PersistedJob) -> None:
-        """Put a reserved job back in `waiting` without counting an attempt (shutdown)."""
-        ...
-
-
-@runtime_checkable
-class BatchLeaseDriver(LeaseDriver, Protocol):
-    """A lease driver that acks and renews several reserved jobs per round trip.
-
-    The consumer acks finished jobs in batches and renews every lease it holds from one
-    periodic task; a job stays reserved (and leased) in the store until its batch is acked.
-    """
-
-    async def ack_many(self, jobs: Sequence[PersistedJob]) -> None:
-        """Remove every reserved job of `jobs` (a job no longer reserved is left as it is)."""
-        ...
-
-    async def renew_many(self, jobs: Sequence[PersistedJob]) -> None:
-        """Extend the leases of every reserved job of `jobs` by `lease` from now."""
-        ...
-
-
-@runtime_checkable
-class BatchDriver(Driver, Protocol):
-    """A driver that moves several jobs per round trip."""
-
-    async def push_many(self, jobs: Sequence[tuple[PersistedJob, timedelta]]) -> None:
-        """Push every `(job, delay)` pair, in as few round trips as the store allows."""
-        ...
-
-    async def pop_many(self, limit: int) -> list[PersistedJob]:
-        """Reserve up to `limit` due jobs (at least one), oldest first, each under its own lease.
-
-        Waits like `pop()` and raises QueueEmpty after the pop timeout.
-        """
         ...
 
 
@@ -310,107 +326,5 @@ def instant_of_ms(ms: int) -> datetime:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
-    """Build a job from SQL columns `id, type, value, handle_timeout_ms, backoff_ms, attempts,
-    max_attempts, last_error`.
-
-    Raises:
-        DecodeError: For columns no driver writes (a row edited by hand or by another tool):
-            the SQL drivers park such a row in `failed` instead of jamming every pop.
-    """
-    job_id, job_type, value, timeout_ms, backoff_ms = columns[:5]
-    attempts, max_attempts, last_error = columns[5:8]
-    if isinstance(value, str):  # SQLite columns take any type: a payload written as TEXT
-        value = value.encode()
-    _expect(job_id, str, "id")
-    _expect(job_type, str, "type")
-    _expect(value, bytes | bytearray | memoryview, "value")
-    _expect(attempts, int, "attempts")
-    _expect(max_attempts, int, "max_attempts")
-    _expect(last_error, str | None, "last_error")
-    return PersistedJob(
-        id=job_id,
-        type=job_type,
-        value=bytes(value),
-        handle_timeout=_duration(timeout_ms, "handle_timeout_ms"),
-        backoff=_duration(backoff_ms, "backoff_ms"),
-        attempts=attempts,
-        max_attempts=max_attempts,
-        last_error=last_error,
-    )
-
-
-UNREADABLE_TYPE = "<unreadable>"
-"""The type inspection shows for a stored job it cannot read (see `readable_or_not`)."""
-
-
-def readable_or_not(columns: Sequence[Any]) -> PersistedJob:
-    """Return the job of SQL columns, or a stand-in for an operator when they are no job.
-
-    The stand-in keeps the id and payload bytes as far as they go, has the type
-    `UNREADABLE_TYPE`, and says why in `last_error`: listing a channel must never fail because
-    of one row edited by hand.
-    """
-    try:
-        return job_from_columns(columns)
-    except DecodeError as exc:
-        job_id, value = columns[0], columns[2]
-        if not isinstance(value, bytes | bytearray | memoryview):
-            value = str(value).encode()
-        return PersistedJob(
-            str(job_id), UNREADABLE_TYPE, bytes(value), last_error=f"DecodeError: {exc}"
-        )
-
-
-def _expect(value: Any, kind: Any, column: str) -> None:
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise DecodeError(f"stored column {column} holds {value!r:.80}, not a job's {column}")
-
-
-def _duration(ms: Any, column: str) -> timedelta:
-    _expect(ms, int, column)
-    try:
-        return timedelta(milliseconds=ms)
-    except OverflowError:
-        raise DecodeError(f"stored column {column} holds {ms}, out of range") from None
-
-
 LEASE_EXPIRED = "lease expired: the worker holding the job stopped renewing it (killed or hung?)"
 """The `last_error` a driver records when it recovers a job whose lease ran out."""
-
-
-class Wakeup:
-    """Wakes `pop()` calls waiting in this process when a job arrives, on any event loop.
-
-    Bound to no loop, so one driver may serve `dispatch_sync` (the queue's helper loop) and
-    `consume()` (the caller's loop) at once.
-    """
-
-    def __init__(self) -> None:
-        self._waiters: set[asyncio.Future[None]] = set()
-        self._lock = threading.Lock()
-
-    async def wait(self, timeout_seconds: float) -> None:
-        """Return when `notify()` is called or after `timeout_seconds`."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        with self._lock:
-            self._waiters.add(waiter)
-        try:
-            await asyncio.wait_for(waiter, timeout_seconds)
-        except TimeoutError:
-            pass
-        finally:
-            with self._lock:
-                self._waiters.discard(waiter)
-
-    def notify(self) -> None:
-        """Wake every waiter."""
-        with self._lock:
-            waiters = list(self._waiters)
-        for waiter in waiters:
-            waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

@@ -18,12 +18,12 @@ from corequeue.drivers.base import (
     JobView,
     QueueInfo,
     SystemClock,
-    Wakeup,
     check_listing,
     instant_of_ms,
     parse_channel,
     reloadable,
 )
+from corequeue.drivers.wakeup import Wakeup
 from corequeue.errors import QueueEmpty
 from corequeue.job import PersistedJob, to_ms
 

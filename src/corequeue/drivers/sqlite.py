@@ -27,14 +27,21 @@ from corequeue.drivers.base import (
     JobView,
     QueueInfo,
     SystemClock,
-    Wakeup,
     check_listing,
     instant_of_ms,
-    job_from_columns,
     parse_channel,
-    readable_or_not,
     reloadable,
 )
+from corequeue.drivers.sql_state import (
+    FAILED,
+    PARKED_STATE,
+    PENDING,
+    RESERVED,
+    TIMEOUT,
+    job_from_columns,
+    readable_or_not,
+)
+from corequeue.drivers.wakeup import Wakeup
 from corequeue.errors import DecodeError, InvalidOption, QueueEmpty, StoreUnavailable
 from corequeue.job import PersistedJob, to_ms
 
@@ -42,8 +49,7 @@ T = TypeVar("T")
 
 SCHEMA_VERSION: Final = 1
 
-PENDING, RESERVED, FAILED, TIMEOUT = 0, 1, 2, 3
-_PARKED_STATE = {Channel.FAILED: FAILED, Channel.TIMEOUT: TIMEOUT, Channel.RESERVED: RESERVED}
+_PARKED_STATE = PARKED_STATE
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

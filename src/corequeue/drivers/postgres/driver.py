@@ -30,9 +30,7 @@ from corequeue.drivers.base import (
     QueueInfo,
     check_listing,
     instant_of_ms,
-    job_from_columns,
     parse_channel,
-    readable_or_not,
     reloadable,
 )
 from corequeue.drivers.postgres import migrations
@@ -40,6 +38,13 @@ from corequeue.drivers.postgres.dsn import connect_options, parse_dsn, redact, s
 from corequeue.drivers.postgres.inspection import inspection_queries
 from corequeue.drivers.postgres.listener import Bell, Listener
 from corequeue.drivers.postgres.queries import Queries
+from corequeue.drivers.sql_state import (
+    FAILED,
+    PARKED_STATE,
+    PENDING,
+    job_from_columns,
+    readable_or_not,
+)
 from corequeue.errors import (
     DecodeError,
     DriverError,
@@ -49,8 +54,7 @@ from corequeue.errors import (
 )
 from corequeue.job import PersistedJob, to_ms
 
-PENDING, RESERVED, FAILED, TIMEOUT = 0, 1, 2, 3
-_PARKED_STATE = {Channel.FAILED: FAILED, Channel.TIMEOUT: TIMEOUT, Channel.RESERVED: RESERVED}
+_PARKED_STATE = PARKED_STATE
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
 
 Connection: TypeAlias = "psycopg.AsyncConnection[Any] | psycopg.Connection[Any]"

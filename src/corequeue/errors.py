@@ -8,6 +8,7 @@ CoreQueueError
 ├── PayloadTooLarge (also a ValueError)
 ├── NoListener
 ├── HandleTimeout
+├── WorkerCrashed
 └── DriverError
     └── StoreUnavailable
 
@@ -47,6 +48,14 @@ class NoListener(CoreQueueError):
 
 class HandleTimeout(CoreQueueError):
     """The listeners of a job ran longer than its handle timeout and were cancelled."""
+
+
+class WorkerCrashed(CoreQueueError):
+    """A consumer's side task (lease renewal, acks, gauge) died; the consumer shut down.
+
+    Raised from `consume()` with the side task's error as its cause, after the jobs the
+    consumer held were settled or released: a worker never stalls silently.
+    """
 
 
 class DriverError(CoreQueueError):

@@ -10,12 +10,14 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
+from corequeue.attempt import Listeners
 from corequeue.backoff import next_backoff
 from corequeue.codec import Codec, JsonCodec
+from corequeue.consumer import Consumer, ConsumerParts, ConsumerSettings
 from corequeue.drivers.base import Driver, QueueInfo
 from corequeue.errors import CoreQueueError, InvalidOption, PayloadTooLarge
 from corequeue.events import (
@@ -36,18 +38,6 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 """Largest encoded payload `dispatch` accepts unless told otherwise (1 MiB)."""
 
 _BATCH_SIZE = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerSettings:
-    """How `consume()` runs: options that travel together from the Queue to the consumer."""
-
-    parallelism: int = 1
-    prefetch: int = 0
-    shutdown_grace: timedelta = timedelta(seconds=10)
-    gauge_interval: timedelta = timedelta(seconds=15)
-    handle_signals: bool = True
-    backoff: Callable[[timedelta], timedelta] = next_backoff
 
 
 class Queue:
@@ -238,10 +228,22 @@ class Queue:
         Args:
             handle_signals: Turn SIGTERM and SIGINT into a graceful stop (main thread only).
         """
-        from corequeue.consumer import Consumer
-
         settings = replace(self.settings, handle_signals=handle_signals)
-        await Consumer(self, settings).run()
+        listeners = Listeners(
+            codec=self.codec,
+            payload_class=self.payload_class,
+            job_dispatcher=self.job_dispatcher,
+            event_dispatcher=self.event_dispatcher,
+        )
+        parts = ConsumerParts(
+            name=self.name,
+            driver=self.driver,
+            listeners=listeners,
+            log=self.logger,
+            metrics=self.metrics,
+            gauge=self.gauge,
+        )
+        await Consumer(parts, settings).run()
 
     async def close(self) -> None:
         """Close the driver, then the helper loop of `dispatch_sync`.

@@ -30,6 +30,7 @@ from corequeue.errors import (
     PayloadTooLarge,
     QueueEmpty,
     StoreUnavailable,
+    WorkerCrashed,
 )
 from corequeue.events import (
     BeforeAbort,
@@ -105,6 +106,7 @@ __all__ = [
     "SQLiteDriver",
     "StoreUnavailable",
     "SyncDispatcher",
+    "WorkerCrashed",
     "adjust",
     "job_from",
     "listen",

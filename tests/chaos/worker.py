@@ -35,9 +35,9 @@ class Flaky(Exception):
 def recording(driver_class: type[Any], ledger: LedgerWriter) -> type[Any]:
     """Return a subclass of `driver_class` that writes down what the store confirmed.
 
-    Every line is written once the store answered: a reservation (`popped`), an ack, a retry
+    Every line is written once the store confirmed it: a reservation (`popped`), an ack, a retry
     or fail (`settled`, with the attempt that ran: the consumer counts the next attempt before
-    `retry`), a release. `pop()` of these drivers goes through `pop_many()`.
+    `retry`), a release. A settle the store refused as stale (fenced) writes nothing. `pop()` of these drivers goes through `pop_many()`.
     """
 
     async def pop_many(self: Any, limit: int) -> list[cq.PersistedJob]:
@@ -47,26 +47,37 @@ def recording(driver_class: type[Any], ledger: LedgerWriter) -> type[Any]:
             ledger.write("popped", job.id, job.attempts, recovered)
         return jobs
 
-    async def ack(self: Any, job: cq.PersistedJob) -> None:
-        await driver_class.ack(self, job)
-        ledger.write("acked", job.id, job.attempts)
-
-    async def ack_many(self: Any, jobs: Sequence[cq.PersistedJob]) -> None:
-        await driver_class.ack_many(self, jobs)
-        for job in jobs:
+    async def ack(self: Any, job: cq.PersistedJob) -> bool:
+        acked: bool = await driver_class.ack(self, job)
+        if acked:
             ledger.write("acked", job.id, job.attempts)
+        return acked
 
-    async def retry(self: Any, job: cq.PersistedJob) -> None:
-        await driver_class.retry(self, job)
-        ledger.write("settled", job.id, job.attempts - 1)
+    async def ack_many(self: Any, jobs: Sequence[cq.PersistedJob]) -> list[cq.PersistedJob]:
+        stale: list[cq.PersistedJob] = await driver_class.ack_many(self, jobs)
+        stale_ids = {id(job) for job in stale}
+        for job in jobs:
+            if id(job) not in stale_ids:
+                ledger.write("acked", job.id, job.attempts)
+        return stale
 
-    async def fail(self: Any, job: cq.PersistedJob) -> None:
-        await driver_class.fail(self, job)
-        ledger.write("settled", job.id, job.attempts)
+    async def retry(self: Any, job: cq.PersistedJob) -> bool:
+        settled: bool = await driver_class.retry(self, job)
+        if settled:
+            ledger.write("settled", job.id, job.attempts - 1)
+        return settled
 
-    async def release(self: Any, job: cq.PersistedJob) -> None:
-        await driver_class.release(self, job)
-        ledger.write("released", job.id, job.attempts)
+    async def fail(self: Any, job: cq.PersistedJob) -> bool:
+        settled: bool = await driver_class.fail(self, job)
+        if settled:
+            ledger.write("settled", job.id, job.attempts)
+        return settled
+
+    async def release(self: Any, job: cq.PersistedJob) -> bool:
+        released: bool = await driver_class.release(self, job)
+        if released:
+            ledger.write("released", job.id, job.attempts)
+        return released
 
     methods = {"pop_many": pop_many, "ack": ack, "ack_many": ack_many, "retry": retry}
     methods |= {"fail": fail, "release": release}

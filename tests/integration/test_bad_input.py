@@ -150,7 +150,7 @@ async def test_a_pop_that_cannot_park_an_unreadable_envelope_still_hands_out_the
         raise redis_errors.ConnectionError("connection lost while parking")
 
     monkeypatch.setattr(driver._scripts["settle"], "run", store_down)  # type: ignore[attr-defined]
-    jobs = await driver.pop_many(2)  # type: ignore[attr-defined]
+    jobs = await driver.pop_many(2)
 
     assert [job.id for job in jobs] == ["fine"]
 

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,12 +22,13 @@ from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.crc import key_slot
 
-from corequeue.drivers.base import ChannelConfig, QueueInfo
+from corequeue.drivers.base import Channel, ChannelConfig, InspectDriver, QueueInfo
 from corequeue.drivers.redis import RedisDriver, RedisKeys
 from corequeue.drivers.redis.connection import UrlSource, redact
 from corequeue.errors import DriverError, InvalidOption, QueueEmpty, StoreUnavailable
 from corequeue.testing import FakeClock
 from tests.support.driver_redis import (
+    FACTORIES,
     blocked_clients,
     die_with_parent,
     poll,
@@ -63,6 +65,37 @@ async def driver(client: Redis) -> AsyncIterator[RedisDriver]:
     await driver.close()
 
 
+@dataclass(frozen=True)
+class Fenced:
+    """A driver on a FakeClock and a raw client on its server, to look at the tokens hash."""
+
+    driver: RedisDriver
+    client: Redis | RedisCluster
+    clock: FakeClock
+
+    async def tokens(self) -> dict[str, str]:
+        """Return the stored reservation tokens by job id."""
+        stored = await self.client.hgetall(self.driver.keys.tokens)
+        return {_decoded(key): _decoded(value) for key, value in stored.items()}
+
+
+def _decoded(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@pytest.fixture(params=["redis", "redis_cluster"])
+async def fenced(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Fenced]:
+    clock = FakeClock()
+    cluster = request.param == "redis_cluster"
+    url = redis_cluster_url() if cluster else redis_url()
+    async with (
+        FACTORIES[request.param](clock, tmp_path) as driver,
+        raw_client(url, cluster=cluster) as plain,
+    ):
+        assert isinstance(driver, RedisDriver)
+        yield Fenced(driver, plain, clock)
+
+
 def closed_port() -> int:
     """Return a loopback port nothing listens on."""
     with socket.socket() as probe:
@@ -77,6 +110,7 @@ def test_default_keys_are_hash_tagged_by_queue_and_share_one_slot() -> None:
     keys = RedisKeys.for_channels(ChannelConfig.for_queue("emails", prefix="shop:prod"))
 
     assert keys.waiting == "{shop:prod:emails}:waiting"
+    assert keys.tokens == "{shop:prod:emails}:tokens"
     assert keys.job("42") == "{shop:prod:emails}:job:42"
     assert {key.split("}")[0] for key in [*keys.all(), keys.job("42")]} == {"{shop:prod:emails"}
     assert len({key_slot(key.encode()) for key in [*keys.all(), keys.job("x")]}) == 1
@@ -96,9 +130,11 @@ async def test_every_key_of_a_queue_lives_in_one_cluster_slot() -> None:
         try:
             await driver.push(persisted("a"), timedelta(0))
             await driver.push(persisted("b"), LONG)
+            await driver.pop()  # so the tokens hash exists too
 
             keys = [*driver.keys.all(), driver.keys.job("a"), driver.keys.job("b")]
             assert isinstance(cluster, RedisCluster)
+            assert await cluster.exists(driver.keys.tokens)
             slots = {await cluster.cluster_keyslot(key) for key in keys}
             assert len(slots) == 1
         finally:
@@ -152,6 +188,156 @@ async def test_a_lost_lease_leaves_nothing_behind_once_acked(
 
     assert not await client.exists(timed.keys.expiries, timed.keys.job("a"))
     await timed.close()
+
+
+# --- fencing ------------------------------------------------------------------------------
+
+
+def test_the_driver_meets_the_inspect_driver_protocol() -> None:
+    driver: InspectDriver = RedisDriver.from_url("redis://localhost", name="q")  # mypy checks
+
+    assert isinstance(driver, InspectDriver)
+    assert (driver.lease, driver.pop_timeout) == (timedelta(seconds=30), timedelta(seconds=1))
+
+
+async def test_push_options_are_refused_by_name(driver: RedisDriver) -> None:
+    with pytest.raises(InvalidOption, match="connection"):
+        await driver.push(persisted("a"), timedelta(0), connection=object())
+    with pytest.raises(InvalidOption, match="priority"):
+        await driver.push_many([(persisted("a"), timedelta(0))], priority=1)
+
+    assert await driver.info() == QueueInfo()
+
+
+async def test_a_pop_stores_one_token_and_every_move_out_of_reserved_clears_it(
+    fenced: Fenced,
+) -> None:
+    driver = fenced.driver
+    await driver.push_many([(persisted(f"j{n}"), timedelta(0)) for n in range(5)])
+    jobs = await driver.pop_many(5)
+    token = jobs[0].token
+    assert token is not None
+    assert await fenced.tokens() == {job.id: token for job in jobs}
+    assert {job.token for job in jobs} == {token}
+    acked, failed, retried, released, flushed = jobs
+
+    assert await driver.ack(acked)
+    assert await driver.fail(failed)
+    assert await driver.retry(retried)
+    assert await driver.release(released)
+    assert await fenced.tokens() == {flushed.id: token}
+    await driver.flush(Channel.RESERVED)
+
+    assert not await fenced.client.exists(driver.keys.tokens)
+    assert await driver.info() == QueueInfo(waiting=2, failed=1)
+
+
+async def test_a_recovered_lease_fences_out_the_old_holder(fenced: Fenced) -> None:
+    driver = fenced.driver
+    await driver.push(persisted("a", max_attempts=3), timedelta(0))
+    old = await driver.pop()
+    fenced.clock.advance(driver.lease)
+    new = await driver.pop()  # recovers the lease, then reserves the job again
+
+    assert new.token not in (None, old.token)
+    assert await fenced.tokens() == {"a": new.token}
+    assert not await driver.ack(old)
+    assert await driver.ack_many([old]) == [old]
+    assert not await driver.fail(old)
+    assert not await driver.retry(old)
+    assert not await driver.release(old)
+    assert not await driver.renew(old)
+    assert await driver.renew_many([old]) == [old]
+    assert await driver.info() == QueueInfo(reserved=1)
+    assert await fenced.tokens() == {"a": new.token}
+    assert await driver.ack(new)
+
+
+async def test_a_lease_recovered_before_anyone_pops_again_clears_its_token(
+    fenced: Fenced,
+) -> None:
+    driver = fenced.driver
+    await driver.push(persisted("a", max_attempts=1), timedelta(0))
+    held = await driver.pop()
+    fenced.clock.advance(driver.lease)
+
+    with pytest.raises(QueueEmpty):  # recovers the lease: out of attempts, parked in timeout
+        await driver.pop()
+
+    assert await fenced.tokens() == {}
+    assert not await driver.retry(held)
+    assert await driver.info() == QueueInfo(timeout=1)
+
+
+async def test_a_job_pushed_again_after_its_ack_is_out_of_the_old_holders_reach(
+    fenced: Fenced,
+) -> None:
+    driver = fenced.driver
+    await driver.push(persisted("a"), timedelta(0))
+    first = await driver.pop()
+    assert await driver.ack(first)
+    await driver.push(persisted("a"), timedelta(0))
+    second = await driver.pop()
+
+    assert not await driver.ack(first)
+    assert not await driver.release(first)
+
+    assert await driver.info() == QueueInfo(reserved=1)
+    assert await driver.ack(second)
+
+
+async def test_a_job_without_the_right_token_is_left_alone(driver: RedisDriver) -> None:
+    await driver.push(persisted("a"), timedelta(0))
+    popped = await driver.pop()
+
+    for impostor in [persisted("a"), replace(popped, token="0" * 24), replace(popped, token="")]:
+        assert not await driver.ack(impostor)
+        assert await driver.ack_many([impostor]) == [impostor]
+        assert not await driver.fail(impostor)
+        assert not await driver.renew(impostor)
+
+    assert await driver.info() == QueueInfo(reserved=1)
+    assert await driver.ack(popped)
+
+
+async def test_ack_many_acks_the_current_jobs_in_one_script_and_returns_the_stale(
+    driver: RedisDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await driver.push_many([(persisted(f"j{n}"), timedelta(0)) for n in range(3)])
+    first, second, third = await driver.pop_many(3)
+    stale = replace(second, token="0" * 24)
+    ack = driver._scripts["ack"]
+    calls: list[object] = []
+    original = ack.run
+
+    async def counted(client: object, keys_and_args: list[object]) -> object:
+        calls.append(client)
+        return await original(client, keys_and_args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ack, "run", counted)
+
+    assert await driver.ack_many([first, stale, third, first]) == [stale, first]
+    assert len(calls) == 1
+    assert await driver.info() == QueueInfo(reserved=1)
+
+
+async def test_renew_keeps_a_current_lease_even_when_its_expiry_does_not_move(
+    fenced: Fenced,
+) -> None:
+    driver = fenced.driver
+    await driver.push_many([(persisted(f"j{n}"), timedelta(0)) for n in range(2)])
+    kept, lost = await driver.pop_many(2)
+    assert await driver.release(lost)
+
+    assert await driver.renew(kept)  # the clock stands still: the same expiry is written
+    assert await driver.renew_many([kept, lost]) == [lost]
+
+    fenced.clock.advance(driver.lease / 2)
+    assert await driver.renew(kept)
+    fenced.clock.advance(driver.lease * 3 / 4)  # past the first lease, within the renewed one
+    assert (await driver.pop()).id == "j1"
+    assert await driver.info() == QueueInfo(reserved=2)
+    assert await driver.ack(kept)
 
 
 # --- one clock ----------------------------------------------------------------------------
@@ -463,6 +649,7 @@ async def test_an_unreadable_envelope_goes_to_failed_and_the_pop_goes_on(
 
     assert await driver.info() == QueueInfo(reserved=1, failed=1)
     assert await client.get(driver.keys.job("bad")) == b'{"v": 99}'  # kept for an operator
+    assert await client.hkeys(driver.keys.tokens) == [b"good"]
 
 
 # --- URLs, ACL and outages ----------------------------------------------------------------

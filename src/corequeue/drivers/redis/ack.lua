@@ -1,9 +1,14 @@
--- Remove reserved jobs (ARGV 3..: ids) and their data. Returns how many were reserved.
-local acked = 0
-for i = 3, #ARGV do
-  if redis.call('ZREM', RESERVED, ARGV[i]) == 1 then
-    forget(ARGV[i])
-    acked = acked + 1
+-- Remove reserved jobs and their data. ARGV 3..: (id, token) pairs; a job is removed only if
+-- it is reserved under that token. Returns the positions (0-based, in pair order) of the jobs
+-- left alone: stale tokens, or jobs no longer reserved.
+local acked, stale = {}, {}
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  if holds(id, ARGV[i + 1]) and redis.call('ZREM', RESERVED, id) == 1 then
+    acked[#acked + 1] = id
+  else
+    stale[#stale + 1] = (i - 3) / 2
   end
 end
-return acked
+forget_all(acked)
+return stale

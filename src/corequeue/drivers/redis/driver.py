@@ -10,6 +10,10 @@ a job arrives; while it waits, a local timer fires when the next delayed job is 
 pop script itself, which ends the BLPOP through the pop's private wake-up list. Redis only
 checks blocking timeouts every 1/hz seconds (100 ms by default), which is why due times are not
 left to BLPOP's timeout.
+
+Settlement is fenced: each pop stores a fresh token per reserved job in the queue's `tokens`
+hash, and ack, fail, retry, renew and release compare it, in the same script as the move, with
+the token the caller's copy carries. Every move out of `reserved` deletes the stored token.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from corequeue.drivers.redis.connection import (
     store_errors,
 )
 from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
-from corequeue.job import PersistedJob, to_ms
+from corequeue.job import PersistedJob, new_token, to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +91,7 @@ class RedisKeys:
     notify: str
     seq: str
     expiries: str
+    tokens: str
     job_prefix: str
     wake_prefix: str
 
@@ -109,6 +114,7 @@ class RedisKeys:
             notify=f"{base}notify",
             seq=f"{base}seq",
             expiries=f"{base}lease_expiries",
+            tokens=f"{base}tokens",
             job_prefix=f"{base}job:",
             wake_prefix=f"{base}wake:",
         )
@@ -131,6 +137,7 @@ class RedisKeys:
             self.notify,
             self.seq,
             self.expiries,
+            self.tokens,
         )
 
     def job(self, job_id: str) -> str:
@@ -245,12 +252,24 @@ class RedisDriver:
     def __repr__(self) -> str:
         return f"RedisDriver({self.url!r}, name={self.name!r})"
 
-    async def push(self, job: PersistedJob, delay: timedelta) -> None:
-        """Put `job` in `waiting`, or in `delayed` until `delay` has passed."""
-        await self.push_many([(job, delay)])
+    async def push(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
+        """Put `job` in `waiting`, or in `delayed` until `delay` has passed.
 
-    async def push_many(self, jobs: Sequence[tuple[PersistedJob, timedelta]]) -> None:
-        """Push every `(job, delay)` pair in one round trip (one script per `PUSH_CHUNK`)."""
+        Raises:
+            InvalidOption: for any option: the Redis driver takes none.
+        """
+        await self.push_many([(job, delay)], **options)
+
+    async def push_many(
+        self, jobs: Sequence[tuple[PersistedJob, timedelta]], **options: Any
+    ) -> None:
+        """Push every `(job, delay)` pair in one round trip (one script per `PUSH_CHUNK`).
+
+        Raises:
+            InvalidOption: for any option: the Redis driver takes none.
+        """
+        if options:
+            raise InvalidOption(f"the Redis driver takes no push options, got {sorted(options)}")
         calls: list[list[Any]] = []
         for start in range(0, len(jobs), PUSH_CHUNK):
             args: list[Any] = []
@@ -286,36 +305,49 @@ class RedisDriver:
             if wait_us != 0 and (jobs := await self._wait(clients, remaining, wait_us, limit)):
                 return jobs
 
-    async def ack(self, job: PersistedJob) -> None:
-        """Remove a reserved job and its data."""
-        await self._run("ack", job.id)
+    async def ack(self, job: PersistedJob) -> bool:
+        """Remove a reserved job and its data; False, changing nothing, when stale."""
+        return job.token is not None and not await self.ack_many([job])
 
-    async def ack_many(self, jobs: Sequence[PersistedJob]) -> None:
-        """Remove several reserved jobs in one round trip."""
-        if jobs:
-            await self._run("ack", *(job.id for job in jobs))
+    async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Remove the jobs still reserved under their tokens, in one script; return the rest."""
+        if not jobs:
+            return []
+        stale = await self._run("ack", *_fenced(jobs))
+        return [jobs[int(position)] for position in stale]
 
-    async def fail(self, job: PersistedJob) -> None:
-        """Move a reserved job to `failed`, storing its envelope (and `last_error`)."""
-        await self._run("settle", job.id, "failed", 0, job.to_bytes())
+    async def fail(self, job: PersistedJob) -> bool:
+        """Move a reserved job to `failed`, storing its envelope (and `last_error`).
 
-    async def retry(self, job: PersistedJob) -> None:
-        """Move a reserved job to `delayed` for its backoff, storing its envelope."""
+        Returns False, changing nothing, when the caller's token is stale.
+        """
+        return await self._settle(job, "failed", 0, job.to_bytes())
+
+    async def retry(self, job: PersistedJob) -> bool:
+        """Move a reserved job to `delayed` for its backoff, storing its envelope.
+
+        Returns False, changing nothing, when the caller's token is stale.
+        """
         backoff_ms = min(to_ms(job.backoff), _MAX_DELAY_MS)
-        await self._run("settle", job.id, "delayed", backoff_ms, job.to_bytes())
+        return await self._settle(job, "delayed", backoff_ms, job.to_bytes())
 
-    async def renew(self, job: PersistedJob) -> None:
-        """Extend the lease of a reserved job by `lease` from now."""
-        await self._run("renew", to_ms(self.lease), job.id)
+    async def renew(self, job: PersistedJob) -> bool:
+        """Extend the lease of a reserved job by `lease` from now; False when it is lost."""
+        return job.token is not None and not await self.renew_many([job])
 
-    async def renew_many(self, jobs: Sequence[PersistedJob]) -> None:
-        """Extend the leases of several reserved jobs in one round trip."""
-        if jobs:
-            await self._run("renew", to_ms(self.lease), *(job.id for job in jobs))
+    async def renew_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Extend the leases of `jobs` in one script; return those whose lease is lost."""
+        if not jobs:
+            return []
+        lost = await self._run("renew", to_ms(self.lease), *_fenced(jobs))
+        return [jobs[int(position)] for position in lost]
 
-    async def release(self, job: PersistedJob) -> None:
-        """Put a reserved job back in `waiting` without counting an attempt."""
-        await self._run("release", job.id)
+    async def release(self, job: PersistedJob) -> bool:
+        """Put a reserved job back in `waiting` without counting an attempt.
+
+        Returns False, changing nothing, when the caller's token is stale.
+        """
+        return job.token is not None and bool(await self._run("release", *_fenced([job])))
 
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job; return whether there was one."""
@@ -401,24 +433,30 @@ class RedisDriver:
     async def _reserve(
         self, clients: Clients, limit: int, wake_key: str = ""
     ) -> tuple[list[PersistedJob], int]:
-        args = self._args(limit, to_ms(self.lease), wake_key)
+        token = new_token()  # one per pop: fencing compares (id, token) pairs
+        args = self._args(limit, to_ms(self.lease), wake_key, token)
         with store_errors(self.url):
             reply = await self._scripts["pop"].run(clients.main, args)
         jobs: list[PersistedJob] = []
         for index in range(1, len(reply), 3):
             job_id, envelope, lost = reply[index : index + 3]
             try:
-                jobs.append(_decode(envelope, lost))
+                job = _decode(envelope, lost)
             except DecodeError as exc:
-                await self._park_undecodable(clients, _text(job_id), exc)
+                await self._park_undecodable(clients, _text(job_id), token, exc)
+                continue
+            job.token = token
+            jobs.append(job)
         return jobs, int(reply[0])
 
-    async def _park_undecodable(self, clients: Clients, job_id: str, exc: DecodeError) -> None:
+    async def _park_undecodable(
+        self, clients: Clients, job_id: str, token: str, exc: DecodeError
+    ) -> None:
         # Not a job this release can read (corrupt, or a newer wire format): keep the bytes in
         # `failed`, where an operator (or a newer worker, after reload) can deal with it.
         try:
             with store_errors(self.url):
-                args = self._args(job_id, "failed", 0, "")
+                args = self._args(job_id, "failed", 0, "", token)
                 await self._scripts["settle"].run(clients.main, args)
         except DriverError as failure:
             # The readable jobs of this pop are reserved already: hand them out all the same.
@@ -476,9 +514,16 @@ class RedisDriver:
         # too, the leases run out and the jobs come back, an attempt counted.
         if jobs:
             with contextlib.suppress(Exception):
-                await self._run("release", *(job.id for job in jobs))
+                await self._run("release", *_fenced(jobs))
 
     # --- plumbing ----------------------------------------------------------------------------
+
+    async def _settle(
+        self, job: PersistedJob, destination: str, delay_ms: int, envelope: bytes
+    ) -> bool:
+        if job.token is None:
+            return False
+        return bool(await self._run("settle", job.id, destination, delay_ms, envelope, job.token))
 
     async def _run(self, script: str, *args: Any) -> Any:
         clients = await self._clients.current()
@@ -539,7 +584,7 @@ class _Script:
             return list(await pipe.execute())
 
 
-_KEY_COUNT: Final = 8
+_KEY_COUNT: Final = 9  # the keys of RedisKeys.all()
 
 
 async def _outcome(timer: asyncio.Task[list[PersistedJob]] | None) -> list[PersistedJob]:
@@ -549,6 +594,11 @@ async def _outcome(timer: asyncio.Task[list[PersistedJob]] | None) -> list[Persi
         return []
     (result,) = await asyncio.gather(timer, return_exceptions=True)
     return result if isinstance(result, list) else []
+
+
+def _fenced(jobs: Sequence[PersistedJob]) -> list[str]:
+    """Return the `(id, token)` pairs the fenced scripts take, flat; "" for no token."""
+    return [part for job in jobs for part in (job.id, job.token or "")]
 
 
 def _decode(envelope: bytes | str, lost_leases: bytes | str | None) -> PersistedJob:

@@ -1,6 +1,6 @@
--- Delete up to BATCH jobs of channel ARGV 3 with their data. Waiting includes delayed jobs
--- already due; delayed only those not yet due. Returns how many went; the client calls again
--- until that is 0.
+-- Delete up to BATCH jobs of channel ARGV 3 with their data (and reservation tokens). Waiting
+-- includes delayed jobs already due; delayed only those not yet due. Returns how many went;
+-- the client calls again until that is 0.
 local function select_ids(channel)
   if channel == 'waiting' then
     local ids = redis.call('ZRANGE', WAITING, 0, BATCH - 1)

@@ -9,11 +9,12 @@
 --       6 notify    LIST  wake-up tokens for blocked pops (BLPOP)
 --       7 seq       STRING  arrival counter (scores of waiting)
 --       8 expiries  HASH  id -> leases lost since the client last wrote the envelope
+--       9 tokens    HASH  id -> reservation token of the pop holding it (reserved only)
 -- ARGV  1 now in ms, or "" to read the Redis server's clock
 --       2 prefix of the job keys: prefix .. id holds the job's envelope (wire format v1)
 --       3.. per script
 local WAITING, DELAYED, RESERVED, FAILED, TIMEOUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local NOTIFY, SEQ, EXPIRIES = KEYS[6], KEYS[7], KEYS[8]
+local NOTIFY, SEQ, EXPIRIES, TOKENS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local PREFIX = ARGV[2]
 local TOKEN_CAP = 128 -- more blocked pops than this wake in turns, not at once
 local BATCH = 1000 -- most jobs one call moves, so no call blocks Redis for long
@@ -41,6 +42,38 @@ end
 local function forget(id)
   redis.call('DEL', job_key(id))
   redis.call('HDEL', EXPIRIES, id)
+  redis.call('HDEL', TOKENS, id)
+end
+
+-- forget() for many ids at once: three calls per BATCH ids instead of three per id.
+local function forget_all(ids)
+  for first = 1, #ids, BATCH do
+    local last = math.min(first + BATCH - 1, #ids)
+    local keys = {}
+    for i = first, last do
+      keys[#keys + 1] = job_key(ids[i])
+    end
+    redis.call('DEL', unpack(keys))
+    redis.call('HDEL', EXPIRIES, unpack(ids, first, last))
+    redis.call('HDEL', TOKENS, unpack(ids, first, last))
+  end
+end
+
+-- Fencing: whether `token` is the one the pop that reserved job `id` handed out. Every move
+-- out of reserved clears the stored token, so a holder whose lease was recovered (and the job
+-- perhaps popped again, or acked and pushed again under the same id) no longer matches; the
+-- caller still checks `reserved` in the same script. "" (a job never popped) matches nothing.
+local function holds(id, token)
+  return token ~= '' and redis.call('HGET', TOKENS, id) == token
+end
+
+-- Take job `id` out of reserved if `token` holds it; returns whether it did.
+local function unreserve(id, token)
+  if holds(id, token) and redis.call('ZREM', RESERVED, id) == 1 then
+    redis.call('HDEL', TOKENS, id)
+    return true
+  end
+  return false
 end
 
 local function is_pending(id)
@@ -111,6 +144,7 @@ local function recover_expired_leases()
   local ids = redis.call('ZRANGEBYSCORE', RESERVED, '-inf', int(NOW), 'LIMIT', 0, BATCH)
   for _, id in ipairs(ids) do
     redis.call('ZREM', RESERVED, id)
+    redis.call('HDEL', TOKENS, id)
     local envelope = redis.call('GET', job_key(id))
     if not envelope then
       redis.call('HDEL', EXPIRIES, id)

@@ -4,9 +4,11 @@
 -- (-1: never).
 -- ARGV 5, when not "", is the wake-up list of the pop whose timer runs this script: a
 -- reservation pushes to it, ending that pop's BLPOP (before any token, so it takes no token).
+-- ARGV 6 is the pop's reservation token, stored in `tokens` for every job it reserves: only
+-- calls that bring it back may settle, renew or release those jobs.
 recover_expired_leases()
 promote_due_jobs()
-local limit, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
+local limit, lease, token = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6]
 local popped = redis.call('ZPOPMIN', WAITING, limit)
 local reply = { 0 }
 for i = 1, #popped, 2 do
@@ -14,6 +16,7 @@ for i = 1, #popped, 2 do
   local envelope = redis.call('GET', job_key(id))
   if envelope then
     redis.call('ZADD', RESERVED, int(NOW + lease), id)
+    redis.call('HSET', TOKENS, id, token)
     reply[#reply + 1] = id
     reply[#reply + 1] = envelope
     reply[#reply + 1] = redis.call('HGET', EXPIRIES, id)

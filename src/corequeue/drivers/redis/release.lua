@@ -1,7 +1,8 @@
--- Put reserved jobs (ARGV 3..: ids) back in waiting without counting an attempt.
+-- Put reserved jobs back in waiting without counting an attempt. ARGV 3..: (id, token)
+-- pairs; a job moves only if it is reserved under that token. Returns how many moved.
 local released = 0
-for i = 3, #ARGV do
-  if redis.call('ZREM', RESERVED, ARGV[i]) == 1 then
+for i = 3, #ARGV, 2 do
+  if unreserve(ARGV[i], ARGV[i + 1]) then
     make_waiting(ARGV[i])
     released = released + 1
   end

@@ -1,7 +1,8 @@
 -- Move reserved job ARGV 3 to ARGV 4 ("failed" or "delayed", the latter for ARGV 5 ms),
--- storing envelope ARGV 6 ("" keeps the stored one). Returns 1 if the job was reserved.
+-- storing envelope ARGV 6 ("" keeps the stored one), if it is reserved under token ARGV 7.
+-- Returns 1 if it moved, 0 (nothing changed) if not.
 local id, destination, envelope = ARGV[3], ARGV[4], ARGV[6]
-if redis.call('ZREM', RESERVED, id) == 0 then
+if not unreserve(id, ARGV[7]) then
   return 0
 end
 if envelope ~= '' then

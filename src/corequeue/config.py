@@ -17,7 +17,6 @@ Secrets (passwords in URLs and DSNs) never appear in a repr or an error message.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,11 +24,11 @@ from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias, cast, get_args
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 from corequeue.errors import InvalidOption
+from corequeue.redact import ambiguity, is_ambiguous, redact
 
 DriverName: TypeAlias = Literal["memory", "sqlite", "redis", "postgres"]
 """The drivers a configuration can name."""
@@ -77,7 +76,7 @@ class RedisSettings:
 
     Example:
         >>> RedisSettings("default", "redis://:secret@cache:6379/0")
-        RedisSettings('default', 'redis://:***@cache:6379/0')
+        RedisSettings('default', 'redis://***@cache:6379/0')
     """
 
     name: str
@@ -298,29 +297,6 @@ of at least 1, got -1
     )
 
 
-def redact(url: str) -> str:
-    """Return a URL or libpq DSN with any password replaced by `***`.
-
-    Example:
-        >>> redact("redis://user:secret@cache:6379/0")
-        'redis://user:***@cache:6379/0'
-        >>> redact("host=db password=secret dbname=app")
-        'host=db password=*** dbname=app'
-    """
-    if "://" not in url:
-        return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(unparsable URL)"
-    user, at, host = parts.netloc.rpartition("@")
-    if at and ":" in user:
-        user = user.partition(":")[0] + ":***"
-    netloc = f"{user}@{host}" if at else host
-    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
 # --- keys ------------------------------------------------------------------------------------
 
 
@@ -363,6 +339,8 @@ def _secret_url(value: object) -> str:
         # A malformed URL may still hold a password: name its kind, never its text.
         found = "a string without '://'" if isinstance(value, str) else _shown(value)
         raise _Invalid(f"expected a URL such as {DEFAULT_REDIS_URL}, got {found}")
+    if is_ambiguous(value):
+        raise _Invalid(ambiguity("URL"))
     return value
 
 
@@ -371,6 +349,8 @@ def _secret_dsn(value: object) -> str:
         raise _Invalid(
             f"expected a PostgreSQL DSN such as postgresql://app@localhost/app, got {_shown(value)}"
         )
+    if is_ambiguous(value):
+        raise _Invalid(ambiguity("DSN"))
     return value
 
 

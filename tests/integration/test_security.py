@@ -27,10 +27,12 @@ import redis
 import corequeue as cq
 from corequeue.cli import main
 from corequeue.codec import JsonCodec
+from corequeue.config import parse_config
 from corequeue.drivers.base import Driver, QueueInfo
 from corequeue.drivers.postgres import PostgresDriver
 from corequeue.drivers.redis import RedisDriver
 from corequeue.factory import QueueFactory
+from corequeue.redact import redact
 from tests.integration.conftest import consuming, eventually
 
 PASSWORD = "correct-horse-battery-staple"
@@ -330,3 +332,106 @@ async def test_postgres_reprs_and_errors_never_show_the_password(
 
     assert PASSWORD not in repr(driver) + repr(queue) + str(raised.value)
     assert PASSWORD not in caplog.text
+
+
+# --- passwords holding '/', '?' or '#' (one redaction rule for every URL and DSN) -------------
+
+UNENCODED = ["hun/ter2", "hun?ter2", "hun#ter2", "hunter2/"]
+"""Passwords with a character that ends a URL's authority; base64 passwords often have '/'."""
+
+
+def _leaks(text: str, password: str) -> bool:
+    return any(part and part in text for part in re.split(r"[/?#]", password))
+
+
+@pytest.mark.parametrize("password", UNENCODED)
+@pytest.mark.parametrize(
+    "url",
+    ["redis://:{p}@cache:6379/0", "redis+cluster://app:{p}@n1:7000,n2:7001", "rediss://{p}@c/0"],
+)
+def test_redis_urls_with_unencoded_passwords_are_refused_without_quoting_them(
+    url: str, password: str
+) -> None:
+    with pytest.raises(cq.InvalidOption) as raised:
+        RedisDriver.from_url(url.format(p=password), name="q")
+
+    assert "percent-encoded" in str(raised.value)
+    assert not _leaks(str(raised.value), password)
+
+
+@pytest.mark.parametrize("password", UNENCODED)
+def test_postgres_dsns_with_unencoded_passwords_are_refused_without_quoting_them(
+    password: str,
+) -> None:
+    with pytest.raises(cq.InvalidOption) as raised:
+        PostgresDriver(f"postgresql://app:{password}@db:5432/app")
+
+    assert "percent-encoded" in str(raised.value)
+    assert not _leaks(str(raised.value), password)
+
+
+@pytest.mark.parametrize(
+    ("section", "url"),
+    [
+        ("redis", "redis://:{p}@cache:6379/0"),
+        ("postgres", "postgresql://app:{p}@db/app"),
+    ],
+)
+@pytest.mark.parametrize("password", UNENCODED)
+def test_the_cli_refuses_unencoded_passwords_in_one_line_without_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str, url: str, password: str
+) -> None:
+    secret = url.format(p=password)
+    config = tmp_path / "app.yaml"
+    if section == "redis":
+        config.write_text(f"queue: {{q: {{redisName: c}}}}\nredis: {{c: {{url: '{secret}'}}}}\n")
+    else:
+        config.write_text(f"queue: {{q: {{driver: postgres, dsn: '{secret}'}}}}\n")
+
+    code = main(["queue", "info", "--config", str(config)])
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "percent-encoded" in captured.err
+    assert not _leaks(captured.err, password)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://worker:hunter2@cache:6379/0",
+        "redis://worker:hun%2Fter2@cache:6379/0?password=hunter2",
+        "rediss+sentinel://:hunter2@s1:26379,s2:26379/mymaster/0",
+    ],
+)
+def test_config_and_the_redis_driver_show_a_url_the_same_way(url: str) -> None:
+    settings = cq.QueueFactory(
+        config=parse_config({"queue": {"q": {"redisName": "c"}}, "redis": {"c": {"url": url}}})
+    ).settings("q")
+    driver = RedisDriver.from_url(url, name="q")
+
+    assert redact(url) in settings.describe()
+    assert redact(url) in repr(driver)
+    assert "hunter2" not in settings.describe() + repr(settings) + repr(driver)
+    assert "hun%2Fter2" not in settings.describe() + repr(driver)
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://app:hunter2@db:5432/app",
+        "postgresql://app:hun%2Fter2@db/app?sslmode=disable&password=hunter2",
+        "host=db user=app password='hunter2' dbname=app",
+    ],
+)
+def test_config_and_the_postgres_driver_show_a_dsn_the_same_way(dsn: str) -> None:
+    settings = cq.QueueFactory(
+        config=parse_config({"queue": {"q": {"driver": "postgres", "dsn": dsn}}})
+    ).settings("q")
+    driver = PostgresDriver(dsn)
+
+    assert redact(dsn) in settings.describe()
+    assert redact(dsn) in repr(driver)
+    assert "hunter2" not in settings.describe() + repr(settings) + repr(driver)

@@ -19,9 +19,9 @@ from corequeue.config import (
     load_config,
     parse_config,
     parse_config_text,
-    redact,
 )
 from corequeue.errors import InvalidOption
+from corequeue.redact import redact
 
 SPEC_YAML = """\
 queue:
@@ -394,8 +394,8 @@ def test_reprs_hide_passwords() -> None:
 
     shown = repr(config) + "".join(config.queue(name).describe() for name in config.names)
     assert "hunter2" not in shown
-    assert "redis://worker:***@cache:6379/0" in shown
-    assert "postgresql://app:***@db/app" in shown
+    assert "redis://***@cache:6379/0" in shown
+    assert "postgresql://***@db/app" in shown
 
 
 @pytest.mark.parametrize(
@@ -430,10 +430,14 @@ def test_error_about_a_malformed_url_does_not_echo_it() -> None:
 @pytest.mark.parametrize(
     ("secret", "shown"),
     [
-        ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("redis://:hunter2@cache:6379/0", "redis://***@cache:6379/0"),
         ("redis://cache:6379/0", "redis://cache:6379/0"),
-        ("rediss://user@cache/0?password=hunter2&x=1", "rediss://user@cache/0?password=***&x=1"),
+        ("rediss://user@cache/0?password=hunter2&x=1", "rediss://***@cache/0?password=***&x=1"),
         ("host=db password='hun ter2' user=app", "host=db password=*** user=app"),
+        ("host=db sslpassword=hunter2 user=app", "host=db sslpassword=*** user=app"),
+        ("redis://:hun/ter2@cache:6379/0", "redis://***@cache:6379/0"),
+        ("postgresql://app:hun#ter?2@db/app", "postgresql://***@db/app"),
+        ("redis://a@b:hunter2@cache/0", "redis://***@cache/0"),
     ],
 )
 def test_redact_replaces_passwords(secret: str, shown: str) -> None:

@@ -6,12 +6,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import conninfo
 
 from corequeue.errors import InvalidOption, StoreUnavailable
+from corequeue.redact import redact, refuse_ambiguous
+
+__all__ = ["connect_options", "parse_dsn", "redact", "store_errors"]
 
 
 def parse_dsn(dsn: str) -> dict[str, Any]:
@@ -20,32 +22,11 @@ def parse_dsn(dsn: str) -> dict[str, Any]:
     Raises:
         InvalidOption: If `dsn` is not a connection string (the message hides its password).
     """
+    refuse_ambiguous(dsn, "PostgreSQL DSN")
     try:
         return conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         raise InvalidOption(f"not a PostgreSQL DSN: {redact(dsn)}") from exc
-
-
-def redact(dsn: str) -> str:
-    """Return `dsn` without its password, fit for logs and error messages.
-
-    Example:
-        >>> redact("postgresql://app:secret@db:5432/app")
-        'postgresql://app@db:5432/app'
-    """
-    if "://" in dsn:
-        parts = urlsplit(dsn)
-        credentials, at, host = parts.netloc.rpartition("@")
-        user = credentials.partition(":")[0]
-        netloc = f"{user}@{host}" if at else host
-        query = "&".join(p for p in parts.query.split("&") if not p.startswith("password="))
-        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-    try:
-        options = conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "postgresql (unparsable DSN)"
-    options.pop("password", None)
-    return conninfo.make_conninfo("", **options)
 
 
 def connect_options(given: Mapping[str, Any], timeout: timedelta) -> dict[str, Any]:

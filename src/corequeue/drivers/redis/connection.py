@@ -12,7 +12,8 @@ URL forms understood by `RedisDriver.from_url`:
 
 `cluster=True` turns a plain redis:// or rediss:// URL into a Cluster connection. Query options
 are redis-py's (`socket_timeout`, `ssl_cert_reqs`, ...). A password is never logged or shown:
-`redact()` removes it from every URL the driver prints.
+`corequeue.redact.redact()` masks it in every URL the driver prints, and a URL whose password
+holds an unencoded `/`, `?` or `#` is refused.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import ConnectionPool, Redis
@@ -36,6 +37,8 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 
 from corequeue.errors import DriverError, InvalidOption, StoreUnavailable
+from corequeue.redact import redact as redact  # re-exported: tests and tools import it here
+from corequeue.redact import refuse_ambiguous
 
 AnyRedis = Redis | RedisCluster
 """A client the driver can use: standalone (or Sentinel-managed) Redis, or Redis Cluster."""
@@ -99,6 +102,7 @@ class UrlSource:
     """Opens fresh clients from a URL for every event loop that uses the driver."""
 
     def __init__(self, url: str, *, cluster: bool = False, options: dict[str, Any]) -> None:
+        refuse_ambiguous(url, "Redis URL")
         self._url = url
         self._kind = _kind_of(url, cluster)
         self._options = {"retry": _default_retry(), **options, "decode_responses": False}
@@ -187,21 +191,6 @@ class LoopClients:
                 await asyncio.to_thread(loop.run_until_complete, _close(clients))
             # A closed loop runs nothing more: its connections end with the process. Close the
             # driver before the loops that used it to avoid that.
-
-
-def redact(url: str) -> str:
-    """Return `url` without its password (in the user part or a `password=` option).
-
-    Example:
-        >>> redact("redis://app:s3cret@cache:6379/0?password=x&db=1")
-        'redis://app@cache:6379/0?db=1'
-    """
-    parts = urlsplit(url)
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    netloc = f"{user}@{hosts}" if at and user else hosts
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "password"]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), parts.fragment))
 
 
 @contextmanager

@@ -15,13 +15,16 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from corequeue.drivers.base import QueueInfo
-from corequeue.drivers.postgres import PostgresDriver
+from corequeue.drivers.base import LEASE_EXPIRED, InspectDriver, QueueInfo
+from corequeue.drivers.postgres import PostgresDriver, migrations
 from corequeue.drivers.postgres.migrations import latest_version
-from corequeue.errors import DriverError, QueueEmpty, StoreUnavailable
+from corequeue.errors import DriverError, InvalidOption, QueueEmpty, StoreUnavailable
+from corequeue.job import PersistedJob
+from corequeue.testing import FakeClock
 from tests.support.driver_postgres import (
     fetch_one,
     fresh_schema,
+    insert_version_1_row,
     postgres_dsn,
     restart_postgres,
     server_now_ms,
@@ -117,6 +120,72 @@ async def test_a_schema_newer_than_this_release_is_refused(
 
     with pytest.raises(DriverError, match="newer than this release"):
         await newer.migrate()
+
+
+async def test_migration_to_version_2_keeps_the_jobs_of_a_version_1_schema(
+    dsn: str, schema: str
+) -> None:
+    clock = FakeClock()
+    now = clock.now_ms()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        assert await migrations.migrate(connection, schema, target=1) == [1]
+        for job_id, state, due_ms in [
+            ("waiting", 0, now),
+            ("delayed", 0, now + 60_000),
+            ("reserved", 1, now + 30_000),  # a worker of the old release holds it
+            ("failed", 2, now),
+        ]:
+            await insert_version_1_row(connection, schema, job_id, state, due_ms)
+    driver = PostgresDriver(
+        dsn, name="jobs", schema=schema, pop_timeout=POP_TIMEOUT, lease=LONG, clock=clock
+    )
+
+    assert await driver.migrate() == [2]
+
+    assert await driver.info() == QueueInfo(waiting=1, delayed=1, reserved=1, failed=1)
+    waiting = await driver.pop()
+    assert (waiting.id, waiting.value, waiting.attempts) == ("waiting", b"v1 waiting", 1)
+    assert await driver.ack(waiting)
+    assert await driver.reload("failed") == 1
+    assert (await driver.pop()).id == "failed"
+    await driver.close()
+
+
+async def test_a_reservation_from_before_the_migration_comes_back_when_its_lease_runs_out(
+    dsn: str, schema: str
+) -> None:
+    clock = FakeClock()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        await migrations.migrate(connection, schema, target=1)
+        await insert_version_1_row(connection, schema, "r", 1, clock.now_ms() + 30_000)
+    driver = PostgresDriver(dsn, name="jobs", schema=schema, pop_timeout=POP_TIMEOUT, clock=clock)
+    untokened = PersistedJob("r", "tests.Job", b"v1 r")  # what its old holder has: no token
+
+    assert not await driver.ack(untokened)
+    assert not await driver.renew(untokened)
+    assert await driver.info() == QueueInfo(reserved=1)
+    clock.advance(timedelta(seconds=30))
+    recovered = await driver.pop()
+    assert (recovered.id, recovered.attempts, recovered.last_error) == ("r", 2, LEASE_EXPIRED)
+    assert await driver.ack(recovered)
+    await driver.close()
+
+
+async def test_the_schema_refuses_a_token_on_a_job_that_is_not_reserved(
+    driver: PostgresDriver, dsn: str, schema: str
+) -> None:
+    await driver.push(persisted("a"), timedelta(0))
+
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await fetch_one(
+            dsn, f"UPDATE \"{schema}\".jobs SET token = 'forged' WHERE id = 'a' RETURNING id"
+        )
+
+
+async def test_migrate_refuses_a_target_this_release_does_not_have(dsn: str, schema: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        with pytest.raises(InvalidOption, match="target"):
+            await migrations.migrate(connection, schema, target=latest_version() + 1)
 
 
 # --- schemas and queue names ------------------------------------------------------------
@@ -303,7 +372,23 @@ async def test_push_many_keeps_the_first_of_repeated_ids(driver: PostgresDriver)
 
 async def test_a_transactional_push_needs_a_psycopg_connection(driver: PostgresDriver) -> None:
     with pytest.raises(ValueError, match="psycopg"):
-        await driver.push(persisted("a"), timedelta(0), connection=object())  # type: ignore[arg-type]
+        await driver.push(persisted("a"), timedelta(0), connection=object())
+
+
+async def test_push_refuses_options_other_than_connection_by_name(
+    driver: PostgresDriver, dsn: str
+) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn) as connection:
+        with pytest.raises(InvalidOption, match="colour"):
+            await driver.push(persisted("a"), timedelta(0), connection=connection, colour="red")
+
+    assert await driver.info() == QueueInfo()
+
+
+def test_the_driver_is_an_inspect_driver(dsn: str) -> None:
+    driver: InspectDriver = PostgresDriver(dsn)  # mypy checks the Protocol here
+
+    assert isinstance(driver, InspectDriver)
 
 
 def closed_port() -> int:
@@ -314,8 +399,9 @@ def closed_port() -> int:
 
 
 async def test_an_unreachable_server_raises_store_unavailable_without_the_password() -> None:
+    port = closed_port()
     driver = PostgresDriver(
-        f"postgresql://app:secret-word@127.0.0.1:{closed_port()}/app",
+        f"postgresql://app:secret-word@127.0.0.1:{port}/app",
         pop_timeout=POP_TIMEOUT,
         pool_timeout=timedelta(seconds=1),
     )
@@ -324,7 +410,7 @@ async def test_an_unreachable_server_raises_store_unavailable_without_the_passwo
         with pytest.raises(StoreUnavailable) as raised:
             await operation
         assert "secret-word" not in str(raised.value)
-        assert "app@127.0.0.1" in str(raised.value)
+        assert f"127.0.0.1:{port}/app" in str(raised.value)  # the store, named
     await driver.close()
 
 

@@ -89,6 +89,18 @@ async def fresh_schema(dsn: str) -> AsyncIterator[str]:
             await connection.execute(drop)
 
 
+async def insert_version_1_row(
+    connection: psycopg.AsyncConnection[Any], schema: str, job_id: str, state: int, due_ms: int
+) -> None:
+    """Insert a job of queue `jobs` as a release with schema version 1 stored it (no token)."""
+    query = sql.SQL(
+        "INSERT INTO {} (queue, id, state, due_ms, type, value, handle_timeout_ms, backoff_ms, "
+        "attempts, max_attempts, last_error) "
+        "VALUES ('jobs', %s, %s, %s, 'tests.Job', %s, 60000, 0, 1, 3, NULL)"
+    ).format(sql.Identifier(schema, "jobs"))
+    await connection.execute(query, (job_id, state, due_ms, f"v1 {job_id}".encode()))
+
+
 async def fetch_one(dsn: str, query: str, *params: Any) -> tuple[Any, ...]:
     """Run `query` on a new connection and return its first row."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:

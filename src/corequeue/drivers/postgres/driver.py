@@ -5,13 +5,17 @@ is when a pending job may run (so `waiting` and `delayed` are one state split by
 when a reserved job's lease runs out. Each move is one statement, so one transaction; pop
 reserves with `FOR UPDATE SKIP LOCKED`, so any number of workers take each job exactly once.
 A push sends a NOTIFY on commit, which wakes idle pops in every process within milliseconds.
+
+Settlement is fenced: each pop stores a fresh token in the rows it reserves, and every ack,
+fail, retry, release and renew matches it in the statement that moves the row, so a worker
+whose lease ran out cannot touch the job after it was recovered or popped again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -52,7 +56,7 @@ from corequeue.errors import (
     QueueEmpty,
     StoreUnavailable,
 )
-from corequeue.job import PersistedJob, to_ms
+from corequeue.job import PersistedJob, new_token, to_ms
 
 _PARKED_STATE = PARKED_STATE
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
@@ -147,27 +151,27 @@ class PostgresDriver:
         self._migrated = True
         return applied
 
-    async def push(
-        self, job: PersistedJob, delay: timedelta, *, connection: Connection | None = None
-    ) -> None:
+    async def push(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
         """Put `job` in `waiting`, or in `delayed` until `delay` has passed.
 
         Args:
             job: The job; nothing happens if its id is already waiting, delayed or reserved.
             delay: How long the job waits before it may run.
-            connection: An open psycopg connection (async, or sync for `dispatch_sync`) whose
-                transaction the job joins: it exists only if that transaction commits, and
-                workers wake on commit. The caller commits or rolls back.
+            **options: Only `connection`: an open psycopg connection (async, or sync for
+                `dispatch_sync`) whose transaction the job joins: it exists only if that
+                transaction commits, and workers wake on commit. The caller commits or rolls
+                back.
+
+        Raises:
+            InvalidOption: For any other option, or a connection that is not psycopg's.
         """
-        await self.push_many([(job, delay)], connection=connection)
+        await self.push_many([(job, delay)], **options)
 
     async def push_many(
-        self,
-        jobs: Sequence[tuple[PersistedJob, timedelta]],
-        *,
-        connection: Connection | None = None,
+        self, jobs: Sequence[tuple[PersistedJob, timedelta]], **options: Any
     ) -> None:
-        """Push every `(job, delay)` pair in one statement; see `push()` for `connection`."""
+        """Push every `(job, delay)` pair in one statement; see `push()` for the options."""
+        connection = _connection_option(options)
         if not jobs:
             return
         params = self._push_params(jobs)
@@ -180,7 +184,7 @@ class PostgresDriver:
         self._bell.ring()
 
     async def pop(self) -> PersistedJob:
-        """Reserve the next due job; raise QueueEmpty after `pop_timeout`."""
+        """Reserve the next due job under a fresh token; raise QueueEmpty after `pop_timeout`."""
         jobs = await self.pop_many(1)
         return jobs[0]
 
@@ -209,40 +213,63 @@ class PostgresDriver:
                 raise QueueEmpty()
             await self._bell.wait(seen, min(remaining, wait_seconds))
 
-    async def ack(self, job: PersistedJob) -> None:
-        """Remove a reserved job."""
-        await self._execute(self._queries.ack, self._params(id=job.id))
+    async def ack(self, job: PersistedJob) -> bool:
+        """Remove a reserved job; return False, changing nothing, when `job.token` is stale."""
+        if job.token is None:
+            return False
+        params = self._params(id=job.id, token=job.token)
+        return await self._execute(self._queries.ack, params) > 0
 
-    async def ack_many(self, jobs: Sequence[PersistedJob]) -> None:
-        """Remove several reserved jobs in one statement."""
-        if jobs:
-            params = self._params(ids=[job.id for job in jobs])
-            await self._execute(self._queries.ack_many, params)
+    async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Remove several reserved jobs in one statement; return the stale ones, left alone."""
+        if not jobs:
+            return []
+        rows = await self._fetch(self._queries.ack_many, self._held_params(jobs))
+        return _not_matched(jobs, rows)
 
-    async def fail(self, job: PersistedJob) -> None:
-        """Move a reserved job to `failed`, keeping its envelope."""
-        await self._settle(job, FAILED, timedelta(0))
+    async def fail(self, job: PersistedJob) -> bool:
+        """Move a reserved job to `failed`, keeping its envelope.
 
-    async def retry(self, job: PersistedJob) -> None:
-        """Move a reserved job to `delayed` for its backoff, storing its updated envelope."""
-        await self._settle(job, PENDING, job.backoff)
-        self._bell.ring()
+        Returns False, changing nothing, when `job.token` is stale.
+        """
+        return await self._settle(job, FAILED, timedelta(0))
 
-    async def renew(self, job: PersistedJob) -> None:
-        """Extend the lease of a reserved job by `lease` from now."""
-        params = self._params(id=job.id, lease_ms=to_ms(self.lease))
-        await self._execute(self._queries.renew, params)
+    async def retry(self, job: PersistedJob) -> bool:
+        """Move a reserved job to `delayed` for its backoff, storing its updated envelope.
 
-    async def renew_many(self, jobs: Sequence[PersistedJob]) -> None:
-        """Extend the leases of several reserved jobs by `lease` from now, in one statement."""
-        if jobs:
-            params = self._params(ids=[job.id for job in jobs], lease_ms=to_ms(self.lease))
-            await self._execute(self._queries.renew_many, params)
+        Returns False, changing nothing, when `job.token` is stale.
+        """
+        moved = await self._settle(job, PENDING, job.backoff)
+        if moved:
+            self._bell.ring()
+        return moved
 
-    async def release(self, job: PersistedJob) -> None:
-        """Put a reserved job back in `waiting` without counting an attempt."""
-        await self._execute(self._queries.release, self._params(id=job.id))
-        self._bell.ring()
+    async def renew(self, job: PersistedJob) -> bool:
+        """Extend the lease of a reserved job by `lease` from now; False when it is lost."""
+        if job.token is None:
+            return False
+        params = self._params(id=job.id, token=job.token, lease_ms=to_ms(self.lease))
+        return await self._execute(self._queries.renew, params) > 0
+
+    async def renew_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Extend several leases by `lease` from now, in one statement; return the lost ones."""
+        if not jobs:
+            return []
+        params = self._held_params(jobs, lease_ms=to_ms(self.lease))
+        return _not_matched(jobs, await self._fetch(self._queries.renew_many, params))
+
+    async def release(self, job: PersistedJob) -> bool:
+        """Put a reserved job back in `waiting` without counting an attempt.
+
+        Returns False, changing nothing, when `job.token` is stale.
+        """
+        if job.token is None:
+            return False
+        params = self._params(id=job.id, token=job.token)
+        moved = await self._moved(self._queries.release, params)
+        if moved:
+            self._bell.ring()
+        return moved
 
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job; return whether there was one."""
@@ -339,28 +366,34 @@ class PostgresDriver:
             The jobs reserved, oldest first, and when none, how long to wait before looking
             again (until the next delayed job is due or lease runs out, within poll_interval).
         """
-        params = self._params(limit=limit, lease_ms=to_ms(self.lease), lease_expired=LEASE_EXPIRED)
+        params = self._params(
+            limit=limit,
+            lease_ms=to_ms(self.lease),
+            lease_expired=LEASE_EXPIRED,
+            token=new_token(),  # one per statement: each job is fenced by its (id, token) pair
+        )
         async with self._connection() as connection:
             cursor = await connection.execute(self._queries.reserve, params)
             rows = await cursor.fetchall()
             if rows:
                 rows.sort(key=lambda row: (row[-2], row[-1]))  # RETURNING has no order
-                return await self._readable(connection, rows), 0.0
+                return await self._readable(connection, rows, params["token"]), 0.0
             cursor = await connection.execute(self._queries.next_event, params)
             now_ms, next_ms = await _one(cursor)
         return [], self._wait_seconds(now_ms, next_ms)
 
     async def _readable(
-        self, connection: psycopg.AsyncConnection[Any], rows: list[Any]
+        self, connection: psycopg.AsyncConnection[Any], rows: list[Any], token: str
     ) -> list[PersistedJob]:
-        """Return the jobs of reserved rows; park the rows that cannot be read in `failed`."""
+        """Return the jobs of rows reserved under `token`; park the unreadable ones in `failed`."""
         jobs = []
         for row in rows:
             try:
-                jobs.append(_job(row))
+                jobs.append(_job(row, token))
             except DecodeError as exc:  # a row edited behind the driver's back: parked, not lost
                 params = self._params(
                     id=row[0],
+                    token=token,
                     state=FAILED,
                     delay_ms=0,
                     backoff_ms=row[4],
@@ -378,20 +411,29 @@ class PostgresDriver:
         # (the next look takes it) or is locked by a worker about to take it.
         return min(poll_seconds, max(next_ms - now_ms, 1) / 1000)
 
-    async def _settle(self, job: PersistedJob, state: int, delay: timedelta) -> None:
+    async def _settle(self, job: PersistedJob, state: int, delay: timedelta) -> bool:
+        """Move a reserved job to `state` after `delay`; return False when its token is stale."""
+        if job.token is None:
+            return False
         params = self._params(
             id=job.id,
+            token=job.token,
             state=state,
             delay_ms=to_ms(delay),
             backoff_ms=to_ms(job.backoff),
             attempts=job.attempts,
             last_error=job.last_error,
         )
-        await self._execute(self._queries.settle, params)
+        return await self._moved(self._queries.settle, params)
 
     def _params(self, **values: Any) -> Params:
         now = None if self._clock is None else self._clock.now_ms()
         return {"queue": self.name, "now": now, "channel": self._channel, **values}
+
+    def _held_params(self, jobs: Sequence[PersistedJob], **values: Any) -> Params:
+        """Return the parameters of a batch statement fenced by `(id, token)` pairs."""
+        ids = [job.id for job in jobs]
+        return self._params(ids=ids, tokens=[job.token for job in jobs], **values)
 
     def _push_params(self, jobs: Sequence[tuple[PersistedJob, timedelta]]) -> Params:
         # First push of an id wins, as it would pushed one by one; PostgreSQL also refuses to
@@ -420,6 +462,11 @@ class PostgresDriver:
         async with self._connection() as connection:
             cursor = await connection.execute(query, params)
             return await cursor.fetchall()
+
+    async def _moved(self, query: bytes, params: Params) -> bool:
+        """Run a move that answers `moved, notified`; return whether a row moved."""
+        rows = await self._fetch(query, params)
+        return int(rows[0][0]) > 0
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -494,16 +541,27 @@ class _LoopResources:
         await self.pool.close()
 
 
+def _connection_option(options: Mapping[str, Any]) -> Connection | None:
+    """Return the `connection` push option; raise InvalidOption for anything else."""
+    unknown = sorted(set(options) - {"connection"})
+    if unknown:
+        raise InvalidOption(
+            f"unknown push option(s) {', '.join(unknown)}: PostgreSQL takes only connection"
+        )
+    connection = options.get("connection")
+    if connection is None or isinstance(connection, psycopg.AsyncConnection | psycopg.Connection):
+        return connection
+    raise InvalidOption(
+        f"connection must be a psycopg Connection or AsyncConnection, "
+        f"got {type(connection).__name__}"
+    )
+
+
 async def _execute_on(connection: Connection, query: bytes, params: Params) -> None:
     if isinstance(connection, psycopg.AsyncConnection):
         await connection.execute(query, params)
-    elif isinstance(connection, psycopg.Connection):
-        connection.execute(query, params)
     else:
-        raise InvalidOption(
-            f"connection must be a psycopg Connection or AsyncConnection, "
-            f"got {type(connection).__name__}"
-        )
+        connection.execute(query, params)
 
 
 async def _one(cursor: psycopg.AsyncCursor[Any]) -> tuple[Any, ...]:
@@ -532,8 +590,17 @@ def _check_options(
         raise InvalidOption(f"pool_timeout must be positive, got {pool_timeout}")
 
 
-def _job(row: Sequence[Any]) -> PersistedJob:
-    return job_from_columns(row)
+def _job(row: Sequence[Any], token: str) -> PersistedJob:
+    """Return the job of a row reserved under `token`, carrying that token."""
+    job = job_from_columns(row)
+    job.token = token
+    return job
+
+
+def _not_matched(jobs: Iterable[PersistedJob], rows: Iterable[Sequence[Any]]) -> list[PersistedJob]:
+    """Return the jobs whose `(id, token)` pair is not among the `id, token` rows, in order."""
+    matched = {(row[0], row[1]) for row in rows}
+    return [job for job in jobs if (job.id, job.token) not in matched]
 
 
 def _view(row: Sequence[Any]) -> JobView:

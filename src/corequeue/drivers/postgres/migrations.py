@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
-from corequeue.errors import DriverError
+from corequeue.errors import DriverError, InvalidOption
 
 _PACKAGE = "corequeue.drivers.postgres"
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
@@ -74,18 +74,24 @@ async def current_version(connection: AsyncConnection[Any], schema: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def migrate(connection: AsyncConnection[Any], schema: str) -> list[int]:
-    """Bring `schema` to the latest version; return the versions applied (none: up to date).
+async def migrate(
+    connection: AsyncConnection[Any], schema: str, target: int | None = None
+) -> list[int]:
+    """Bring `schema` to version `target`; return the versions applied (none: already there).
 
     Args:
         connection: An autocommit connection; the migration runs in its own transaction.
         schema: The schema holding corequeue's tables, created when missing.
+        target: The version to reach, from 1 to `latest_version()`; None for the latest. Only
+            tests that start from an older schema pass one: this release reads the latest.
 
     Raises:
         DriverError: If the schema is newer than this release understands.
+        InvalidOption: If `target` is not a version of this release.
     """
+    target = latest_version() if target is None else _known(target)
     # Up to date: touch nothing, so a role without CREATE privilege can still start.
-    if await current_version(connection, schema) == latest_version():
+    if await current_version(connection, schema) == target:
         return []
     async with connection.transaction():
         await connection.execute(
@@ -103,7 +109,15 @@ async def migrate(connection: AsyncConnection[Any], schema: str) -> list[int]:
                 f"schema {schema!r} is at version {found}, newer than this release "
                 f"understands ({latest_version()}): upgrade corequeue"
             )
-        return [await _apply(connection, schema, step) for step in migrations()[found:]]
+        return [await _apply(connection, schema, step) for step in migrations()[found:target]]
+
+
+def _known(version: int) -> int:
+    if not 1 <= version <= latest_version():
+        raise InvalidOption(
+            f"target must be a schema version from 1 to {latest_version()}, got {version}"
+        )
+    return version
 
 
 async def _apply(connection: AsyncConnection[Any], schema: str, step: Migration) -> int:

@@ -6,6 +6,10 @@
 -- ever runs early. Both read %(now)s, the driver's clock, and fall back to the database
 -- server's clock when it is NULL.
 -- States: 0 pending, 1 reserved, 2 failed, 3 timeout.
+--
+-- Fencing: a pop stores %(token)s, fresh per pop, in the rows it reserves. Every statement that
+-- settles or renews a reservation matches the caller's token in its WHERE clause, so the check
+-- and the move are one step; every move out of reserved clears the token.
 
 -- name: push
 -- Insert a batch in one statement; an id already pending or reserved stays as it is, an id in
@@ -57,7 +61,8 @@ recovered AS (
         state = CASE WHEN j.attempts < j.max_attempts THEN 0 ELSE 3 END,
         attempts = CASE WHEN j.attempts < j.max_attempts THEN j.attempts + 1 ELSE j.attempts END,
         last_error = %(lease_expired)s,
-        due_ms = {now}
+        due_ms = {now},
+        token = NULL
     WHERE j.ctid = ANY(ARRAY(SELECT row_id FROM expired))
 ),
 picked AS (
@@ -71,7 +76,7 @@ picked AS (
 -- the statement): a TID scan, whatever the planner statistics say. A join on (queue, id)
 -- planned from statistics taken while the table was nearly empty scanned the whole queue once
 -- per picked row.
-UPDATE {jobs} AS j SET state = 1, due_ms = {now_up} + %(lease_ms)s
+UPDATE {jobs} AS j SET state = 1, due_ms = {now_up} + %(lease_ms)s, token = %(token)s
 FROM picked
 WHERE j.ctid = ANY(ARRAY(SELECT row_id FROM picked)) AND j.ctid = picked.row_id
 RETURNING
@@ -88,39 +93,54 @@ SELECT {now}, LEAST(
 );
 
 -- name: ack
-DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state = 1;
+DELETE FROM {jobs}
+WHERE queue = %(queue)s AND id = %(id)s AND state = 1 AND token = %(token)s;
 
 -- name: ack_many
-DELETE FROM {jobs} WHERE queue = %(queue)s AND id = ANY(%(ids)s::text[]) AND state = 1;
+-- One statement for a batch of (id, token) pairs: each pair finds its row by primary key and
+-- removes it only under that token. The caller reads which pairs were removed; the rest are
+-- stale.
+DELETE FROM {jobs} AS j
+USING unnest(%(ids)s::text[], %(tokens)s::text[]) AS held (id, token)
+WHERE j.queue = %(queue)s AND j.id = held.id AND j.state = 1 AND j.token = held.token
+RETURNING j.id, j.token;
 
 -- name: settle
 -- fail and retry: move a reserved job, storing its updated envelope; wake pops on commit.
+-- Returns how many rows moved: 0 when the caller's token is stale.
 WITH settled AS (
     UPDATE {jobs} SET
         state = %(state)s,
         due_ms = CASE WHEN %(delay_ms)s > 0 THEN {now_up} + %(delay_ms)s ELSE {now} END,
         backoff_ms = %(backoff_ms)s,
-        attempts = %(attempts)s, last_error = %(last_error)s
-    WHERE queue = %(queue)s AND id = %(id)s AND state = 1
+        attempts = %(attempts)s, last_error = %(last_error)s,
+        token = NULL
+    WHERE queue = %(queue)s AND id = %(id)s AND state = 1 AND token = %(token)s
     RETURNING 1
-)
-SELECT pg_notify(%(channel)s, %(queue)s) WHERE EXISTS (SELECT FROM settled);
+),
+counted AS (SELECT count(*) AS moved FROM settled)
+SELECT moved, CASE WHEN moved > 0 THEN pg_notify(%(channel)s, %(queue)s) END FROM counted;
 
 -- name: renew
 UPDATE {jobs} SET due_ms = {now_up} + %(lease_ms)s
-WHERE queue = %(queue)s AND id = %(id)s AND state = 1;
+WHERE queue = %(queue)s AND id = %(id)s AND state = 1 AND token = %(token)s;
 
 -- name: renew_many
-UPDATE {jobs} SET due_ms = {now_up} + %(lease_ms)s
-WHERE queue = %(queue)s AND id = ANY(%(ids)s::text[]) AND state = 1;
+-- Like ack_many: the caller reads which (id, token) pairs were renewed; the others are lost.
+UPDATE {jobs} AS j SET due_ms = {now_up} + %(lease_ms)s
+FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS held (id, token)
+WHERE j.queue = %(queue)s AND j.id = held.id AND j.state = 1 AND j.token = held.token
+RETURNING j.id, j.token;
 
 -- name: release
+-- Returns how many rows moved: 0 when the caller's token is stale.
 WITH released AS (
-    UPDATE {jobs} SET state = 0, due_ms = {now}
-    WHERE queue = %(queue)s AND id = %(id)s AND state = 1
+    UPDATE {jobs} SET state = 0, due_ms = {now}, token = NULL
+    WHERE queue = %(queue)s AND id = %(id)s AND state = 1 AND token = %(token)s
     RETURNING 1
-)
-SELECT pg_notify(%(channel)s, %(queue)s) WHERE EXISTS (SELECT FROM released);
+),
+counted AS (SELECT count(*) AS moved FROM released)
+SELECT moved, CASE WHEN moved > 0 THEN pg_notify(%(channel)s, %(queue)s) END FROM counted;
 
 -- name: cancel
 DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state = 0;

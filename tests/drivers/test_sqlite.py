@@ -1,4 +1,5 @@
-"""SQLite-only behaviour: the file, WAL mode, schema version, sharing one file between workers."""
+"""SQLite-only behaviour: the file, WAL mode, schema migrations, sharing one file between workers
+and between threads."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from corequeue.drivers.base import QueueInfo
 from corequeue.drivers.sqlite import SCHEMA_VERSION, SQLiteDriver
 from corequeue.errors import InvalidOption, QueueEmpty, StoreUnavailable
+from corequeue.testing import FakeClock
 from tests.support.jobs import persisted
 
 SHORT = timedelta(milliseconds=100)
@@ -124,3 +127,129 @@ def test_invalid_options_are_refused() -> None:
         SQLiteDriver("x.db", synchronous="SOMETIMES")
     with pytest.raises(InvalidOption, match="name"):
         SQLiteDriver("x.db", name="")
+
+
+# The schema a file of the first release holds (version 1: no `token` column).
+_VERSION_1 = """
+CREATE TABLE corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO corequeue_meta VALUES ('schema_version', '1');
+CREATE TABLE corequeue_jobs (
+    queue TEXT NOT NULL, id TEXT NOT NULL, state INTEGER NOT NULL, due_ms INTEGER NOT NULL,
+    type TEXT NOT NULL, value BLOB NOT NULL, handle_timeout_ms INTEGER NOT NULL,
+    backoff_ms INTEGER NOT NULL, attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL,
+    last_error TEXT, UNIQUE (queue, id)
+);
+CREATE INDEX corequeue_jobs_due ON corequeue_jobs (queue, state, due_ms);
+"""
+
+
+def version_1_file(path: Path, rows: list[tuple[str, int, int]]) -> None:
+    """Write a version 1 file holding jobs `(id, state, due_ms)` of the queue `default`."""
+    with sqlite3.connect(path) as db:
+        db.executescript(_VERSION_1)
+        db.executemany(
+            "INSERT INTO corequeue_jobs VALUES ('default', ?, ?, ?, 'tests.Job', x'7b7d', "
+            "60000, 0, 1, 3, NULL)",
+            rows,
+        )
+    db.close()
+
+
+async def test_a_version_1_file_is_upgraded_with_its_jobs(tmp_path: Path) -> None:
+    clock = FakeClock()
+    now = clock.now_ms()
+    version_1_file(tmp_path / "jobs.db", [("waiting", 0, now), ("failed", 2, now)])
+    driver = SQLiteDriver(tmp_path / "jobs.db", pop_timeout=SHORT, clock=clock)
+
+    job = await driver.pop()
+
+    assert job.id == "waiting"
+    assert job.token is not None
+    assert await driver.ack(job)
+    assert await driver.info() == QueueInfo(failed=1)
+    await driver.close()
+    db = sqlite3.connect(tmp_path / "jobs.db")
+    assert db.execute("SELECT value FROM corequeue_meta").fetchone() == (str(SCHEMA_VERSION),)
+    assert "token" in [column[1] for column in db.execute("PRAGMA table_info(corequeue_jobs)")]
+    db.close()
+
+
+async def test_a_job_reserved_before_the_upgrade_comes_back_when_its_lease_runs_out(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    version_1_file(tmp_path / "jobs.db", [("held", 1, clock.now_ms() + 1000)])
+    driver = SQLiteDriver(tmp_path / "jobs.db", pop_timeout=SHORT, clock=clock)
+    with pytest.raises(QueueEmpty):
+        await driver.pop()
+
+    clock.advance(timedelta(seconds=1))
+    job = await driver.pop()
+
+    assert (job.id, job.attempts) == ("held", 2)
+    assert await driver.ack(job)
+    await driver.close()
+
+
+async def test_a_file_of_a_newer_release_is_refused(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        db.execute("CREATE TABLE corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO corequeue_meta VALUES ('schema_version', '99')")
+    db.close()
+    driver = SQLiteDriver(tmp_path / "jobs.db")
+
+    with pytest.raises(StoreUnavailable, match="schema version 99"):
+        await driver.info()
+    await driver.close()
+
+
+async def test_a_stale_token_leaves_the_row_as_it_is(tmp_path: Path) -> None:
+    clock = FakeClock()
+    driver = SQLiteDriver(tmp_path / "jobs.db", pop_timeout=SHORT, clock=clock)
+    await driver.push(persisted("a", max_attempts=3), timedelta(0))
+    old = await driver.pop()
+    clock.advance(driver.lease)
+    new = await driver.pop()
+
+    assert not await driver.retry(old)
+
+    db = sqlite3.connect(tmp_path / "jobs.db")
+    assert db.execute("SELECT state, token FROM corequeue_jobs").fetchall() == [(1, new.token)]
+    db.close()
+    assert await driver.fail(new)
+    db = sqlite3.connect(tmp_path / "jobs.db")
+    assert db.execute("SELECT state, token FROM corequeue_jobs").fetchall() == [(2, None)]
+    db.close()
+    await driver.close()
+
+
+THREADS, BATCHES = 6, 300  # enough for a cursor freed off the driver's thread to break a push
+
+
+async def test_pushes_from_other_threads_and_loops_share_the_connection_safely(
+    tmp_path: Path,
+) -> None:
+    driver = SQLiteDriver(tmp_path / "jobs.db", synchronous="OFF")
+    errors: list[BaseException] = []
+
+    async def push_batches(prefix: str) -> None:
+        try:
+            for batch in range(BATCHES):
+                jobs = [(persisted(f"{prefix}-{batch}-{n}"), timedelta(0)) for n in range(5)]
+                await driver.push_many(jobs)
+        except StoreUnavailable as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=asyncio.run, args=(push_batches(f"thread{n}"),))
+        for n in range(THREADS)
+    ]
+    for thread in threads:
+        thread.start()
+    await push_batches("loop")
+    for thread in threads:
+        await asyncio.to_thread(thread.join)
+
+    assert errors == []
+    assert await driver.info() == QueueInfo(waiting=(THREADS + 1) * BATCHES * 5)
+    await driver.close()

@@ -8,6 +8,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any, NamedTuple
 
 from corequeue.drivers.base import (
     DEFAULT_LEASE,
@@ -24,15 +25,16 @@ from corequeue.drivers.base import (
     reloadable,
 )
 from corequeue.drivers.wakeup import Wakeup
-from corequeue.errors import QueueEmpty
-from corequeue.job import PersistedJob, to_ms
+from corequeue.errors import InvalidOption, QueueEmpty
+from corequeue.job import PersistedJob, new_token, to_ms
 
 
 class InProcessDriver:
     """Keeps every channel in this process's memory: fast, and gone when the process ends.
 
     Args:
-        pop_interval: How long `pop()` waits for a job before raising QueueEmpty.
+        pop_interval: How long `pop()` waits for a job before raising QueueEmpty (the driver's
+            `pop_timeout`).
         lease: How long a popped job stays reserved without a renewal.
         clock: Source of time; tests pass a FakeClock.
 
@@ -47,90 +49,113 @@ class InProcessDriver:
         lease: timedelta = DEFAULT_LEASE,
         clock: Clock | None = None,
     ) -> None:
-        self.pop_interval = pop_interval
+        self.pop_timeout = pop_interval
         self.lease = lease
         self._clock = clock or SystemClock()
         self._pending: dict[str, tuple[int, PersistedJob]] = {}  # id -> (due ms, job)
         self._heap: list[tuple[int, int, str]] = []  # (due ms, sequence, id); stale entries skipped
         self._sequence = itertools.count()
-        self._reserved: dict[str, tuple[int, PersistedJob]] = {}  # id -> (lease expiry ms, job)
+        self._reserved: dict[str, _Reservation] = {}
         self._parked: dict[Channel, dict[str, PersistedJob]] = {
             Channel.FAILED: {},
             Channel.TIMEOUT: {},
         }
         self._pushed = Wakeup()
 
-    async def push(self, job: PersistedJob, delay: timedelta) -> None:
-        """Put `job` in `waiting`, or in `delayed` until `delay` has passed."""
-        if job.id in self._pending or job.id in self._reserved:
-            return
-        for parked in self._parked.values():
-            parked.pop(job.id, None)
-        self._enqueue(replace(job), self._clock.now_ms() + to_ms(delay))
+    @property
+    def pop_interval(self) -> timedelta:
+        """The constructor's name for `pop_timeout`."""
+        return self.pop_timeout
 
-    async def push_many(self, jobs: Sequence[tuple[PersistedJob, timedelta]]) -> None:
-        """Push every `(job, delay)` pair."""
+    async def push(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
+        """Put `job` in `waiting`, or in `delayed` until `delay` has passed.
+
+        Raises:
+            InvalidOption: For any option: this driver takes none.
+        """
+        _refuse(options)
+        self._push(job, delay)
+
+    async def push_many(
+        self, jobs: Sequence[tuple[PersistedJob, timedelta]], **options: Any
+    ) -> None:
+        """Push every `(job, delay)` pair.
+
+        Raises:
+            InvalidOption: For any option: this driver takes none.
+        """
+        _refuse(options)
         for job, delay in jobs:
-            await self.push(job, delay)
-
-    async def pop_many(self, limit: int) -> list[PersistedJob]:
-        """Reserve up to `limit` due jobs; raise QueueEmpty after `pop_interval`."""
-        jobs = [await self.pop()]
-        now = self._clock.now_ms()
-        while len(jobs) < limit and (job := self._take_due(now)) is not None:
-            self._reserved[job.id] = (now + to_ms(self.lease), job)
-            jobs.append(replace(job))
-        return jobs
+            self._push(job, delay)
 
     async def pop(self) -> PersistedJob:
-        """Reserve the next due job; raise QueueEmpty after `pop_interval`."""
+        """Reserve the next due job under a fresh token; raise QueueEmpty after the timeout."""
+        jobs = await self.pop_many(1)
+        return jobs[0]
+
+    async def pop_many(self, limit: int) -> list[PersistedJob]:
+        """Reserve up to `limit` due jobs (at least one) under one fresh token.
+
+        Raises:
+            QueueEmpty: No job fell due within `pop_timeout`.
+        """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.pop_interval.total_seconds()
+        deadline = loop.time() + self.pop_timeout.total_seconds()
         while True:
             now = self._clock.now_ms()
             self._recover_expired(now)
-            job = self._take_due(now)
-            if job is not None:
-                self._reserved[job.id] = (now + to_ms(self.lease), job)
-                return replace(job)
+            jobs = self._reserve_due(now, max(limit, 1))
+            if jobs:
+                return jobs
             wait = min(deadline - loop.time(), self._next_event_ms(now) / 1000)
             if wait <= 0:
                 raise QueueEmpty()
             await self._pushed.wait(wait)
 
-    async def ack(self, job: PersistedJob) -> None:
-        """Remove a reserved job."""
-        self._reserved.pop(job.id, None)
+    async def ack(self, job: PersistedJob) -> bool:
+        """Remove a reserved job; False (nothing changed) when its token is stale."""
+        return self._settle(job) is not None
 
-    async def ack_many(self, jobs: Sequence[PersistedJob]) -> None:
-        """Remove several reserved jobs."""
-        for job in jobs:
-            self._reserved.pop(job.id, None)
+    async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Remove every job still reserved under its token; return the stale ones."""
+        return [job for job in jobs if self._settle(job) is None]
 
-    async def fail(self, job: PersistedJob) -> None:
-        """Move a reserved job to `failed`."""
-        self._reserved.pop(job.id, None)
-        self._parked[Channel.FAILED][job.id] = replace(job)
+    async def fail(self, job: PersistedJob) -> bool:
+        """Move a reserved job to `failed`; False (nothing changed) when its token is stale."""
+        if self._settle(job) is None:
+            return False
+        self._parked[Channel.FAILED][job.id] = replace(job, token=None)
+        return True
 
-    async def retry(self, job: PersistedJob) -> None:
-        """Move a reserved job to `delayed` for its backoff."""
-        self._reserved.pop(job.id, None)
-        self._enqueue(replace(job), self._clock.now_ms() + to_ms(job.backoff))
+    async def retry(self, job: PersistedJob) -> bool:
+        """Move a reserved job to `delayed` for its backoff; False when its token is stale."""
+        if self._settle(job) is None:
+            return False
+        self._enqueue(replace(job, token=None), self._clock.now_ms() + to_ms(job.backoff))
+        return True
 
-    async def renew(self, job: PersistedJob) -> None:
-        """Extend the lease of a reserved job."""
-        if job.id in self._reserved:
-            self._reserved[job.id] = (self._clock.now_ms() + to_ms(self.lease), job)
+    async def renew(self, job: PersistedJob) -> bool:
+        """Extend the lease of a reserved job; False when the lease is lost."""
+        held = self._reserved.get(job.id)
+        if held is None or not held.is_held_by(job):
+            return False
+        self._reserved[job.id] = held._replace(expiry_ms=self._lease_end(self._clock.now_ms()))
+        return True
 
-    async def renew_many(self, jobs: Sequence[PersistedJob]) -> None:
-        """Extend the leases of several reserved jobs."""
-        for job in jobs:
-            await self.renew(job)
+    async def renew_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Extend the leases of several reserved jobs; return those whose lease is lost."""
+        return [job for job in jobs if not await self.renew(job)]
 
-    async def release(self, job: PersistedJob) -> None:
-        """Put a reserved job back in `waiting` without counting an attempt."""
-        if self._reserved.pop(job.id, None) is not None:
-            self._enqueue(replace(job), self._clock.now_ms())
+    async def release(self, job: PersistedJob) -> bool:
+        """Put a reserved job back in `waiting` as stored, without counting an attempt.
+
+        Returns False, changing nothing, when the caller's token is stale.
+        """
+        held = self._settle(job)
+        if held is None:
+            return False
+        self._enqueue(held.job, self._clock.now_ms())
+        return True
 
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job."""
@@ -220,8 +245,11 @@ class InProcessDriver:
         if channel in self._parked:
             return [JobView(replace(job), channel) for job in self._parked[channel].values()]
         if channel is Channel.RESERVED:
-            entries = sorted(self._reserved.values(), key=lambda entry: entry[0])
-            return [JobView(replace(job), channel, instant_of_ms(due)) for due, job in entries]
+            held = sorted(self._reserved.values(), key=lambda reservation: reservation.expiry_ms)
+            return [
+                JobView(replace(entry.job), channel, instant_of_ms(entry.expiry_ms))
+                for entry in held
+            ]
         delayed = channel is Channel.DELAYED
         entries = sorted(
             (entry for entry in self._pending.values() if (entry[0] > now) == delayed),
@@ -231,6 +259,13 @@ class InProcessDriver:
             JobView(replace(job), channel, instant_of_ms(due) if delayed else None)
             for due, job in entries
         ]
+
+    def _push(self, job: PersistedJob, delay: timedelta) -> None:
+        if job.id in self._pending or job.id in self._reserved:
+            return
+        for parked in self._parked.values():
+            parked.pop(job.id, None)
+        self._enqueue(replace(job, token=None), self._clock.now_ms() + to_ms(delay))
 
     def _enqueue(self, job: PersistedJob, due_ms: int) -> None:
         self._pending[job.id] = (due_ms, job)
@@ -246,14 +281,35 @@ class InProcessDriver:
                 return entry[1]
         return None
 
+    def _reserve_due(self, now: int, limit: int) -> list[PersistedJob]:
+        """Reserve up to `limit` due jobs under one new token; return the holder's copies."""
+        token = new_token()
+        jobs: list[PersistedJob] = []
+        while len(jobs) < limit and (job := self._take_due(now)) is not None:
+            self._reserved[job.id] = _Reservation(self._lease_end(now), job, token)
+            jobs.append(replace(job, token=token))
+        return jobs
+
+    def _settle(self, job: PersistedJob) -> _Reservation | None:
+        """End the reservation `job` holds and return it; None (nothing changed) when stale."""
+        held = self._reserved.get(job.id)
+        if held is None or not held.is_held_by(job):
+            return None
+        del self._reserved[job.id]
+        return held
+
+    def _lease_end(self, now: int) -> int:
+        return now + to_ms(self.lease)
+
     def _next_event_ms(self, now: int) -> int:
         """Milliseconds until the next delayed job is due or the next lease runs out."""
         times = [due for due, _ in self._pending.values()]
-        times.extend(expiry for expiry, _ in self._reserved.values())
+        times.extend(held.expiry_ms for held in self._reserved.values())
         return max(min(times, default=now + 3_600_000) - now, 1)
 
     def _recover_expired(self, now: int) -> None:
-        expired = [job for expiry, job in self._reserved.values() if expiry <= now]
+        """Take back the jobs whose lease ran out: their holders' tokens go stale."""
+        expired = [held.job for held in self._reserved.values() if held.expiry_ms <= now]
         for job in expired:
             del self._reserved[job.id]
             job.last_error = LEASE_EXPIRED
@@ -262,3 +318,22 @@ class InProcessDriver:
                 self._enqueue(job, now)
             else:
                 self._parked[Channel.TIMEOUT][job.id] = job
+
+
+class _Reservation(NamedTuple):
+    """A reserved job as stored: its lease expiry, the stored envelope and the pop's token."""
+
+    expiry_ms: int
+    job: PersistedJob
+    token: str
+
+    def is_held_by(self, job: PersistedJob) -> bool:
+        """Whether `job` is the copy this reservation's pop handed out."""
+        return job.token is not None and job.token == self.token
+
+
+def _refuse(options: dict[str, Any]) -> None:
+    """Raise InvalidOption naming `options`, if any: this driver takes no push options."""
+    if options:
+        names = ", ".join(sorted(options))
+        raise InvalidOption(f"InProcessDriver takes no push options: {names}")

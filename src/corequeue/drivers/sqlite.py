@@ -5,12 +5,17 @@ pending job may run (so `waiting` and `delayed` are one state split by the clock
 becomes waiting at its due time with nothing to promote) or when a reserved job's lease runs
 out. Several processes may share the file: SQLite's write lock (`BEGIN IMMEDIATE`) hands each job
 to exactly one of them.
+
+A reserved row carries the `token` of the pop that reserved it; settling statements match it in
+their WHERE clause, and every move out of `reserved` clears it. One thread per driver owns the
+connection: every sqlite3 object is created, used and freed there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -43,16 +48,16 @@ from corequeue.drivers.sql_state import (
 )
 from corequeue.drivers.wakeup import Wakeup
 from corequeue.errors import DecodeError, InvalidOption, QueueEmpty, StoreUnavailable
-from corequeue.job import PersistedJob, to_ms
+from corequeue.job import PersistedJob, new_token, to_ms
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""Version 2 added the `token` column (fenced settlement); a version 1 file is upgraded."""
 
-_PARKED_STATE = PARKED_STATE
+_META = "CREATE TABLE IF NOT EXISTS corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS corequeue_jobs (
     queue TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -65,10 +70,14 @@ CREATE TABLE IF NOT EXISTS corequeue_jobs (
     attempts INTEGER NOT NULL,
     max_attempts INTEGER NOT NULL,
     last_error TEXT,
+    token TEXT,
     UNIQUE (queue, id)
 );
 CREATE INDEX IF NOT EXISTS corequeue_jobs_due ON corequeue_jobs (queue, state, due_ms);
 """
+
+_UPGRADES: Final = {2: "ALTER TABLE corequeue_jobs ADD COLUMN token TEXT"}
+"""The statements that bring a file from version n - 1 to version n."""
 
 _COLUMNS = "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error"
 
@@ -79,13 +88,13 @@ ON CONFLICT (queue, id) DO UPDATE SET
     state = {PENDING}, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
     handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
     attempts = excluded.attempts, max_attempts = excluded.max_attempts,
-    last_error = excluded.last_error
+    last_error = excluded.last_error, token = NULL
 WHERE corequeue_jobs.state >= {FAILED}
 """
 
 # rowid breaks ties between equal due times: it grows with every insert, so waiting is FIFO.
 _POP = f"""
-UPDATE corequeue_jobs SET state = {RESERVED}, due_ms = ?
+UPDATE corequeue_jobs SET state = {RESERVED}, due_ms = ?, token = ?
 WHERE rowid IN (
     SELECT rowid FROM corequeue_jobs
     WHERE queue = ? AND state = {PENDING} AND due_ms <= ?
@@ -98,7 +107,7 @@ _RECOVER = f"""
 UPDATE corequeue_jobs SET
     state = CASE WHEN attempts < max_attempts THEN {PENDING} ELSE {TIMEOUT} END,
     attempts = attempts + (attempts < max_attempts),
-    last_error = ?, due_ms = ?
+    last_error = ?, due_ms = ?, token = NULL
 WHERE queue = ? AND state = {RESERVED} AND due_ms <= ?
 """
 
@@ -106,18 +115,26 @@ _NEXT_EVENT = f"""
 SELECT MIN(due_ms) FROM corequeue_jobs WHERE queue = ? AND state IN ({PENDING}, {RESERVED})
 """
 
+# Fencing: every statement that settles a reserved job names the holder's token in its WHERE
+# clause, so the check and the move are one atomic step. `token = NULL` is never true.
+_HELD = f"queue = ? AND id = ? AND state = {RESERVED} AND token = ?"
+
 _SETTLE = f"""
-UPDATE corequeue_jobs SET state = ?, due_ms = ?, backoff_ms = ?, attempts = ?, last_error = ?
-WHERE queue = ? AND id = ? AND state = {RESERVED}
+UPDATE corequeue_jobs
+SET state = ?, due_ms = ?, backoff_ms = ?, attempts = ?, last_error = ?, token = NULL
+WHERE {_HELD}
 """
 
-_ACK = f"DELETE FROM corequeue_jobs WHERE queue = ? AND id = ? AND state = {RESERVED}"
+_RELEASE = f"UPDATE corequeue_jobs SET state = {PENDING}, due_ms = ?, token = NULL WHERE {_HELD}"
 
-_RENEW = f"UPDATE corequeue_jobs SET due_ms = ? WHERE queue = ? AND id = ? AND state = {RESERVED}"
+_ACK = f"DELETE FROM corequeue_jobs WHERE {_HELD}"
+
+_RENEW = f"UPDATE corequeue_jobs SET due_ms = ? WHERE {_HELD}"
 
 # A row written behind the driver's back that is no job (see job_from_columns): parked, not lost.
 _PARK_UNREADABLE = f"""
-UPDATE corequeue_jobs SET state = {FAILED}, due_ms = ?, last_error = ? WHERE rowid = ?
+UPDATE corequeue_jobs SET state = {FAILED}, due_ms = ?, last_error = ?, token = NULL
+WHERE rowid = ?
 """
 
 _INFO = """
@@ -165,37 +182,56 @@ class SQLiteDriver:
         self.poll_interval = poll_interval
         self._synchronous = synchronous.upper()
         self._clock = clock or SystemClock()
-        self._executor: ThreadPoolExecutor | None = None
-        self._connection: sqlite3.Connection | None = None
+        self._thread: _ConnectionThread | None = None
+        self._thread_lock = threading.Lock()
         self._pushed = Wakeup()
 
     def __repr__(self) -> str:
         return f"SQLiteDriver({str(self.path)!r}, name={self.name!r})"
 
-    async def push(self, job: PersistedJob, delay: timedelta) -> None:
-        """Put `job` in `waiting`, or in `delayed` until `delay` has passed."""
-        await self.push_many([(job, delay)])
+    async def push(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
+        """Put `job` in `waiting`, or in `delayed` until `delay` has passed.
 
-    async def push_many(self, jobs: Sequence[tuple[PersistedJob, timedelta]]) -> None:
-        """Push every `(job, delay)` pair in one transaction."""
+        Raises:
+            InvalidOption: For any option: this driver takes none.
+        """
+        await self.push_many([(job, delay)], **options)
+
+    async def push_many(
+        self, jobs: Sequence[tuple[PersistedJob, timedelta]], **options: Any
+    ) -> None:
+        """Push every `(job, delay)` pair in one transaction.
+
+        Raises:
+            InvalidOption: For any option: this driver takes none.
+        """
+        if options:
+            names = ", ".join(sorted(options))
+            raise InvalidOption(f"{type(self).__name__} takes no push options: {names}")
         now = self._clock.now_ms()
+        # Built here, in full, before the driver's thread sees it.
         rows = [(self.name, now + to_ms(delay), *_row(job)) for job, delay in jobs]
-        await self._run(lambda db: _in_transaction(db, lambda: db.executemany(_PUSH, rows)))
+        await self._run(partial(_execute_many, sql=_PUSH, rows=rows))
         self._pushed.notify()
 
     async def pop(self) -> PersistedJob:
-        """Reserve the next due job; raise QueueEmpty after `pop_timeout`."""
+        """Reserve the next due job under a fresh token; raise QueueEmpty after `pop_timeout`."""
         jobs = await self.pop_many(1)
         return jobs[0]
 
     async def pop_many(self, limit: int) -> list[PersistedJob]:
-        """Reserve up to `limit` due jobs (at least one); raise QueueEmpty after `pop_timeout`."""
+        """Reserve up to `limit` due jobs (at least one) under one fresh token.
+
+        Raises:
+            QueueEmpty: No job fell due within `pop_timeout`.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pop_timeout.total_seconds()
         poll_seconds = self.poll_interval.total_seconds()
         while True:
             now = self._clock.now_ms()
-            jobs, next_event_ms = await self._run(partial(self._reserve, now=now, limit=limit))
+            reserve = partial(self._reserve, now=now, limit=max(limit, 1), token=new_token())
+            jobs, next_event_ms = await self._run(reserve)
             if jobs:
                 return jobs
             wait = deadline - loop.time()
@@ -205,40 +241,51 @@ class SQLiteDriver:
                 wait = min(wait, max(next_event_ms - now, 0) / 1000)
             await self._pushed.wait(min(wait, poll_seconds))
 
-    async def ack(self, job: PersistedJob) -> None:
-        """Remove a reserved job."""
-        await self._write(_ACK, (self.name, job.id))
+    async def ack(self, job: PersistedJob) -> bool:
+        """Remove a reserved job; False (nothing changed) when its token is stale."""
+        return job.token is not None and await self._write(_ACK, self._held(job)) > 0
 
-    async def ack_many(self, jobs: Sequence[PersistedJob]) -> None:
-        """Remove several reserved jobs in one transaction (one sync to disk)."""
-        await self._write_many(_ACK, [(self.name, job.id) for job in jobs])
+    async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Remove the jobs still reserved under their tokens; return the stale ones.
 
-    async def fail(self, job: PersistedJob) -> None:
-        """Move a reserved job to `failed`."""
-        await self._settle(job, FAILED, self._clock.now_ms())
+        One transaction, so one sync to disk, for the whole batch.
+        """
+        return await self._each(jobs, _ACK, [self._held(job) for job in jobs])
 
-    async def retry(self, job: PersistedJob) -> None:
-        """Move a reserved job to `delayed` for its backoff."""
-        await self._settle(job, PENDING, self._clock.now_ms() + to_ms(job.backoff))
-        self._pushed.notify()
+    async def fail(self, job: PersistedJob) -> bool:
+        """Move a reserved job to `failed`; False (nothing changed) when its token is stale."""
+        return await self._settle(job, FAILED, self._clock.now_ms())
 
-    async def renew(self, job: PersistedJob) -> None:
-        """Extend the lease of a reserved job by `lease` from now."""
-        await self.renew_many([job])
+    async def retry(self, job: PersistedJob) -> bool:
+        """Move a reserved job to `delayed` for its backoff; False when its token is stale."""
+        moved = await self._settle(job, PENDING, self._clock.now_ms() + to_ms(job.backoff))
+        if moved:
+            self._pushed.notify()
+        return moved
 
-    async def renew_many(self, jobs: Sequence[PersistedJob]) -> None:
-        """Extend the leases of several reserved jobs by `lease` from now, in one transaction."""
+    async def renew(self, job: PersistedJob) -> bool:
+        """Extend the lease of a reserved job by `lease` from now; False when it is lost."""
+        return not await self.renew_many([job])
+
+    async def renew_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Extend the leases of reserved jobs by `lease` from now; return those lost.
+
+        One transaction for the whole batch.
+        """
         until = self._clock.now_ms() + to_ms(self.lease)
-        await self._write_many(_RENEW, [(until, self.name, job.id) for job in jobs])
+        return await self._each(jobs, _RENEW, [(until, *self._held(job)) for job in jobs])
 
-    async def release(self, job: PersistedJob) -> None:
-        """Put a reserved job back in `waiting` without counting an attempt."""
-        sql = (
-            f"UPDATE corequeue_jobs SET state = {PENDING}, due_ms = ? "
-            f"WHERE queue = ? AND id = ? AND state = {RESERVED}"
-        )
-        await self._write(sql, (self._clock.now_ms(), self.name, job.id))
-        self._pushed.notify()
+    async def release(self, job: PersistedJob) -> bool:
+        """Put a reserved job back in `waiting` without counting an attempt.
+
+        Returns False, changing nothing, when the caller's token is stale.
+        """
+        if job.token is None:
+            return False
+        moved = await self._write(_RELEASE, (self._clock.now_ms(), *self._held(job))) > 0
+        if moved:
+            self._pushed.notify()
+        return moved
 
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job."""
@@ -247,7 +294,7 @@ class SQLiteDriver:
 
     async def reload(self, channel: Channel | str) -> int:
         """Move every job of `failed` or `timeout` back to `waiting`."""
-        state = _PARKED_STATE[reloadable(channel)]
+        state = PARKED_STATE[reloadable(channel)]
         sql = (
             f"UPDATE corequeue_jobs SET state = {PENDING}, due_ms = ? WHERE queue = ? AND state = ?"
         )
@@ -258,9 +305,9 @@ class SQLiteDriver:
     async def flush(self, channel: Channel | str) -> None:
         """Delete every job of `channel`."""
         parsed = parse_channel(channel)
-        if parsed in _PARKED_STATE:
+        if parsed in PARKED_STATE:
             sql = "DELETE FROM corequeue_jobs WHERE queue = ? AND state = ?"
-            await self._write(sql, (self.name, _PARKED_STATE[parsed]))
+            await self._write(sql, (self.name, PARKED_STATE[parsed]))
             return
         comparison = ">" if parsed is Channel.DELAYED else "<="
         sql = (
@@ -278,20 +325,16 @@ class SQLiteDriver:
             if state == PENDING:
                 counts[Channel.DELAYED if in_future else Channel.WAITING] += count
             else:
-                channel = next(c for c, s in _PARKED_STATE.items() if s == state)
+                channel = next(c for c, s in PARKED_STATE.items() if s == state)
                 counts[channel] += count
         return QueueInfo(**{channel.value: count for channel, count in counts.items()})
 
     async def close(self) -> None:
         """Close the connection and its thread."""
-        if self._executor is None:
-            return
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, connection.close)
-        self._executor.shutdown(wait=True)
-        self._executor = None
-        self._connection = None
+        with self._thread_lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            await thread.close()
 
     async def list_jobs(
         self,
@@ -304,8 +347,8 @@ class SQLiteDriver:
         """Return up to `limit` jobs of `channel` after `offset` (see InspectDriver)."""
         parsed = check_listing(channel, offset, limit)
         now = self._clock.now_ms()
-        if parsed in _PARKED_STATE:
-            where, values = "state = ?", [_PARKED_STATE[parsed]]
+        if parsed in PARKED_STATE:
+            where, values = "state = ?", [PARKED_STATE[parsed]]
         else:
             comparison = ">" if parsed is Channel.DELAYED else "<="
             where, values = f"state = {PENDING} AND due_ms {comparison} ?", [now]
@@ -346,16 +389,17 @@ class SQLiteDriver:
     # --- inside the driver's thread --------------------------------------------------------
 
     def _reserve(
-        self, db: sqlite3.Connection, *, now: int, limit: int
+        self, db: sqlite3.Connection, *, now: int, limit: int, token: str
     ) -> tuple[list[PersistedJob], int | None]:
         def reserve() -> tuple[list[PersistedJob], int | None]:
             db.execute(_RECOVER, (LEASE_EXPIRED, now, self.name, now))
-            rows = db.execute(_POP, (now + to_ms(self.lease), self.name, now, limit)).fetchall()
+            until = now + to_ms(self.lease)
+            rows = db.execute(_POP, (until, token, self.name, now, limit)).fetchall()
             if rows:
-                rows.sort(
-                    key=lambda row: row[-1]
-                )  # RETURNING order is not guaranteed: FIFO by rowid
+                rows.sort(key=lambda row: row[-1])  # RETURNING has no order: FIFO by rowid
                 jobs = _readable(db, rows, now)
+                for job in jobs:
+                    job.token = token
                 return jobs, None if jobs else now  # only unreadable rows: look again at once
             return [], db.execute(_NEXT_EVENT, (self.name,)).fetchone()[0]
 
@@ -364,40 +408,103 @@ class SQLiteDriver:
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute(f"PRAGMA synchronous = {self._synchronous}")
-        _in_transaction(db, lambda: _migrate(db))
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            _in_transaction(db, lambda: _migrate(db))
+        except BaseException:
+            db.close()  # here, on its own thread, not wherever the traceback is dropped
+            raise
         return db
 
     # --- plumbing --------------------------------------------------------------------------
 
-    async def _settle(self, job: PersistedJob, state: int, due_ms: int) -> None:
+    def _held(self, job: PersistedJob) -> tuple[str, str, str | None]:
+        """Return the parameters of `_HELD` for `job`: the row it holds under its token."""
+        return (self.name, job.id, job.token)
+
+    async def _settle(self, job: PersistedJob, state: int, due_ms: int) -> bool:
+        if job.token is None:
+            return False
         values = (state, due_ms, to_ms(job.backoff), job.attempts, job.last_error)
-        await self._write(_SETTLE, (*values, self.name, job.id))
+        return await self._write(_SETTLE, (*values, *self._held(job))) > 0
 
     async def _write(self, sql: str, parameters: Sequence[Any]) -> int:
-        return await self._run(lambda db: db.execute(sql, parameters).rowcount)
+        return await self._run(partial(_execute, sql=sql, parameters=parameters))
 
-    async def _write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            await self._run(lambda db: _in_transaction(db, lambda: db.executemany(sql, rows)))
+    async def _each(
+        self, jobs: Sequence[PersistedJob], sql: str, rows: list[tuple[Any, ...]]
+    ) -> list[PersistedJob]:
+        """Run `sql` once per job in one transaction; return the jobs it changed no row for."""
+        if not rows:
+            return []
+        changed = await self._run(partial(_execute_each, sql=sql, rows=rows))
+        return [job for job, done in zip(jobs, changed, strict=True) if not done]
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if self._executor is None:
-            # One thread owns the connection: sqlite3 objects are not shared between threads.
-            self._executor = ThreadPoolExecutor(
-                1, thread_name_prefix=f"corequeue-sqlite-{self.name}"
-            )
-        loop = asyncio.get_running_loop()
+        """Run `work` with the connection on the driver's thread and return its result.
+
+        `work` must return plain values, never a cursor: a cursor freed on another thread
+        resets its statement there, racing the driver's thread (SQLite's "API misuse").
+        """
+        with self._thread_lock:
+            # Pops on a consumer's loop and pushes from dispatch_sync's helper loop may come
+            # at once: the lock makes them share one thread, the only one using the connection.
+            if self._thread is None:
+                self._thread = _ConnectionThread(self._connect, f"corequeue-sqlite-{self.name}")
+            thread = self._thread
         try:
-            return await loop.run_in_executor(self._executor, self._call, work)
+            return await thread.run(work)
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(self.path), str(exc)) from exc
 
+
+class _ConnectionThread:
+    """One thread and the connection that only it touches: sqlite3 objects stay on it."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
+        self._connect = connect
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._connection: sqlite3.Connection | None = None
+        self._closed = False
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the thread, connecting first if need be."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, work)
+
+    async def close(self) -> None:
+        """Close the connection on the thread, then end the thread."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        self._executor.shutdown(wait=True)
+
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:  # work sent just before close(): never reopen behind close()
+            raise sqlite3.ProgrammingError("the driver was closed")
         if self._connection is None:
             self._connection = self._connect()
         return work(self._connection)
+
+    def _disconnect(self) -> None:
+        self._closed = True
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+def _execute(db: sqlite3.Connection, *, sql: str, parameters: Sequence[Any]) -> int:
+    """Run one statement (its own transaction); return how many rows it changed."""
+    return db.execute(sql, parameters).rowcount
+
+
+def _execute_many(db: sqlite3.Connection, *, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run `sql` for every row in one transaction."""
+    if rows:
+        _in_transaction(db, lambda: db.executemany(sql, rows).close())
+
+
+def _execute_each(db: sqlite3.Connection, *, sql: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
+    """Run `sql` for every row in one transaction; return whether each changed a row."""
+    return _in_transaction(db, lambda: [db.execute(sql, row).rowcount > 0 for row in rows])
 
 
 def _in_transaction(db: sqlite3.Connection, work: Callable[[], T]) -> T:
@@ -413,20 +520,25 @@ def _in_transaction(db: sqlite3.Connection, work: Callable[[], T]) -> T:
 
 
 def _migrate(db: sqlite3.Connection) -> None:
+    """Create the tables of a new file, or bring an older file's up to SCHEMA_VERSION."""
+    db.execute(_META)
+    found = db.execute("SELECT value FROM corequeue_meta WHERE key = 'schema_version'").fetchone()
+    version = SCHEMA_VERSION if found is None else int(found[0])
+    if version > SCHEMA_VERSION:
+        raise StoreUnavailable(
+            "sqlite", f"schema version {version} is newer than this release ({SCHEMA_VERSION})"
+        )
     # executescript() would commit the open transaction: run the statements one by one.
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
-    found = db.execute("SELECT value FROM corequeue_meta WHERE key = 'schema_version'").fetchone()
-    if found is None:
-        db.execute(
-            "INSERT INTO corequeue_meta (key, value) VALUES ('schema_version', ?)",
-            (str(SCHEMA_VERSION),),
-        )
-    elif int(found[0]) > SCHEMA_VERSION:
-        raise StoreUnavailable(
-            "sqlite", f"schema version {found[0]} is newer than this release ({SCHEMA_VERSION})"
-        )
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        db.execute(_UPGRADES[step])
+    db.execute(
+        "INSERT INTO corequeue_meta (key, value) VALUES ('schema_version', ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(SCHEMA_VERSION),),
+    )
 
 
 def _row(job: PersistedJob) -> tuple[Any, ...]:
@@ -442,16 +554,12 @@ def _row(job: PersistedJob) -> tuple[Any, ...]:
     )
 
 
-def _job(row: Sequence[Any]) -> PersistedJob:
-    return job_from_columns(row)
-
-
 def _readable(db: sqlite3.Connection, rows: list[Any], now: int) -> list[PersistedJob]:
     """Return the jobs of reserved rows; park the rows that cannot be read in `failed`."""
     jobs = []
     for row in rows:
         try:
-            jobs.append(_job(row))
+            jobs.append(job_from_columns(row))
         except DecodeError as exc:
             db.execute(_PARK_UNREADABLE, (now, f"DecodeError: {exc}", row[-1]))
     return jobs
@@ -463,6 +571,6 @@ def _view(row: Sequence[Any], now: int) -> JobView:
     if state == PENDING:
         channel = Channel.DELAYED if due_ms > now else Channel.WAITING
     else:
-        channel = next(c for c, s in _PARKED_STATE.items() if s == state)
+        channel = next(c for c, s in PARKED_STATE.items() if s == state)
     shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
     return JobView(readable_or_not(row[2:]), channel, instant_of_ms(due_ms) if shows_due else None)

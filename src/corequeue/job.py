@@ -8,7 +8,8 @@ envelope every driver stores.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -251,7 +252,11 @@ def to_ms(duration: timedelta) -> int:
 
 @dataclass(frozen=True, slots=True)
 class AdjustedJob:
-    """A job with delivery options attached; returned by `adjust()`."""
+    """A job with delivery options attached; returned by `adjust()`.
+
+    `priority`, `group` and `keep_result` are carried for the flow-control and result features;
+    the envelope does not store them yet.
+    """
 
     job: Job
     defer_by: timedelta | None = None
@@ -259,6 +264,9 @@ class AdjustedJob:
     max_attempts: int | None = None
     timeout: timedelta | None = None
     unique_id: str | None = None
+    priority: int = field(default=0, kw_only=True)
+    group: str | None = field(default=None, kw_only=True)
+    keep_result: timedelta | None = field(default=None, kw_only=True)
 
     @property
     def type(self) -> str:
@@ -288,6 +296,21 @@ class AdjustedJob:
 
 _JOB_CLASSES: frozenset[type[Any]] = frozenset({AdjustedJob, ValueJob})
 
+MAX_ATTEMPTS_LIMIT = 2**31 - 1
+"""The most attempts `adjust()` accepts: what every store's attempt counter holds."""
+
+LONGEST_DELAY = timedelta(days=36_500)
+"""The longest `defer`, `timeout` or `keep_result`, and how far ahead `schedule_at` may be."""
+
+PRIORITY_RANGE = (-100, 100)
+"""The lowest and highest `priority`."""
+
+MAX_GROUP_CHARS = 200
+"""The longest `group` name."""
+
+MAX_UNIQUE_ID_CHARS = 1000
+"""The longest `unique_id`."""
+
 
 def adjust(
     job: Any,
@@ -297,62 +320,155 @@ def adjust(
     max_attempts: int | None = None,
     timeout: timedelta | None = None,
     unique_id: str | None = None,
+    priority: int | None = None,
+    group: str | None = None,
+    keep_result: timedelta | None = None,
 ) -> AdjustedJob:
     """Attach delivery options to a job (a non-Job value is wrapped by `job_from` first).
 
+    Every option is checked here, at the call, so no store ever sees a value it would read
+    differently from another (see docs/guarantees.md, "Input validation").
+
     Args:
         job: The job, or any value to wrap.
-        defer: Run no earlier than this long after dispatch.
-        schedule_at: Run no earlier than this instant (aware; a naive one is taken as UTC).
-        max_attempts: Attempts allowed before the job goes to `failed` (at least 1).
-        timeout: Limit for one run of all listeners (positive).
-        unique_id: The job's identity: dispatching it again while it is pending does nothing.
+        defer: Run no earlier than this long after dispatch (a timedelta, 0 to ~100 years).
+        schedule_at: Run no earlier than this instant (a datetime; a naive one is taken as UTC;
+            at most ~100 years ahead).
+        max_attempts: Attempts allowed before the job goes to `failed` (an int, at least 1).
+        timeout: Limit for one run of all listeners (a positive timedelta).
+        unique_id: The job's identity: dispatching it again while it is pending does nothing
+            (a str of 1 to 1000 characters).
+        priority: Among due jobs, higher runs first (an int from -100 to 100; default 0).
+        group: Who the job belongs to, for per-group limits (a str of 1 to 200 characters).
+        keep_result: How long the finished job's result is kept (a timedelta, at least 0).
 
     Raises:
-        InvalidOption: (a ValueError) for defer with schedule_at, max_attempts < 1, timeout <= 0,
-            a negative defer or an empty unique_id.
+        InvalidOption: (a ValueError) naming the argument, for a value of the wrong type (a
+            bool is not an int here) or out of its range, or for defer with schedule_at.
 
     Example:
         >>> later = adjust(job_from("hi"), defer=timedelta(minutes=3), max_attempts=5)
         >>> later.defer(), later.max_attempts
         (datetime.timedelta(seconds=180), 5)
+        >>> adjust("hi", max_attempts=1.5)
+        Traceback (most recent call last):
+        ...
+        corequeue.errors.InvalidOption: adjust(): max_attempts must be an int from 1 to \
+2147483647, got 1.5 (float)
     """
-    _validate(defer, schedule_at, max_attempts, timeout, unique_id)
+    options: dict[str, Any] = {
+        "defer": defer,
+        "schedule_at": schedule_at,
+        "max_attempts": max_attempts,
+        "timeout": timeout,
+        "unique_id": unique_id,
+        "priority": priority,
+        "group": group,
+        "keep_result": keep_result,
+    }
+    _validate(options)
     if schedule_at is not None and schedule_at.tzinfo is None:
-        schedule_at = schedule_at.replace(tzinfo=UTC)
+        options["schedule_at"] = schedule_at.replace(tzinfo=UTC)
     if isinstance(job, AdjustedJob):
-        return AdjustedJob(
-            job=job.job,
-            defer_by=defer if defer is not None or schedule_at is not None else job.defer_by,
-            schedule_at=(
-                schedule_at if schedule_at is not None or defer is not None else job.schedule_at
-            ),
-            max_attempts=max_attempts if max_attempts is not None else job.max_attempts,
-            timeout=timeout if timeout is not None else job.timeout,
-            unique_id=unique_id if unique_id is not None else job.unique_id,
-        )
+        return _merged(job, options)
     if not is_job(job):
         job = job_from(job)
-    return AdjustedJob(job, defer, schedule_at, max_attempts, timeout, unique_id)
+    elif not isinstance(job.type, str) or not job.type:
+        raise InvalidOption(f"adjust(): job.type must be a non-empty str, got {_shown(job.type)}")
+    given = {name: value for name, value in options.items() if value is not None}
+    return AdjustedJob(job, defer_by=given.pop("defer", None), **given)
 
 
-def _validate(
-    defer: timedelta | None,
-    schedule_at: datetime | None,
-    max_attempts: int | None,
-    timeout: timedelta | None,
-    unique_id: str | None,
-) -> None:
-    if defer is not None and schedule_at is not None:
-        raise InvalidOption("give defer or schedule_at, not both")
-    if defer is not None and defer < timedelta(0):
-        raise InvalidOption(f"defer must not be negative, got {defer}")
-    if max_attempts is not None and (isinstance(max_attempts, bool) or max_attempts < 1):
-        raise InvalidOption(f"max_attempts must be at least 1, got {max_attempts!r}")
-    if timeout is not None and timeout <= timedelta(0):
-        raise InvalidOption(f"timeout must be positive, got {timeout}")
-    if unique_id is not None and not unique_id:
-        raise InvalidOption("unique_id must not be empty")
+def _merged(job: AdjustedJob, options: dict[str, Any]) -> AdjustedJob:
+    """Return `job` with the options that were given replacing its own."""
+    given = {name: value for name, value in options.items() if value is not None}
+    if "defer" in given or "schedule_at" in given:  # a new time replaces the old, either kind
+        given["defer_by"] = given.pop("defer", None)
+        given.setdefault("schedule_at", None)
+    return replace(job, **given)
+
+
+def _validate(options: dict[str, Any]) -> None:
+    """Check each given option's type and range; raise InvalidOption naming the first bad one."""
+    for name, value in options.items():
+        if value is not None:
+            _CHECKS[name](name, value)
+    if options["defer"] is not None and options["schedule_at"] is not None:
+        raise InvalidOption("adjust(): give defer or schedule_at, not both")
+
+
+def _check_duration(name: str, value: object, *, positive: bool = False) -> None:
+    if not isinstance(value, timedelta):
+        raise _wrong(name, "a timedelta", value)
+    low = "more than 0" if positive else "at least 0"
+    if value < timedelta(0) or (positive and not value) or value > LONGEST_DELAY:
+        raise _wrong(name, f"a timedelta of {low} and at most {LONGEST_DELAY.days} days", value)
+
+
+def _check_positive_duration(name: str, value: object) -> None:
+    _check_duration(name, value, positive=True)
+
+
+def _check_instant(name: str, value: object) -> None:
+    if not isinstance(value, datetime):
+        raise _wrong(name, "a datetime", value)
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    try:
+        too_late = aware - datetime.now(UTC) > LONGEST_DELAY
+    except (TypeError, ValueError, OverflowError):  # a tzinfo whose utcoffset() misbehaves
+        raise _wrong(name, "a datetime with a usable time zone", value) from None
+    if too_late:
+        raise _wrong(name, f"a datetime at most {LONGEST_DELAY.days} days ahead", value)
+
+
+def _check_whole(name: str, value: object) -> None:
+    low, high = _WHOLE_RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _wrong(name, f"an int from {low} to {high}", value)
+
+
+def _check_text(name: str, value: object) -> None:
+    longest = _TEXT_LENGTHS[name]
+    if not isinstance(value, str) or not 1 <= len(value) <= longest:
+        raise _wrong(name, f"a str of 1 to {longest} characters", value)
+    if "\x00" in value or not (value.isascii() or _encodes(value)):
+        raise _wrong(name, "a str without NUL characters or lone surrogates", value)
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _wrong(name: str, expected: str, value: object) -> InvalidOption:
+    return InvalidOption(f"adjust(): {name} must be {expected}, got {_shown(value)}")
+
+
+def _shown(value: object) -> str:
+    """A short, safe description of `value` for an error message: its repr and its type."""
+    try:
+        text = repr(value)
+    except Exception:  # a repr that raises must not hide the real mistake
+        text = "<unprintable>"
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+_WHOLE_RANGES = {"max_attempts": (1, MAX_ATTEMPTS_LIMIT), "priority": PRIORITY_RANGE}
+_TEXT_LENGTHS = {"unique_id": MAX_UNIQUE_ID_CHARS, "group": MAX_GROUP_CHARS}
+_CHECKS: dict[str, Callable[[str, object], None]] = {
+    "defer": _check_duration,
+    "schedule_at": _check_instant,
+    "max_attempts": _check_whole,
+    "timeout": _check_positive_duration,
+    "unique_id": _check_text,
+    "priority": _check_whole,
+    "group": _check_text,
+    "keep_result": _check_duration,
+}
 
 
 @dataclass(frozen=True, slots=True)

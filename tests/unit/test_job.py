@@ -108,6 +108,118 @@ def test_adjust_rejects_invalid_options_with_value_error(
         cq.adjust(1, **options)  # type: ignore[arg-type]
 
 
+WRONG_OPTIONS = [
+    ("max_attempts", 1.5, "an int from 1 to 2147483647, got 1.5 (float)"),
+    ("max_attempts", 2.0, "an int from 1 to 2147483647, got 2.0 (float)"),
+    ("max_attempts", "3", "an int from 1 to 2147483647, got '3' (str)"),
+    ("max_attempts", True, "got True (bool)"),
+    ("max_attempts", 2**31, "an int from 1 to 2147483647"),
+    ("unique_id", 123, "a str of 1 to 1000 characters, got 123 (int)"),
+    ("unique_id", b"welcome", "got b'welcome' (bytes)"),
+    ("unique_id", "x" * 1001, "a str of 1 to 1000 characters"),
+    ("unique_id", "a\x00b", "without NUL characters"),
+    ("unique_id", "a\ud800b", "lone surrogates"),
+    ("timeout", 5, "a timedelta, got 5 (int)"),
+    ("timeout", 5.0, "a timedelta, got 5.0 (float)"),
+    ("timeout", timedelta(days=36_501), "at most 36500 days"),
+    ("defer", 5, "a timedelta, got 5 (int)"),
+    ("defer", timedelta(days=36_501), "at most 36500 days"),
+    ("schedule_at", "2030-01-01", "a datetime, got '2030-01-01' (str)"),
+    ("schedule_at", 1_900_000_000, "a datetime, got 1900000000 (int)"),
+    ("schedule_at", datetime(9999, 1, 1, tzinfo=UTC), "at most 36500 days ahead"),
+    ("priority", 101, "an int from -100 to 100, got 101 (int)"),
+    ("priority", -101, "an int from -100 to 100"),
+    ("priority", 1.0, "got 1.0 (float)"),
+    ("priority", False, "got False (bool)"),
+    ("group", "", "a str of 1 to 200 characters"),
+    ("group", "g" * 201, "a str of 1 to 200 characters"),
+    ("group", 7, "got 7 (int)"),
+    ("keep_result", 60, "a timedelta, got 60 (int)"),
+    ("keep_result", timedelta(seconds=-1), "a timedelta of at least 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    WRONG_OPTIONS,
+    ids=[f"{n}={v!r:.20}" for n, v, _ in WRONG_OPTIONS],
+)
+def test_adjust_refuses_wrong_types_and_ranges_naming_the_argument(
+    name: str, value: object, expected: str
+) -> None:
+    with pytest.raises(cq.InvalidOption) as raised:
+        cq.adjust(1, **{name: value})  # type: ignore[arg-type]
+
+    assert str(raised.value).startswith(f"adjust(): {name} must be ")
+    assert expected in str(raised.value)
+
+
+def test_adjust_refuses_a_job_whose_type_is_not_a_string() -> None:
+    @dataclass
+    class Event:
+        type: int
+        data: str
+
+    with pytest.raises(cq.InvalidOption, match=r"job\.type must be a non-empty str"):
+        cq.adjust(Event(3, "x"))
+
+
+def test_adjust_error_survives_a_value_whose_repr_raises() -> None:
+    class Hostile:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr for you")
+
+    with pytest.raises(cq.InvalidOption, match=r"got <unprintable> \(Hostile\)"):
+        cq.adjust(1, max_attempts=Hostile())  # type: ignore[arg-type]
+
+
+def test_adjust_accepts_the_edges_of_every_range() -> None:
+    adjusted = cq.adjust(
+        1,
+        defer=timedelta(days=36_500),
+        max_attempts=2**31 - 1,
+        timeout=timedelta(microseconds=1),
+        unique_id="x" * 1000,
+        priority=-100,
+        group="g" * 200,
+        keep_result=timedelta(0),
+    )
+
+    assert adjusted.max_attempts == 2**31 - 1
+    assert (adjusted.priority, adjusted.group, adjusted.keep_result) == (
+        -100,
+        "g" * 200,
+        timedelta(0),
+    )
+
+
+def test_adjust_stores_priority_group_and_keep_result_and_merges_them() -> None:
+    first = cq.adjust(1, priority=100, group="tenant-7", keep_result=timedelta(hours=1))
+
+    second = cq.adjust(first, max_attempts=2)
+    third = cq.adjust(second, priority=-5)
+
+    assert (second.priority, second.group, second.keep_result) == (
+        100,
+        "tenant-7",
+        timedelta(hours=1),
+    )
+    assert (third.priority, third.group, third.max_attempts) == (-5, "tenant-7", 2)
+    assert cq.adjust(1).priority == 0
+    assert cq.adjust(1).group is None
+
+
+def test_a_new_time_replaces_the_old_one_of_either_kind() -> None:
+    at = datetime.now(UTC) + timedelta(hours=2)
+    scheduled = cq.adjust(1, schedule_at=at)
+
+    deferred = cq.adjust(scheduled, defer=timedelta(seconds=3))
+    rescheduled = cq.adjust(deferred, schedule_at=at)
+
+    assert (deferred.schedule_at, deferred.defer()) == (None, timedelta(seconds=3))
+    assert (rescheduled.defer_by, rescheduled.schedule_at) == (None, at)
+
+
 def test_adjust_of_an_adjusted_job_merges_options() -> None:
     first = cq.adjust(1, max_attempts=3, defer=timedelta(seconds=5))
 

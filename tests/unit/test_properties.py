@@ -1,17 +1,21 @@
-"""Properties of the codec and the envelope, over generated inputs (hypothesis).
+"""Properties of the codec, the envelope and adjust(), over generated inputs (hypothesis).
 
 Every supported payload comes back from JsonCodec as an equal value of its class; any bytes at
-all fed to a decoder give a value or a clean DecodeError, never another exception.
+all fed to a decoder give a value or a clean DecodeError, never another exception. Any value
+encodes to JSON that reads back equal, or gives EncodeError; any arguments to adjust() give a
+job whose envelope round-trips, or InvalidOption.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import msgspec
 import pydantic
@@ -20,8 +24,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from corequeue.codec import JsonCodec
-from corequeue.errors import DecodeError
-from corequeue.job import ENVELOPE_VERSION, PersistedJob
+from corequeue.errors import DecodeError, EncodeError, InvalidOption
+from corequeue.job import ENVELOPE_VERSION, LONGEST_DELAY, PersistedJob, adjust
 
 
 class Color(enum.Enum):
@@ -249,3 +253,97 @@ def test_a_truncated_envelope_gives_a_decode_error(raw: bytes, cut: int) -> None
 )
 def test_any_persisted_job_round_trips_through_its_envelope(job: PersistedJob) -> None:
     assert PersistedJob.from_bytes(job.to_bytes()) == job
+
+
+T = TypeVar("T")
+E = TypeVar("E", bound=Exception)
+
+
+def outcome(call: Callable[[], T], expected: type[E]) -> T | E:
+    """The result of `call`, or the `expected` exception it raised."""
+    try:
+        return call()
+    except expected as exc:
+        return exc
+
+
+# --- adjust(): any arguments give a job or InvalidOption ----------------------------------------
+
+ANYTHING: st.SearchStrategy[Any] = st.one_of(
+    st.none(),
+    st.booleans(),
+    INTEGERS,
+    st.floats(),
+    st.text(max_size=1_010),
+    st.binary(max_size=4),
+    st.timedeltas(),
+    st.datetimes(timezones=TIMEZONES),
+    st.dates(),
+    st.lists(st.integers(), max_size=2),
+)
+ADJUST_ARGUMENTS = (
+    "defer",
+    "schedule_at",
+    "max_attempts",
+    "timeout",
+    "unique_id",
+    "priority",
+    "group",
+    "keep_result",
+)
+
+
+@settings(max_examples=500)
+@given(options=st.dictionaries(st.sampled_from(ADJUST_ARGUMENTS), ANYTHING, max_size=4))
+def test_adjust_takes_any_arguments_to_a_job_or_an_invalid_option(options: dict[str, Any]) -> None:
+    adjusted = outcome(lambda: adjust(1, **options), InvalidOption)
+    if isinstance(adjusted, InvalidOption):
+        assert str(adjusted).startswith("adjust(): ")
+        return
+
+    persisted = PersistedJob(id="generated", type=adjusted.type, value=b"1")
+    adjusted.decorate(persisted)
+    assert timedelta(0) <= adjusted.defer() <= LONGEST_DELAY
+    assert PersistedJob.from_bytes(persisted.to_bytes()) == persisted
+    assert type(persisted.max_attempts) is int
+    assert type(persisted.id) is str
+    assert -100 <= adjusted.priority <= 100
+
+
+# --- the codec: any value gives JSON that reads back, or EncodeError ----------------------------
+
+ANY_FLOATS = st.floats() | st.sampled_from([float("nan"), float("inf"), float("-inf")])
+VALUES_WITH_ANY_FLOATS = st.recursive(
+    st.none() | st.booleans() | st.integers() | ANY_FLOATS | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+def has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(has_non_finite(child) for child in value.values())
+    if isinstance(value, list):
+        return any(has_non_finite(child) for child in value)
+    return False
+
+
+@given(value=VALUES_WITH_ANY_FLOATS, depth=st.integers(0, 300))
+def test_any_value_encodes_to_what_decodes_back_or_to_an_encode_error(
+    value: Any, depth: int
+) -> None:
+    for _ in range(depth):
+        value = [value]
+    codec = JsonCodec()
+
+    raw = outcome(lambda: codec.encode(value), EncodeError)
+    if isinstance(raw, EncodeError):
+        assert has_non_finite(value) or "nested more than 256" in str(raw)
+        return
+
+    assert not has_non_finite(value)
+    assert codec.decode(raw) == value

@@ -8,7 +8,9 @@ explicit opt-in for trusted stores: unpickling runs code.
 from __future__ import annotations
 
 import enum
+import math
 import pickle
+import re
 from collections.abc import Callable
 from typing import Any, Protocol, cast, is_typeddict, runtime_checkable
 
@@ -30,6 +32,14 @@ class Codec(Protocol):
         ...
 
 
+MAX_DEPTH = 256
+"""The deepest nesting of lists and objects a JSON payload may have (`[[1]]` has depth 2).
+
+Far beyond any real payload, and far from the interpreter's recursion limit, so every reader
+(workers, the dashboard) can decode what was written.
+"""
+
+
 class JsonCodec:
     """The default codec: JSON through msgspec, typed on the way back.
 
@@ -49,11 +59,22 @@ class JsonCodec:
         self._decoders: dict[type[Any], msgspec.json.Decoder[Any] | None] = {}
 
     def encode(self, value: Any) -> bytes:
-        """Return `value` as JSON bytes; raise EncodeError for values JSON cannot carry."""
+        """Return `value` as JSON bytes; raise EncodeError for values JSON cannot carry.
+
+        Refused: types JSON has no form for, NaN and infinity (JSON has neither; msgspec would
+        write null), and values nested deeper than `MAX_DEPTH` or cyclic.
+        """
         try:
-            return self._encoder.encode(value)
+            raw = self._encoder.encode(value)
+        except RecursionError:
+            raise EncodeError(_too_deep(value)) from None
         except (TypeError, ValueError, msgspec.EncodeError) as exc:
             raise EncodeError(f"cannot encode {type(value).__qualname__} as JSON: {exc}") from exc
+        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _nested_deeper(raw, MAX_DEPTH):
+            raise EncodeError(_too_deep(value))
+        if b"null" in raw:  # where msgspec writes NaN and infinity: look for them in the value
+            _refuse_non_finite(value)
+        return raw
 
     def decode(self, raw: bytes, into: type[Any] | None = None) -> Any:
         """Return the payload in `raw`, validated into `into` when given."""
@@ -117,6 +138,52 @@ def _encode_extra(value: Any) -> Any:
         if isinstance(value, base):
             return cast(Callable[[Any], Any], base)(value)
     raise TypeError(f"unsupported type {type(value).__qualname__}")
+
+
+def _too_deep(value: Any) -> str:
+    return (
+        f"cannot encode {type(value).__qualname__} as JSON: it is cyclic or nested more than "
+        f"{MAX_DEPTH} levels deep"
+    )
+
+
+def _nested_deeper(raw: bytes, limit: int) -> bool:
+    """Whether the JSON in `raw` nests lists and objects more than `limit` levels deep.
+
+    Strings are cut out and every other byte but brackets dropped; each round then removes the
+    innermost pairs, one level of nesting everywhere at once, at the speed of bytes.replace.
+    """
+    brackets = _JSON_STRING.sub(b"", raw).translate(_ONE_BRACKET_KIND, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"")
+    return bool(brackets)
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+_ONE_BRACKET_KIND = bytes.maketrans(b"{}", b"[]")
+
+
+def _refuse_non_finite(value: Any) -> None:
+    """Raise EncodeError naming where `value` holds a NaN or an infinity, if it does."""
+    try:
+        tree = msgspec.to_builtins(value, enc_hook=_encode_extra)
+    except (TypeError, ValueError, RecursionError):  # what JSON encoded, to_builtins converts
+        return
+    stack: list[tuple[Any, str]] = [(tree, "$")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            raise EncodeError(
+                f"cannot encode {type(value).__qualname__} as JSON: {node} at {path} "
+                "(JSON has no NaN or infinity)"
+            )
+        if isinstance(node, dict):
+            stack.extend((child, f"{path}.{key}") for key, child in node.items())
+        elif isinstance(node, list):
+            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(node))
 
 
 def _is_pydantic(cls: type[Any]) -> bool:

@@ -13,7 +13,7 @@ import pydantic
 import pytest
 
 import corequeue as cq
-from corequeue.codec import JsonCodec
+from corequeue.codec import MAX_DEPTH, JsonCodec
 
 
 @dataclass
@@ -113,3 +113,89 @@ def test_pickle_is_only_an_explicit_opt_in() -> None:
 
     assert codec.decode(codec.encode({1, 2})) == {1, 2}
     assert isinstance(cq.Queue(cq.InProcessDriver()).codec, JsonCodec)
+
+
+def nested(depth: int, leaf: Any = 0) -> Any:
+    """`depth` lists inside each other around `leaf`: nested(2) == [[0]]."""
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@dataclass
+class Reading:
+    sensor: str
+    value: float
+
+
+class Sample(msgspec.Struct):
+    values: list[float]
+
+
+class Measure(pydantic.BaseModel):
+    values: list[float]
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (float("nan"), "nan at $"),
+        (float("inf"), "inf at $"),
+        ({"a": [1.0, float("-inf")]}, "-inf at $.a[1]"),
+        (Reading("t1", float("nan")), "nan at $.value"),
+        (Sample([0.5, float("inf")]), "inf at $.values[1]"),
+        (Measure(values=[1.0, float("nan")]), "nan at $.values[1]"),
+    ],
+    ids=["nan", "inf", "nested", "dataclass", "struct", "pydantic"],
+)
+def test_nan_and_infinity_are_an_encode_error_naming_where(value: Any, where: str) -> None:
+    with pytest.raises(cq.EncodeError) as raised:
+        JsonCodec().encode(value)
+
+    assert where in str(raised.value)
+    assert "JSON has no NaN or infinity" in str(raised.value)
+
+
+def test_null_and_finite_floats_still_encode() -> None:
+    assert (
+        JsonCodec().encode({"a": None, "b": [1.5, None, -0.0]}) == b'{"a":null,"b":[1.5,null,-0.0]}'
+    )
+
+
+def test_cyclic_values_are_an_encode_error() -> None:
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    looped: dict[str, Any] = {}
+    looped["self"] = looped
+
+    for value in (cycle, looped):
+        with pytest.raises(cq.EncodeError, match="cyclic or nested more than 256 levels deep"):
+            JsonCodec().encode(value)
+
+
+@pytest.mark.parametrize("depth", [257, 1_000, 100_000])
+def test_values_nested_too_deeply_are_an_encode_error(depth: int) -> None:
+    with pytest.raises(cq.EncodeError, match="nested more than 256 levels deep"):
+        JsonCodec().encode(nested(depth))
+
+
+def test_nesting_up_to_the_limit_round_trips() -> None:
+    value = nested(MAX_DEPTH)
+
+    assert JsonCodec().decode(JsonCodec().encode(value)) == value
+
+
+def test_brackets_inside_strings_are_not_nesting() -> None:
+    value = {'k"[{': ["[" * 1_000, "\\", '\\"]]'], "]": "{" * 300}
+
+    assert JsonCodec().decode(JsonCodec().encode(value)) == value
+
+
+def test_objects_count_as_nesting_too() -> None:
+    value: Any = 0
+    for _ in range(129):
+        value = {"a": [value]}
+
+    with pytest.raises(cq.EncodeError, match="nested"):
+        JsonCodec().encode(value)

@@ -13,10 +13,13 @@ class WallClock(FakeClock):
 
     def __init__(self) -> None:
         super().__init__()
-        self._offset_ms = 0
+        self._offset_us = 0
+
+    def now_us(self) -> int:
+        return time.time_ns() // 1_000 + self._offset_us
 
     def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000 + self._offset_ms
+        return self.now_us() // 1_000
 
     def advance(self, by: timedelta) -> None:
-        self._offset_ms += int(by / timedelta(milliseconds=1))
+        self._offset_us += by // timedelta(microseconds=1)

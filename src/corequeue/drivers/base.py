@@ -274,18 +274,31 @@ class InspectDriver(Driver, Protocol):
 
 
 class Clock(Protocol):
-    """Where drivers read the time; tests pass a `corequeue.testing.FakeClock`."""
+    """Where drivers read the time; tests pass a `corequeue.testing.FakeClock`.
+
+    `now_us()` is the precise reading: due times are compared against it (or against a due
+    instant rounded up from it), so a job is never handed out before its exact due instant.
+    `now_ms()` is the same instant rounded down, for what needs only milliseconds.
+    """
+
+    def now_us(self) -> int:
+        """Return the current time in microseconds since the Unix epoch."""
+        ...
 
     def now_ms(self) -> int:
-        """Return the current time in milliseconds since the Unix epoch."""
+        """Return the current time in whole milliseconds since the Unix epoch, rounded down."""
         ...
 
 
 class SystemClock:
     """The machine's wall clock."""
 
+    def now_us(self) -> int:
+        """Return the current time in microseconds since the Unix epoch."""
+        return time.time_ns() // 1_000
+
     def now_ms(self) -> int:
-        """Return the current time in milliseconds since the Unix epoch."""
+        """Return the current time in whole milliseconds since the Unix epoch, rounded down."""
         return time.time_ns() // 1_000_000
 
 

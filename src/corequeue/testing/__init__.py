@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 class FakeClock:
     """A clock for drivers that tests move by hand instead of sleeping.
 
-    It keeps microseconds, so a test can stand at an instant inside a millisecond.
+    It keeps microseconds, so a test can stand at an instant inside a millisecond. Unless told
+    otherwise it starts on a whole millisecond, so tests that advance by whole milliseconds land
+    exactly on due instants whether a store compares microseconds or whole milliseconds.
 
     Example:
         >>> clock = FakeClock(datetime(2024, 1, 1, 0, 0, 0, 999, tzinfo=UTC))
@@ -25,7 +27,7 @@ class FakeClock:
     """
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now_us = time.time_ns() // 1_000 if start is None else _epoch_us(start)
+        self._now_us = time.time_ns() // 1_000_000 * 1_000 if start is None else _epoch_us(start)
         self._lock = threading.Lock()
 
     def now_us(self) -> int:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from corequeue.attempt import Listeners
 from corequeue.backoff import next_backoff
+from corequeue.coalesce import PushCoalescer
 from corequeue.codec import Codec, JsonCodec
 from corequeue.consumer import Consumer, ConsumerParts, ConsumerSettings
 from corequeue.drivers.base import Driver, QueueInfo
@@ -109,8 +110,10 @@ class Queue:
             gauge_interval=gauge_interval,
             backoff=backoff,
         )
+        self._pushes = PushCoalescer(driver)
         self._payload_classes: dict[str, type[Any] | None] = {}
         self._sync_runner: _LoopThread | None = None
+        self._sync_runner_lock = threading.Lock()  # threads of a web server dispatch at once
 
     def __repr__(self) -> str:
         return f"Queue({self.driver!r}, name={self.name!r})"
@@ -162,13 +165,19 @@ class Queue:
         `adjust()` defaults (at once, one attempt, one hour timeout). Extra keyword arguments go
         to the driver's `push` (for example `connection=` for PostgreSQL transactional enqueue).
 
+        Concurrent dispatches from one event loop share round trips: those made while another
+        is in flight go to the store together, in order, as one batch (see `coalesce.py`).
+
         Raises:
             EncodeError: The codec cannot encode the payload.
             PayloadTooLarge: The encoded payload is over `max_payload_bytes`.
             StoreUnavailable: The store did not take the job; nothing was enqueued.
         """
         persisted, delay = self.persist(job)
-        await self.driver.push(persisted, delay, **push_options)
+        if push_options:  # a transaction of the caller's: never batched with other dispatches
+            await self.driver.push(persisted, delay, **push_options)
+        else:
+            await self._pushes.push(persisted, delay)
         return persisted.id
 
     async def dispatch_many(self, jobs: Iterable[Any], **push_options: Any) -> list[str]:
@@ -266,9 +275,11 @@ class Queue:
             raise CoreQueueError(
                 "dispatch_sync() was called from a running event loop: use await dispatch()"
             )
-        if self._sync_runner is None:
-            self._sync_runner = _LoopThread(f"corequeue-sync-{self.name}")
-        return self._sync_runner.run(work)
+        with self._sync_runner_lock:
+            if self._sync_runner is None:
+                self._sync_runner = _LoopThread(f"corequeue-sync-{self.name}")
+            runner = self._sync_runner
+        return runner.run(work)
 
 
 class _LoopThread:

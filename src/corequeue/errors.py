@@ -2,6 +2,7 @@
 
 CoreQueueError
 ├── InvalidOption (also a ValueError)
+│   └── ConfigError
 ├── QueueEmpty
 ├── DecodeError
 ├── EncodeError (also a TypeError)
@@ -24,6 +25,26 @@ class CoreQueueError(Exception):
 
 class InvalidOption(CoreQueueError, ValueError):
     """An option was given a value it cannot take."""
+
+
+class ConfigError(InvalidOption):
+    """A configuration file or variable is unreadable or holds a value that cannot be used.
+
+    The message is one line: where the value came from, the key, and what was expected. It
+    never quotes a URL or DSN, which may hold a password.
+
+    Attributes:
+        source: Where the value came from: `file:line`, the file, or `environment variable X`.
+        key: The dotted key, e.g. `queue.myQueue.parallelism` (empty for the whole file).
+        expected: What the key should hold, and what it held instead.
+    """
+
+    def __init__(self, source: str, key: str, expected: str) -> None:
+        self.source = source
+        self.key = key
+        self.expected = expected
+        where = f"{source}: {key}" if key else source
+        super().__init__(" ".join(f"{where}: {expected}".splitlines()))
 
 
 class QueueEmpty(CoreQueueError):

@@ -1,14 +1,14 @@
 """QueueFactory builds the named queues of a configuration; App runs their consumers together.
 
-This is the one place that maps a driver name (memory, sqlite, redis, postgres) to a class; the
-drivers of optional stores are imported only when a queue needs them.
+A driver name (memory, sqlite, redis, postgres) is mapped to its builder by the one driver
+registry, `corequeue.config.DRIVER_REGISTRY`; the drivers of optional stores are imported only
+when a queue needs them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import threading
@@ -17,10 +17,8 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from corequeue.codec import Codec
-from corequeue.config import BUILT_IN, Config, QueueSettings, parse_config
+from corequeue.config import BUILT_IN, DRIVER_REGISTRY, Config, QueueSettings, parse_config
 from corequeue.drivers.base import Driver
-from corequeue.drivers.in_process import InProcessDriver
-from corequeue.drivers.sqlite import SQLiteDriver
 from corequeue.errors import InvalidOption
 from corequeue.events import JobDispatcher
 from corequeue.metrics import Gauge, JobMetrics, LabelledGauge, prometheus_metrics
@@ -157,32 +155,15 @@ class QueueFactory:
 
 
 def build_driver(settings: QueueSettings) -> Driver:
-    """Return the driver `settings` names, importing redis / psycopg only when needed.
+    """Return the driver `settings` names, built by its entry of the driver registry.
+
+    redis and psycopg are imported only when a queue needs them.
 
     Example:
         >>> build_driver(QueueSettings("emails", "memory"))  # doctest: +ELLIPSIS
         <corequeue.drivers.in_process.InProcessDriver object at ...>
     """
-    if settings.driver == "memory":
-        return InProcessDriver()
-    if settings.driver == "sqlite":
-        return SQLiteDriver(settings.path, name=settings.name)
-    if settings.driver == "redis":
-        redis = _optional("corequeue.drivers.redis", "RedisDriver", "redis")
-        driver: Driver = redis.from_url(settings.redis_url, name=settings.name)
-        return driver
-    postgres = _optional("corequeue.drivers.postgres", "PostgresDriver", "postgres")
-    driver = postgres(settings.dsn, name=settings.name, schema=settings.schema)
-    return driver
-
-
-def _optional(module: str, name: str, extra: str) -> Any:
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidOption(
-            f"the {extra} driver is not available ({exc}); install corequeue[{extra}]"
-        ) from exc
+    return DRIVER_REGISTRY[settings.driver].build(settings.name, settings.store)
 
 
 class App:

@@ -126,7 +126,7 @@ def test_environment_overrides_apply_to_commands(
     assert code == 2
     assert (
         "environment variable COREQUEUE_QUEUE__EMAILS__PARALLELISM: queue.emails.parallelism: "
-        "expected a whole number of at least 1, got -3" in capsys.readouterr().err
+        "expected a whole number from 1 to 10000, got -3" in capsys.readouterr().err
     )
 
 

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from corequeue.config import (
     BUILT_IN,
     DEFAULT_REDIS_URL,
+    DRIVER_REGISTRY,
+    DRIVERS,
     Config,
     ConfigError,
+    MemorySettings,
+    PostgresSettings,
     QueueSettings,
+    RedisQueueSettings,
+    SQLiteSettings,
     find_config_file,
     load_config,
     parse_config,
@@ -63,14 +74,15 @@ def test_spec_example_reads_the_same_from_yaml_and_toml(
 
     default, mine = config.queue("default"), config.queue("myQueue")
     assert config.names == ("default", "myQueue")
-    assert (default.driver, default.redis_name, default.redis_url) == (
-        "redis",
-        "default",
-        "redis://localhost:6379/0",
-    )
+    assert default.driver == "redis"
+    assert default.store == RedisQueueSettings("default", "redis://localhost:6379/0")
     assert default.parallelism == 3
     assert default.check_queue_length_interval == timedelta(seconds=15)
-    assert (mine.driver, mine.path, mine.parallelism) == ("sqlite", tmp_path / "jobs.db", 1)
+    assert (mine.driver, mine.store, mine.parallelism) == (
+        "sqlite",
+        SQLiteSettings(tmp_path / "jobs.db"),
+        1,
+    )
     assert config.source == str(tmp_path / name)
 
 
@@ -94,9 +106,9 @@ def test_queue_without_driver_uses_sqlite_next_to_the_file_or_redis_when_it_name
     )
 
     assert config.queue("plain").driver == "sqlite"
-    assert config.queue("plain").path == tmp_path / "corequeue.db"
+    assert config.queue("plain").store == SQLiteSettings(tmp_path / "corequeue.db")
     assert config.queue("cached").driver == "redis"
-    assert config.queue("cached").redis_url == DEFAULT_REDIS_URL  # `default` needs no entry
+    assert config.queue("cached").store == RedisQueueSettings("default", DEFAULT_REDIS_URL)
 
 
 def test_default_queue_exists_unconfigured_and_unknown_names_are_listed() -> None:
@@ -120,15 +132,16 @@ def test_every_driver_takes_its_own_settings() -> None:
     )
 
     assert config.queue("m").driver == "memory"
-    assert (config.queue("p").dsn, config.queue("p").schema) == ("postgresql://app@db/app", "jobs")
-    assert config.queue("r").redis_url == "redis://cache:6379/2"
+    assert config.queue("p").store == PostgresSettings("postgresql://app@db/app", "jobs")
+    assert config.queue("r").store == RedisQueueSettings("cache", "redis://cache:6379/2")
+    assert config.queue("m").store == MemorySettings()
 
 
 def test_empty_file_means_one_default_queue(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "corequeue.yaml", ""), environ={})
 
     assert config.names == ("default",)
-    assert config.queue("default").path == tmp_path / "corequeue.db"
+    assert config.queue("default").store == SQLiteSettings(tmp_path / "corequeue.db")
 
 
 def test_settings_are_frozen() -> None:
@@ -157,7 +170,7 @@ def test_environment_overrides_keys_matching_names_and_keys_in_any_case() -> Non
 
     assert config.queue("myQueue").parallelism == 4
     assert config.queue("myQueue").check_queue_length_interval == timedelta(milliseconds=500)
-    assert config.queue("default").redis_url == "redis://other:6379/1"
+    assert config.queue("default").store == RedisQueueSettings("default", "redis://other:6379/1")
     assert config.log_level == "debug"
 
 
@@ -202,7 +215,7 @@ def test_without_any_file_the_built_in_default_is_one_sqlite_queue(tmp_path: Pat
     assert config.source == BUILT_IN
     assert config.names == ("default",)
     assert config.queue("default").driver == "sqlite"
-    assert config.queue("default").path == Path("corequeue.db")
+    assert config.queue("default").store == SQLiteSettings(Path("corequeue.db"))
 
 
 @pytest.mark.parametrize("via", ["--config", "COREQUEUE_CONFIG"])
@@ -230,32 +243,33 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str, str]] = [
     (
         {"queue": {"q": {"parallelism": "3"}}},
         "queue.q.parallelism",
-        "expected a whole number of at least 1, got '3'",
+        "expected a whole number from 1 to 10000, got '3'",
     ),
     (
         {"queue": {"q": {"parallelism": -2}}},
         "queue.q.parallelism",
-        "expected a whole number of at least 1, got -2",
+        "expected a whole number from 1 to 10000, got -2",
     ),
     (
         {"queue": {"q": {"parallelism": True}}},
         "queue.q.parallelism",
-        "expected a whole number of at least 1, got True",
+        "expected a whole number from 1 to 10000, got True",
     ),
     (
         {"queue": {"q": {"checkQueueLengthIntervalSecond": 0}}},
         "queue.q.checkQueueLengthIntervalSecond",
-        "expected a number of seconds more than 0, got 0",
+        "expected a number of seconds more than 0 and at most 31536000, got 0",
     ),
     (
         {"queue": {"q": {"shutdownGraceSecond": -1}}},
         "queue.q.shutdownGraceSecond",
-        "expected a number of seconds at least 0, got -1",
+        "expected a number of seconds at least 0 and at most 31536000, got -1",
     ),
     (
         {"queue": {"q": {"paralelism": 2}}},
         "queue.q.paralelism",
-        "unknown key; expected one of driver, redisName, parallelism",
+        "unknown key; expected one of driver, parallelism, checkQueueLengthIntervalSecond, "
+        "shutdownGraceSecond, path, redisName, dsn, schema",
     ),
     ({"queues": {}}, "queues", "unknown key; expected queue, redis or log"),
     (
@@ -268,7 +282,11 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str, str]] = [
         "queue.q.path",
         "applies to driver sqlite only, not memory",
     ),
-    ({"queue": {"q": {"path": ""}}}, "queue.q.path", "expected a non-empty string, got ''"),
+    (
+        {"queue": {"q": {"path": ""}}},
+        "queue.q.path",
+        "expected a non-empty string of at most 1000 characters, got ''",
+    ),
     ({"queue": {"q": 3}}, "queue.q", "expected a mapping of settings, got 3"),
     ({"queue": ["q"]}, "queue", "expected a mapping, got a list"),
     (
@@ -279,7 +297,7 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str, str]] = [
     (
         {"redis": {"cache": {"url": 6379}}},
         "redis.cache.url",
-        "expected a URL such as redis://localhost:6379/0, got 6379",
+        "expected a URL such as redis://localhost:6379/0, got a value of type int",
     ),
     ({"redis": {"cache": {"host": "x"}}}, "redis.cache.host", "unknown key; expected one of url"),
     (
@@ -294,15 +312,14 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str, str]] = [
 def test_bad_config_names_the_file_the_key_and_what_is_expected(
     tmp_path: Path, data: dict[str, Any], key: str, expected: str
 ) -> None:
-    import yaml
-
     path = write(tmp_path, "app.yaml", yaml.safe_dump(data))
 
     with pytest.raises(ConfigError) as raised:
         load_config(path, environ={})
 
-    assert str(raised.value).startswith(f"{path}: {key}: {expected}")
-    assert (raised.value.source, raised.value.key) == (str(path), key)
+    assert re.fullmatch(rf"{re.escape(str(path))}:\d+", raised.value.source)
+    assert str(raised.value).startswith(f"{raised.value.source}: {key}: {expected}")
+    assert raised.value.key == key
     assert isinstance(raised.value, InvalidOption)
 
 
@@ -313,13 +330,13 @@ def test_bad_config_names_the_file_the_key_and_what_is_expected(
             "COREQUEUE_QUEUE__DEFAULT__PARALLELISM",
             "-1",
             "queue.default.parallelism",
-            "expected a whole number of at least 1, got -1",
+            "expected a whole number from 1 to 10000, got -1",
         ),
         (
             "COREQUEUE_QUEUE__DEFAULT__PARALLELISM",
             "many",
             "queue.default.parallelism",
-            "expected a whole number of at least 1, got 'many'",
+            "expected a whole number from 1 to 10000, got 'many'",
         ),
         (
             "COREQUEUE_QUEUE__DEFAULT__DRIVER",
@@ -447,3 +464,290 @@ def test_redact_replaces_passwords(secret: str, shown: str) -> None:
 def test_config_is_a_plain_value() -> None:
     assert Config().names == ()
     assert Config().queue("default").driver == "sqlite"
+
+
+# --- values that are no usable number, with the file line or the variable -----------------------
+
+NUMBER_KEYS = ["parallelism", "checkQueueLengthIntervalSecond", "shutdownGraceSecond"]
+
+
+@pytest.mark.parametrize("key", NUMBER_KEYS)
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1.0e+30", "1e400", "10" * 30])
+def test_yaml_numbers_that_are_no_usable_value_name_the_key_and_the_line(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    path = write(
+        tmp_path, "app.yaml", f"queue:\n  emails:\n    driver: memory\n    {key}: {value}\n"
+    )
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+
+    assert raised.value.source == f"{path}:4"
+    assert raised.value.key == f"queue.emails.{key}"
+    assert str(raised.value).startswith(f"{path}:4: queue.emails.{key}: expected a ")
+
+
+@pytest.mark.parametrize("key", NUMBER_KEYS)
+@pytest.mark.parametrize("value", ["nan", "+inf", "-inf", "1.0e30", "1e400"])
+def test_toml_numbers_that_are_no_usable_value_name_the_key_and_the_line(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    path = write(tmp_path, "app.toml", f'[queue.emails]\ndriver = "memory"\n{key} = {value}\n')
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+
+    assert str(raised.value).startswith(f"{path}:3: queue.emails.{key}: expected a ")
+
+
+@pytest.mark.parametrize("key", ["PARALLELISM", "CHECK_QUEUE_LENGTH_INTERVAL_SECOND"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e30", "9" * 5000])
+def test_environment_numbers_that_are_no_usable_value_name_the_variable(
+    key: str, value: str
+) -> None:
+    variable = f"COREQUEUE_QUEUE__DEFAULT__{key}"
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config({}, source="app.yaml", environ={variable: value})
+
+    assert raised.value.source == f"environment variable {variable}"
+    assert "expected a " in str(raised.value)
+    assert len(str(raised.value)) < 300
+
+
+def test_inline_tables_and_flow_mappings_give_the_line_of_the_key(tmp_path: Path) -> None:
+    yaml_path = write(
+        tmp_path,
+        "app.yaml",
+        "# jobs\nqueue:\n  a: {driver: memory}\n\n  b: {driver: memory, parallelism: 0}\n",
+    )
+    toml_path = write(
+        tmp_path,
+        "app.toml",
+        '[queue]\na = {driver = "memory"}\n\n"b" = { driver = "memory", parallelism = 0 }\n',
+    )
+
+    for path, line in ((yaml_path, 5), (toml_path, 4)):
+        with pytest.raises(ConfigError) as raised:
+            load_config(path, environ={})
+        assert raised.value.source == f"{path}:{line}"
+
+
+def test_a_missing_key_names_the_line_of_its_queue(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "app.yaml", "queue:\n  a: {driver: memory}\n  pg:\n    driver: postgres\n"
+    )
+
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:3: queue\.pg\.dsn: "):
+        load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("queue: {q: {path: !!binary aGVsbG8=}}", "expected a non-empty string"),
+        ("queue: {q: {path: 2024-01-01}}", "expected a non-empty string"),
+        ("queue: {q: {parallelism: !!python/object:os.system x}}", "expected valid YAML"),
+        ('queue: {q: {path: "a\\0b"}}', "without NUL characters"),
+        ("queue: {q: {path: [a, b]}}", "expected a non-empty string"),
+        ("queue: {'': {driver: memory}}", "expected a name of 1 to 200 characters"),
+        ("log: {level: 3}", "expected one of debug"),
+        ("[" * 5000, "expected valid YAML or JSON"),
+        ("a: &a [*a]\nqueue: {q: {path: *a}}", "unknown key"),
+    ],
+)
+def test_odd_yaml_values_are_config_errors(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, "app.yaml", text)
+
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(path, environ={})
+
+
+def test_a_config_path_that_no_system_can_open_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "a\x00b.yaml", environ={})
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / ("x" * 5000), environ={})
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://cache:port/0", "ports are numbers from 0 to 65535"),
+        ("redis://cache:99999/0", "ports are numbers from 0 to 65535"),
+        ("redis+cluster://a:7000,b:x", "ports are numbers from 0 to 65535"),
+        ("http://cache:6379/0", "a scheme among redis, redis+cluster"),
+        ("redis://:hun/ter2@cache:6379/0", "must be percent-encoded"),
+        ("redis://:hunter2@cache:6379/0#frag@x", "must be percent-encoded"),
+    ],
+)
+def test_redis_urls_are_checked_without_quoting_them(url: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"redis": {"c": {"url": url}}}, source="app.yaml")
+
+    assert expected in str(raised.value)
+    assert "hun" not in str(raised.value)
+    assert "cache" not in str(raised.value)
+
+
+def test_a_dsn_with_an_unencoded_password_is_refused_without_quoting_it() -> None:
+    data = {"queue": {"q": {"driver": "postgres", "dsn": "postgresql://app:a?b/c@db/app"}}}
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config(data, source="app.yaml")
+
+    assert "queue.q.dsn" in str(raised.value)
+    assert "a?b" not in str(raised.value)
+
+
+# --- the driver registry ------------------------------------------------------------------------
+
+
+def test_every_driver_of_the_registry_has_its_keys_settings_and_builder() -> None:
+    assert DRIVERS == ("memory", "sqlite", "redis", "postgres")
+    for name, spec in DRIVER_REGISTRY.items():
+        others = [key for other, s in DRIVER_REGISTRY.items() if other != name for key in s.keys]
+        for key in spec.keys:
+            data = {
+                "queue": {"q": {"driver": "memory" if name != "memory" else "sqlite", key: "x"}}
+            }
+            if key in others:
+                continue
+            with pytest.raises(ConfigError, match=f"applies to driver {name} only"):
+                parse_config(data)
+        assert callable(spec.build)
+
+
+def test_queue_settings_refuse_a_store_of_another_driver() -> None:
+    with pytest.raises(InvalidOption, match=r"driver redis takes store=RedisQueueSettings"):
+        QueueSettings("q", "redis", store=SQLiteSettings())
+    with pytest.raises(InvalidOption, match="driver postgres needs store="):
+        QueueSettings("q", "postgres")
+    with pytest.raises(InvalidOption, match="unknown driver 'mongo'"):
+        QueueSettings("q", "mongo")
+
+
+def test_driver_settings_hide_passwords_in_reprs() -> None:
+    shown = repr(RedisQueueSettings("c", "redis://:hunter2@c/0")) + repr(
+        PostgresSettings("postgresql://app:hunter2@db/app")
+    )
+
+    assert "hunter2" not in shown
+
+
+# --- fuzz: any value from YAML, TOML or the environment gives a Config or a ConfigError ---------
+
+KEYS = [
+    "driver",
+    "parallelism",
+    "checkQueueLengthIntervalSecond",
+    "shutdownGraceSecond",
+    "path",
+    "redisName",
+    "dsn",
+    "schema",
+    "url",
+    "level",
+]
+YAML_SCALARS = st.sampled_from(
+    [
+        *[".nan", ".inf", "-.inf", "1.0e+30", "1e30", "0x1F", "0o17", "~", "null", "yes"],
+        *["2024-01-01", "!!binary aGk=", "!!set {a}", "&x [*x]", "'memory'", "sqlite", "redis"],
+        *["postgres", "3", "0", "-1", "10001", "0.5", "1_000", "[1, 2]", "{a: 1}", '"\\0"'],
+        "redis://c:1/0",
+    ]
+)
+TEXT = st.text(max_size=40)
+ANY_VALUE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | TEXT
+    | st.sampled_from(["memory", "sqlite", "redis", "postgres", "redis://c:6379/0"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(TEXT, children, max_size=3),
+    max_leaves=8,
+)
+
+
+def check_outcome(read: Callable[[], Config]) -> None:
+    """`read()` gives a usable Config or a one-line ConfigError; nothing else."""
+    try:
+        config = read()
+    except ConfigError as exc:
+        refused = str(exc)
+    else:
+        refused = ""
+        check_usable(config)
+    assert "\n" not in refused
+
+
+def check_usable(config: Config) -> None:
+    """Every queue of `config` has settings in range and shows without failing."""
+    for name in config.names:
+        settings = config.queue(name)
+        assert 1 <= settings.parallelism <= 10_000
+        assert settings.check_queue_length_interval > timedelta(0)
+        assert settings.shutdown_grace >= timedelta(0)
+        assert repr(settings)
+        assert settings.describe()
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(KEYS), value=YAML_SCALARS | TEXT, section=st.sampled_from(["q", "r"]))
+def test_any_yaml_value_gives_a_config_or_a_config_error(
+    key: str, value: str, section: str
+) -> None:
+    text = (
+        f"queue:\n  q:\n    {key}: {value}\n"
+        if section == "q"
+        else f"redis:\n  default:\n    {key}: {value}\nlog:\n  {key}: {value}\n"
+    )
+
+    check_outcome(lambda: parse_config(parse_config_text(text, source="app.yaml")))
+
+
+@settings(max_examples=300)
+@given(
+    key=st.sampled_from(KEYS),
+    value=st.sampled_from(
+        [
+            *["nan", "+inf", "-inf", "1e30", "1e400", "0", "-1", "3", "0.5", "true", "[1]"],
+            *["{a = 1}", "1979-05-27T07:32:00Z", "07:32:00", "'x'", '"memory"', '"\\u0000"'],
+            '"redis://c/0"',
+        ]
+    )
+    | TEXT,
+)
+def test_any_toml_value_gives_a_config_or_a_config_error(key: str, value: str) -> None:
+    text = f"[queue.q]\n{key} = {value}\n"
+
+    check_outcome(lambda: parse_config(parse_config_text(text, source="a.toml", toml=True)))
+
+
+@settings(max_examples=300)
+@given(
+    environ=st.dictionaries(
+        st.builds(
+            lambda section, name, key: f"COREQUEUE_{section}__{name}__{key}",
+            st.sampled_from(["QUEUE", "REDIS", "LOG", "queue", "X"]),
+            st.sampled_from(["DEFAULT", "Q", "q", ""]) | TEXT,
+            st.sampled_from([key.upper() for key in KEYS]) | TEXT,
+        ),
+        st.sampled_from(["nan", "inf", "-1", "0", "1e30", "memory", "postgres", "redis"]) | TEXT,
+        max_size=4,
+    )
+)
+def test_any_environment_gives_a_config_or_a_config_error(environ: dict[str, str]) -> None:
+    check_outcome(lambda: parse_config({}, source="app.yaml", environ=environ))
+
+
+@settings(max_examples=200)
+@given(data=st.dictionaries(st.sampled_from(["queue", "redis", "log"]), ANY_VALUE, max_size=3))
+def test_any_structure_written_as_yaml_gives_a_config_or_a_config_error(
+    data: dict[str, Any],
+) -> None:
+    text = yaml.safe_dump(data)
+
+    check_outcome(lambda: parse_config(parse_config_text(text, source="app.yaml")))

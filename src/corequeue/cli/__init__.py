@@ -1,7 +1,8 @@
 """The `corequeue` command: `worker`, `queue info|flush|reload` and `migrate`.
 
 `main(argv)` runs it and returns the exit code: 0 success, 1 runtime error, 2 usage or
-configuration error. Every command finds its configuration in `--config FILE`, else
+configuration error, reported in one line (`error: ...` on stderr, or JSON with `--json`).
+Every command finds its configuration in `--config FILE`, else
 `$COREQUEUE_CONFIG`, else `./corequeue.yaml` or `./corequeue.toml`, else the built-in default.
 """
 
@@ -11,6 +12,7 @@ import json
 import sys
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from corequeue.cli.common import RUNTIME_ERROR, USAGE_ERROR
 from corequeue.cli.dashboard import dashboard
@@ -58,10 +60,22 @@ def main(argv: list[str] | None = None) -> int:
 def _report(
     message: str, code: int, as_json: bool, usage: click.ClickException | None = None
 ) -> int:
+    """Print one line saying what went wrong (stderr, or stdout as JSON); return `code`."""
+    line = " ".join(message.split())
+    if isinstance(usage, click.UsageError) and usage.ctx is not None:
+        line = _usage_line(usage, usage.ctx)
     if as_json:
-        click.echo(json.dumps({"error": message, "exit_code": code}))
-    elif isinstance(usage, click.UsageError):
-        usage.show()
+        click.echo(json.dumps({"error": line, "exit_code": code}))
     else:
-        click.echo(f"error: {message}", err=True)
+        click.echo(f"error: {line}", err=True)
     return code
+
+
+def _usage_line(error: click.UsageError, ctx: click.Context) -> str:
+    """One line for a usage error: what is wrong, and where the help is."""
+    if isinstance(error, NoArgsIsHelpError) and isinstance(ctx.command, click.Group):
+        commands = ", ".join(sorted(ctx.command.list_commands(ctx)))
+        problem = f"missing command: one of {commands}"
+    else:
+        problem = " ".join(error.format_message().split())
+    return f"{problem} (see '{ctx.command_path} --help')"

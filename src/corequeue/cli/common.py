@@ -50,10 +50,16 @@ def config_option(command: F) -> F:
     return click.option(
         "--config",
         "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
+        # Not click.Path: it stats the name while parsing and crashes on a NUL character; the
+        # configuration lookup says "no such file" for any name it cannot open.
+        callback=_as_path,
         help="Configuration file (YAML or TOML). Default: $COREQUEUE_CONFIG, else "
         "./corequeue.yaml or ./corequeue.toml, else one 'default' queue on SQLite.",
     )(command)
+
+
+def _as_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def json_option(command: F) -> F:

@@ -118,8 +118,8 @@ async def drop_schema(dsn: str, schema: str) -> None:
 async def explain(dsn: str, schema: str) -> None:
     """Print the plans of the statements an idle pop runs (they run: nothing is due)."""
     queries = Queries.for_schema(schema)
-    params = {"queue": "bench", "now": None, "limit": 1, "lease_ms": 30_000}
-    params |= {"lease_expired": "bench"}
+    params = {"queue": "bench", "now_us": None, "limit": 1, "lease_ms": 30_000}
+    params |= {"lease_expired": "bench", "token": "bench"}
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
         for name in ("reserve", "next_event"):
             query = b"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + getattr(queries, name)

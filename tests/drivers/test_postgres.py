@@ -10,12 +10,12 @@ import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
-from corequeue.drivers.base import LEASE_EXPIRED, InspectDriver, QueueInfo
+from corequeue.drivers.base import LEASE_EXPIRED, Channel, InspectDriver, QueueInfo
 from corequeue.drivers.postgres import PostgresDriver, migrations
 from corequeue.drivers.postgres.migrations import latest_version
 from corequeue.errors import DriverError, InvalidOption, QueueEmpty, StoreUnavailable
@@ -339,18 +339,41 @@ async def test_one_driver_serves_two_event_loops_and_closes_both(dsn: str, schem
 
 async def test_without_a_clock_due_times_come_from_the_server_clock(dsn: str, schema: str) -> None:
     driver = PostgresDriver(dsn, schema=schema, pop_timeout=LONG, poll_interval=LONG)
-    before = await server_now_ms(dsn)
+    before_us = await server_now_us(dsn)
 
     await driver.push(persisted("a"), timedelta(milliseconds=300))
 
     (due_ms,) = await fetch_one(dsn, f'SELECT due_ms FROM "{schema}".jobs WHERE id = %s', "a")
-    assert before + 300 <= due_ms <= await server_now_ms(dsn) + 300
+    # Rounded up from the server's microseconds: never before dispatch + delay, < 1 ms after.
+    assert before_us + 300_000 <= due_ms * 1000 < await server_now_us(dsn) + 301_000
     assert await driver.info() == QueueInfo(delayed=1)
     # An idle pop sleeps until the job is due, by the server's clock: not a moment earlier.
     job = await asyncio.wait_for(driver.pop(), GUARD_SECONDS)
     assert job.id == "a"
     assert await server_now_ms(dsn) >= due_ms
     await driver.close()
+
+
+async def test_due_times_are_rounded_up_from_the_clock_microseconds(dsn: str, schema: str) -> None:
+    clock = FakeClock(datetime(2030, 1, 1, 0, 0, 0, 999, tzinfo=UTC))  # 999 µs past a ms
+    driver = PostgresDriver(dsn, schema=schema, pop_timeout=POP_TIMEOUT, clock=clock)
+
+    await driver.push(persisted("soon"), timedelta(milliseconds=1))
+    await driver.push(persisted("now"), timedelta(0))
+
+    delayed = await driver.list_jobs(Channel.DELAYED)
+    assert [(view.job.id, view.due_at) for view in delayed] == [
+        ("soon", datetime(2030, 1, 1, 0, 0, 0, 2000, tzinfo=UTC))
+    ]
+    assert [view.job.id for view in await driver.list_jobs(Channel.WAITING)] == ["now"]
+    await driver.close()
+
+
+async def server_now_us(dsn: str) -> int:
+    """Return the database server's clock in microseconds since the Unix epoch."""
+    query = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+    (now,) = await fetch_one(dsn, query)
+    return int(now)
 
 
 # --- options and failures ---------------------------------------------------------------

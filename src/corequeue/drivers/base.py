@@ -302,6 +302,27 @@ class SystemClock:
         return time.time_ns() // 1_000_000
 
 
+def due_ms(now_us: int, delay: timedelta) -> int:
+    """Return the whole millisecond from which a job delayed by `delay` at `now_us` may run.
+
+    Stores that keep due times in milliseconds compare them with now rounded down, so a due
+    instant is rounded up: the job never runs before `now_us + delay`, to the microsecond, and
+    at most a millisecond after it. A zero (or negative) delay is due at once, never pushed
+    into the next millisecond.
+
+    Example:
+        >>> due_ms(1_000_999, timedelta(milliseconds=1)), due_ms(1_000_999, timedelta(0))
+        (1002, 1000)
+    """
+    delay_us = delay // _MICROSECOND
+    if delay_us <= 0:
+        return (now_us + delay_us) // 1_000
+    return -(-(now_us + delay_us) // 1_000)
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def parse_channel(channel: Channel | str) -> Channel:
     """Return `channel` as a Channel; raise InvalidOption naming the valid ones."""
     try:

@@ -20,13 +20,14 @@ from corequeue.drivers.base import (
     QueueInfo,
     SystemClock,
     check_listing,
+    due_ms,
     instant_of_ms,
     parse_channel,
     reloadable,
 )
 from corequeue.drivers.wakeup import Wakeup
 from corequeue.errors import InvalidOption, QueueEmpty
-from corequeue.job import PersistedJob, new_token, to_ms
+from corequeue.job import PersistedJob, new_token
 
 
 class InProcessDriver:
@@ -102,9 +103,10 @@ class InProcessDriver:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pop_timeout.total_seconds()
         while True:
-            now = self._clock.now_ms()
+            now_us = self._clock.now_us()
+            now = now_us // 1_000  # rounded down: what is due at `now` is due at `now_us`
             self._recover_expired(now)
-            jobs = self._reserve_due(now, max(limit, 1))
+            jobs = self._reserve_due(now, due_ms(now_us, self.lease), max(limit, 1))
             if jobs:
                 return jobs
             wait = min(deadline - loop.time(), self._next_event_ms(now) / 1000)
@@ -131,7 +133,7 @@ class InProcessDriver:
         """Move a reserved job to `delayed` for its backoff; False when its token is stale."""
         if self._settle(job) is None:
             return False
-        self._enqueue(replace(job, token=None), self._clock.now_ms() + to_ms(job.backoff))
+        self._enqueue(replace(job, token=None), due_ms(self._clock.now_us(), job.backoff))
         return True
 
     async def renew(self, job: PersistedJob) -> bool:
@@ -139,7 +141,8 @@ class InProcessDriver:
         held = self._reserved.get(job.id)
         if held is None or not held.is_held_by(job):
             return False
-        self._reserved[job.id] = held._replace(expiry_ms=self._lease_end(self._clock.now_ms()))
+        expiry_ms = due_ms(self._clock.now_us(), self.lease)
+        self._reserved[job.id] = held._replace(expiry_ms=expiry_ms)
         return True
 
     async def renew_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
@@ -265,11 +268,11 @@ class InProcessDriver:
             return
         for parked in self._parked.values():
             parked.pop(job.id, None)
-        self._enqueue(replace(job, token=None), self._clock.now_ms() + to_ms(delay))
+        self._enqueue(replace(job, token=None), due_ms(self._clock.now_us(), delay))
 
-    def _enqueue(self, job: PersistedJob, due_ms: int) -> None:
-        self._pending[job.id] = (due_ms, job)
-        heapq.heappush(self._heap, (due_ms, next(self._sequence), job.id))
+    def _enqueue(self, job: PersistedJob, due: int) -> None:
+        self._pending[job.id] = (due, job)
+        heapq.heappush(self._heap, (due, next(self._sequence), job.id))
         self._pushed.notify()
 
     def _take_due(self, now: int) -> PersistedJob | None:
@@ -281,12 +284,15 @@ class InProcessDriver:
                 return entry[1]
         return None
 
-    def _reserve_due(self, now: int, limit: int) -> list[PersistedJob]:
-        """Reserve up to `limit` due jobs under one new token; return the holder's copies."""
+    def _reserve_due(self, now: int, lease_end: int, limit: int) -> list[PersistedJob]:
+        """Reserve up to `limit` jobs due at `now` under one new token; return the holder's copies.
+
+        Their leases run out at `lease_end` (in milliseconds).
+        """
         token = new_token()
         jobs: list[PersistedJob] = []
         while len(jobs) < limit and (job := self._take_due(now)) is not None:
-            self._reserved[job.id] = _Reservation(self._lease_end(now), job, token)
+            self._reserved[job.id] = _Reservation(lease_end, job, token)
             jobs.append(replace(job, token=token))
         return jobs
 
@@ -297,9 +303,6 @@ class InProcessDriver:
             return None
         del self._reserved[job.id]
         return held
-
-    def _lease_end(self, now: int) -> int:
-        return now + to_ms(self.lease)
 
     def _next_event_ms(self, now: int) -> int:
         """Milliseconds until the next delayed job is due or the next lease runs out."""

@@ -3,7 +3,9 @@
 All queues of a file share one table. A row's `state` says where the job is; `due_ms` is when a
 pending job may run (so `waiting` and `delayed` are one state split by the clock, and a job
 becomes waiting at its due time with nothing to promote) or when a reserved job's lease runs
-out. Several processes may share the file: SQLite's write lock (`BEGIN IMMEDIATE`) hands each job
+out. Due times are whole milliseconds, rounded up from the clock's microseconds and compared
+with now rounded down, so nothing runs before its exact due instant (see `due_ms`). Several
+processes may share the file: SQLite's write lock (`BEGIN IMMEDIATE`) hands each job
 to exactly one of them.
 
 A reserved row carries the `token` of the pop that reserved it; settling statements match it in
@@ -33,6 +35,7 @@ from corequeue.drivers.base import (
     QueueInfo,
     SystemClock,
     check_listing,
+    due_ms,
     instant_of_ms,
     parse_channel,
     reloadable,
@@ -208,9 +211,9 @@ class SQLiteDriver:
         if options:
             names = ", ".join(sorted(options))
             raise InvalidOption(f"{type(self).__name__} takes no push options: {names}")
-        now = self._clock.now_ms()
+        now_us = self._clock.now_us()
         # Built here, in full, before the driver's thread sees it.
-        rows = [(self.name, now + to_ms(delay), *_row(job)) for job, delay in jobs]
+        rows = [(self.name, due_ms(now_us, delay), *_row(job)) for job, delay in jobs]
         await self._run(partial(_execute_many, sql=_PUSH, rows=rows))
         self._pushed.notify()
 
@@ -229,8 +232,15 @@ class SQLiteDriver:
         deadline = loop.time() + self.pop_timeout.total_seconds()
         poll_seconds = self.poll_interval.total_seconds()
         while True:
-            now = self._clock.now_ms()
-            reserve = partial(self._reserve, now=now, limit=max(limit, 1), token=new_token())
+            now_us = self._clock.now_us()
+            now = now_us // 1_000  # rounded down: what is due at `now` is due at `now_us`
+            reserve = partial(
+                self._reserve,
+                now=now,
+                until=due_ms(now_us, self.lease),
+                limit=max(limit, 1),
+                token=new_token(),
+            )
             jobs, next_event_ms = await self._run(reserve)
             if jobs:
                 return jobs
@@ -258,7 +268,7 @@ class SQLiteDriver:
 
     async def retry(self, job: PersistedJob) -> bool:
         """Move a reserved job to `delayed` for its backoff; False when its token is stale."""
-        moved = await self._settle(job, PENDING, self._clock.now_ms() + to_ms(job.backoff))
+        moved = await self._settle(job, PENDING, due_ms(self._clock.now_us(), job.backoff))
         if moved:
             self._pushed.notify()
         return moved
@@ -272,7 +282,7 @@ class SQLiteDriver:
 
         One transaction for the whole batch.
         """
-        until = self._clock.now_ms() + to_ms(self.lease)
+        until = due_ms(self._clock.now_us(), self.lease)
         return await self._each(jobs, _RENEW, [(until, *self._held(job)) for job in jobs])
 
     async def release(self, job: PersistedJob) -> bool:
@@ -389,11 +399,10 @@ class SQLiteDriver:
     # --- inside the driver's thread --------------------------------------------------------
 
     def _reserve(
-        self, db: sqlite3.Connection, *, now: int, limit: int, token: str
+        self, db: sqlite3.Connection, *, now: int, until: int, limit: int, token: str
     ) -> tuple[list[PersistedJob], int | None]:
         def reserve() -> tuple[list[PersistedJob], int | None]:
             db.execute(_RECOVER, (LEASE_EXPIRED, now, self.name, now))
-            until = now + to_ms(self.lease)
             rows = db.execute(_POP, (until, token, self.name, now, limit)).fetchall()
             if rows:
                 rows.sort(key=lambda row: row[-1])  # RETURNING has no order: FIFO by rowid
@@ -423,10 +432,10 @@ class SQLiteDriver:
         """Return the parameters of `_HELD` for `job`: the row it holds under its token."""
         return (self.name, job.id, job.token)
 
-    async def _settle(self, job: PersistedJob, state: int, due_ms: int) -> bool:
+    async def _settle(self, job: PersistedJob, state: int, due: int) -> bool:
         if job.token is None:
             return False
-        values = (state, due_ms, to_ms(job.backoff), job.attempts, job.last_error)
+        values = (state, due, to_ms(job.backoff), job.attempts, job.last_error)
         return await self._write(_SETTLE, (*values, *self._held(job))) > 0
 
     async def _write(self, sql: str, parameters: Sequence[Any]) -> int:

@@ -2,7 +2,8 @@
 
 Every queue of a schema shares one `jobs` table. A row's `state` says where the job is; `due_ms`
 is when a pending job may run (so `waiting` and `delayed` are one state split by the clock) or
-when a reserved job's lease runs out. Each move is one statement, so one transaction; pop
+when a reserved job's lease runs out; due times are rounded up from the microsecond, so
+nothing runs before its exact due instant. Each move is one statement, so one transaction; pop
 reserves with `FOR UPDATE SKIP LOCKED`, so any number of workers take each job exactly once.
 A push sends a NOTIFY on commit, which wakes idle pops in every process within milliseconds.
 
@@ -69,6 +70,9 @@ Params: TypeAlias = dict[str, Any]
 
 _RECONNECT_PAUSE_SECONDS = 0.1
 """How long a pop waits before trying again on a connection the server dropped."""
+
+_MICROSECOND = timedelta(microseconds=1)
+"""Delays travel in whole microseconds: the statements round due times up from them."""
 
 
 class PostgresDriver:
@@ -395,7 +399,7 @@ class PostgresDriver:
                     id=row[0],
                     token=token,
                     state=FAILED,
-                    delay_ms=0,
+                    delay_us=0,
                     backoff_ms=row[4],
                     attempts=row[5],
                     last_error=f"DecodeError: {exc}",
@@ -419,7 +423,7 @@ class PostgresDriver:
             id=job.id,
             token=job.token,
             state=state,
-            delay_ms=to_ms(delay),
+            delay_us=delay // _MICROSECOND,
             backoff_ms=to_ms(job.backoff),
             attempts=job.attempts,
             last_error=job.last_error,
@@ -427,8 +431,8 @@ class PostgresDriver:
         return await self._moved(self._queries.settle, params)
 
     def _params(self, **values: Any) -> Params:
-        now = None if self._clock is None else self._clock.now_ms()
-        return {"queue": self.name, "now": now, "channel": self._channel, **values}
+        now_us = None if self._clock is None else self._clock.now_us()
+        return {"queue": self.name, "now_us": now_us, "channel": self._channel, **values}
 
     def _held_params(self, jobs: Sequence[PersistedJob], **values: Any) -> Params:
         """Return the parameters of a batch statement fenced by `(id, token)` pairs."""
@@ -448,7 +452,7 @@ class PostgresDriver:
             attempts=[job.attempts for job, _ in unique],
             max_attempts=[job.max_attempts for job, _ in unique],
             last_errors=[job.last_error for job, _ in unique],
-            delays=[to_ms(delay) for _, delay in unique],
+            delays_us=[delay // _MICROSECOND for _, delay in unique],
         )
 
     # --- plumbing --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The SQL behind job inspection (the dashboard): list, look up, delete and retry single jobs.
 
 Kept beside queries.sql rather than in it, with the same placeholders: `{jobs}` is the quoted
-jobs table, `{now}` the driver's clock or, when it is NULL, the database server's.
+jobs table, `{now}` the driver's clock or, when it is NULL, the database server's (in
+milliseconds, rounded down).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from functools import cache
 
 from psycopg import sql
 
-_NOW = "floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint"  # as in queries.py
+from corequeue.drivers.postgres.queries import clock_placeholders
 
 _COLUMNS = (
     "state, due_ms, due_ms > {now}, id, type, value, handle_timeout_ms, backoff_ms, attempts, "
@@ -61,10 +62,7 @@ class InspectionQueries:
 @cache
 def inspection_queries(schema: str) -> InspectionQueries:
     """Return the inspection statements with the jobs table of `schema` and the clock filled in."""
-    placeholders = {
-        "jobs": sql.Identifier(schema, "jobs"),
-        "now": sql.SQL(f"COALESCE(%(now)s::bigint, {_NOW})"),
-    }
+    placeholders = {"jobs": sql.Identifier(schema, "jobs"), **clock_placeholders()}
     rendered = {
         field.name: sql.SQL(_STATEMENTS[field.name]).format(**placeholders).as_bytes(None)
         for field in fields(InspectionQueries)

@@ -12,8 +12,12 @@ from importlib.resources import files
 
 from psycopg import sql
 
-_NOW = "floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint"
-_NOW_UP = "ceil(extract(epoch FROM statement_timestamp()) * 1000)::bigint"
+# The server's clock in microseconds. What is due is decided with `statement_timestamp()`: one
+# value per statement, so usable in index conditions, and never later than the real instant.
+# Due times are computed from `clock_timestamp()`: the instant the row is written, never before
+# the statement began, so a job is never due before its dispatch instant plus its delay.
+_DECIDE_US = "(extract(epoch FROM statement_timestamp()) * 1000000)::bigint"
+_WRITE_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 _PACKAGE = "corequeue.drivers.postgres"
 _SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
@@ -42,20 +46,30 @@ class Queries:
     def for_schema(cls, schema: str) -> Queries:
         """Return the statements with the jobs table of `schema` and the clock filled in.
 
-        `{now}` reads the driver's clock from the `now` parameter and falls back to the
-        database server's clock when it is NULL, so one text serves both.
+        The clock placeholders read the driver's clock from the `now_us` parameter and fall
+        back to the database server's clock when it is NULL, so one text serves both.
         """
-        placeholders = {
-            "jobs": sql.Identifier(schema, "jobs"),
-            "now": sql.SQL(f"COALESCE(%(now)s::bigint, {_NOW})"),
-            "now_up": sql.SQL(f"COALESCE(%(now)s::bigint, {_NOW_UP})"),
-        }
+        placeholders = {"jobs": sql.Identifier(schema, "jobs"), **clock_placeholders()}
         texts = _named_statements()
         rendered = {
             field.name: sql.SQL(texts[field.name]).format(**placeholders).as_bytes(None)
             for field in fields(cls)
         }
         return cls(**rendered)
+
+
+def clock_placeholders() -> dict[str, sql.Composable]:
+    """Return `{now}`, `{now_up}` (milliseconds, rounded down and up) and `{now_us}`.
+
+    Integer division rounds down: epoch times are positive.
+    """
+    decide_us = f"COALESCE(%(now_us)s::bigint, {_DECIDE_US})"
+    write_us = f"COALESCE(%(now_us)s::bigint, {_WRITE_US})"
+    return {
+        "now": sql.SQL(f"({decide_us} / 1000)"),
+        "now_up": sql.SQL(f"(({write_us} + 999) / 1000)"),
+        "now_us": sql.SQL(f"({write_us})"),
+    }
 
 
 @cache

@@ -1,10 +1,12 @@
 -- The statements of the PostgreSQL driver, one per "-- name:" section.
 --
--- Placeholders filled by queries.py: {jobs} is the quoted jobs table; {now} and {now_up} are
--- the current time in milliseconds, rounded down (to decide what is due, and as the due time
--- of what may run at once) and up (to compute when something becomes due later), so nothing
--- ever runs early. Both read %(now)s, the driver's clock, and fall back to the database
--- server's clock when it is NULL.
+-- Placeholders filled by queries.py: {jobs} is the quoted jobs table. {now} is the current time
+-- in milliseconds rounded down: it decides what is due, and is the due time of what may run at
+-- once. {now_us} is the current time in microseconds, from which later due times are computed
+-- and rounded up, `({now_us} + delay_us + 999) / 1000`, and {now_up} is it in milliseconds
+-- rounded up: so nothing ever runs before its exact due instant. They read %(now_us)s, the
+-- driver's clock, and fall back to the database server's clock when it is NULL (see
+-- queries.py for which of the server's clocks each reads).
 -- States: 0 pending, 1 reserved, 2 failed, 3 timeout.
 --
 -- Fencing: a pop stores %(token)s, fresh per pop, in the rows it reserves. Every statement that
@@ -19,10 +21,10 @@ WITH incoming AS (
     FROM unnest(
         %(ids)s::text[], %(types)s::text[], %(values)s::bytea[], %(handle_timeouts)s::bigint[],
         %(backoffs)s::bigint[], %(attempts)s::integer[], %(max_attempts)s::integer[],
-        %(last_errors)s::text[], %(delays)s::bigint[]
+        %(last_errors)s::text[], %(delays_us)s::bigint[]
     ) WITH ORDINALITY AS t (
         id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error,
-        delay_ms, position
+        delay_us, position
     )
 ),
 pushed AS (
@@ -31,7 +33,8 @@ pushed AS (
         max_attempts, last_error
     )
     SELECT
-        %(queue)s, id, 0, CASE WHEN delay_ms > 0 THEN {now_up} + delay_ms ELSE {now} END,
+        %(queue)s, id, 0,
+        CASE WHEN delay_us > 0 THEN ({now_us} + delay_us + 999) / 1000 ELSE {now} END,
         type, value, handle_timeout_ms, backoff_ms,
         attempts, max_attempts, last_error
     FROM incoming
@@ -111,7 +114,9 @@ RETURNING j.id, j.token;
 WITH settled AS (
     UPDATE {jobs} SET
         state = %(state)s,
-        due_ms = CASE WHEN %(delay_ms)s > 0 THEN {now_up} + %(delay_ms)s ELSE {now} END,
+        due_ms = CASE
+            WHEN %(delay_us)s > 0 THEN ({now_us} + %(delay_us)s + 999) / 1000 ELSE {now}
+        END,
         backoff_ms = %(backoff_ms)s,
         attempts = %(attempts)s, last_error = %(last_error)s,
         token = NULL

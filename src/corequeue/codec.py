@@ -70,7 +70,7 @@ class JsonCodec:
             raise EncodeError(_too_deep(value)) from None
         except (TypeError, ValueError, msgspec.EncodeError) as exc:
             raise EncodeError(f"cannot encode {type(value).__qualname__} as JSON: {exc}") from exc
-        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _nested_deeper(raw, MAX_DEPTH):
+        if nested_deeper(raw, MAX_DEPTH):
             raise EncodeError(_too_deep(value))
         if b"null" in raw:  # where msgspec writes NaN and infinity: look for them in the value
             _refuse_non_finite(value)
@@ -147,12 +147,22 @@ def _too_deep(value: Any) -> str:
     )
 
 
-def _nested_deeper(raw: bytes, limit: int) -> bool:
+def nested_deeper(raw: bytes, limit: int) -> bool:
     """Whether the JSON in `raw` nests lists and objects more than `limit` levels deep.
 
-    Strings are cut out and every other byte but brackets dropped; each round then removes the
+    No fewer brackets than levels: most payloads are answered by counting. Otherwise strings
+    are cut out and every other byte but brackets dropped; each round then removes the
     innermost pairs, one level of nesting everywhere at once, at the speed of bytes.replace.
+    Readers of stored payloads (the dashboard) use it too, before parsing what they show.
+
+    Example:
+        >>> nested_deeper(b'[[1], {"a": ["]]]"]}]', 2), nested_deeper(b'[[[1]]]', 2)
+        (True, True)
+        >>> nested_deeper(b'[[1], {"a": "[[["}]', 2)
+        False
     """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
     brackets = _JSON_STRING.sub(b"", raw).translate(_ONE_BRACKET_KIND, _NOT_BRACKETS)
     for _ in range(limit):
         if not brackets:

@@ -14,14 +14,18 @@ from starlette.types import ASGIApp
 from corequeue.queue import Queue
 from corequeue.web.security import CSRF_COOKIE
 
-BASE_URL = "http://dashboard.test"
+BASE_URL = "http://127.0.0.1:8000"
 
 
 @asynccontextmanager
 async def client_of(app: ASGIApp, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """Yield an HTTP client that talks to `app` in this process (no lifespan, no server)."""
+    """Yield an HTTP client that talks to `app` in this process (no lifespan, no server).
+
+    Its requests go to BASE_URL, a loopback address, unless `base_url=` says otherwise.
+    """
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, **options) as client:
+    options.setdefault("base_url", BASE_URL)
+    async with httpx.AsyncClient(transport=transport, **options) as client:
         yield client
 
 

@@ -13,7 +13,7 @@ from corequeue.drivers.base import QueueInfo
 from corequeue.queue import Queue
 from corequeue.web import create_app
 from corequeue.web.security import CSRF_COOKIE
-from tests.web.support import client_of, csrf_token, job_ids, park_failed
+from tests.web.support import BASE_URL, client_of, csrf_token, job_ids, park_failed
 
 
 async def test_reload_moves_the_failed_channel_back_to_waiting(
@@ -188,7 +188,7 @@ async def test_a_valid_token_from_the_same_origin_is_accepted(queue: Queue) -> N
         response = await client.post(
             "/queues/default/channels/failed/reload",
             data={"csrf_token": token},
-            headers={"origin": "http://dashboard.test"},
+            headers={"origin": BASE_URL},
         )
 
     assert response.status_code == 303

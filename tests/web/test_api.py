@@ -132,6 +132,7 @@ async def test_job_is_described_in_full(client: httpx.AsyncClient, queue: Queue)
         "last_error": None,
         "payload_encoding": "json",
         "payload": {"to": "a@example.com"},
+        "payload_note": None,
     }
 
 

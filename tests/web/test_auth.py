@@ -68,8 +68,9 @@ async def test_pages_send_people_to_the_login_page_and_back(queue: Queue) -> Non
 async def test_logged_in_actions_still_need_the_csrf_token(queue: Queue) -> None:
     await park_failed(queue, "a", "boom")
     async with client_of(create_app({"default": queue}, token=TOKEN)) as client:
-        token = await csrf_token(client, "/login")
-        await client.post("/login", data={"csrf_token": token, "token": TOKEN, "next": "/"})
+        login = await csrf_token(client, "/login")
+        await client.post("/login", data={"csrf_token": login, "token": TOKEN, "next": "/"})
+        token = await csrf_token(client, "/")
 
         without = await client.post("/queues/default/channels/failed/reload")
         with_token = await client.post(
@@ -93,9 +94,9 @@ async def test_bearer_requests_need_no_csrf_token(queue: Queue) -> None:
 
 async def test_logout_forgets_the_session(queue: Queue) -> None:
     async with client_of(create_app({"default": queue}, token=TOKEN)) as client:
-        token = await csrf_token(client, "/login")
-        await client.post("/login", data={"csrf_token": token, "token": TOKEN, "next": "/"})
-        out = await client.post("/logout", data={"csrf_token": token})
+        login = await csrf_token(client, "/login")
+        await client.post("/login", data={"csrf_token": login, "token": TOKEN, "next": "/"})
+        out = await client.post("/logout", data={"csrf_token": await csrf_token(client, "/")})
         after = await client.get("/")
 
     assert out.status_code == 303

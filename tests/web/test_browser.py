@@ -1,14 +1,16 @@
 """End to end in a real browser: Debian's headless Chromium, driven by Playwright.
 
 The dashboard is served by uvicorn on a loopback port, over SQLite queues that a real worker
-consumes in the same event loop. Waiting is Playwright's auto-waiting and polling under
-deadlines, never a fixed sleep. Without Chromium these tests are skipped on a laptop and fail
-in CI (scripts/test installs it).
+consumes in the same event loop. Attacks come from the browser too: a host name resolved to
+127.0.0.1 (DNS rebinding) and forged forms from another port of the same machine. Waiting is
+Playwright's auto-waiting and polling under deadlines, never a fixed sleep. Without Chromium
+these tests are skipped on a laptop and fail in CI (scripts/test installs it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import math
 import os
 import shutil
@@ -19,9 +21,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from playwright.async_api import Page, async_playwright, expect
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 import corequeue as cq
@@ -29,6 +36,7 @@ from corequeue.drivers.base import QueueInfo
 from corequeue.drivers.sqlite import SQLiteDriver
 from corequeue.queue import Queue
 from corequeue.web import ActivityRecorder, create_app
+from corequeue.web.security import CSRF_COOKIE
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",  # the tests run as root, where Chromium's sandbox cannot start
@@ -80,15 +88,15 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def browser_page(profile: Path) -> AsyncIterator[Page]:
-    """Yield a page of a fresh headless Chromium (its own profile folder)."""
+async def browser_page(profile: Path, *flags: str) -> AsyncIterator[Page]:
+    """Yield a page of a fresh headless Chromium (its own profile folder), with extra `flags`."""
     executable = chromium()
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
             str(profile),
             executable_path=executable,
             headless=True,
-            args=CHROMIUM_FLAGS,
+            args=[*CHROMIUM_FLAGS, *flags],
             viewport={"width": 1280, "height": 720},
         )
         try:
@@ -261,3 +269,95 @@ async def traffic(step: int, emails: Queue, default: Queue, recorder: ActivityRe
         return all(info.pending == 0 for info in infos)
 
     await eventually(drained)
+
+
+# --- attacks from a browser: DNS rebinding and cross-site forms --------------------------------
+
+
+async def test_a_rebound_host_name_is_refused_by_the_browsers_own_requests(tmp_path: Path) -> None:
+    """A page whose name resolves to 127.0.0.1 (DNS rebinding, here a resolver rule) gets 400."""
+    queue = Queue(SQLiteDriver(tmp_path / "jobs.db"), name="default")
+    job_id = await queue.dispatch(SendEmail("ada@example.com", "secret plans"))
+    rule = "--host-resolver-rules=MAP rebound.test 127.0.0.1"
+
+    async with (
+        serving(create_app({"default": queue})) as url,
+        browser_page(tmp_path / "profile", rule) as page,
+    ):
+        port = url.rpartition(":")[2]
+        rebound = await page.goto(f"http://rebound.test:{port}/queues/default/jobs/{job_id}")
+        refused_text = await page.content()
+        direct = await page.goto(f"{url}/queues/default/jobs/{job_id}")
+
+    assert rebound is not None
+    assert direct is not None
+    assert rebound.status == 400
+    assert "invalid Host header" in refused_text
+    assert "secret plans" not in refused_text
+    assert direct.status == 200
+    await queue.close()
+
+
+def attacker_app(dashboard: str, token: str) -> Starlette:
+    """A site on another port of the same machine: plants a CSRF cookie and forges POSTs.
+
+    `/plant` sets the cookie (cookies ignore ports, so the dashboard gets it too) and submits a
+    form to `/bounce`, which redirects it (307: method and body kept) to the dashboard, so the
+    browser sends `Origin: null`. `/direct` submits the form straight to the dashboard.
+    """
+    target = f"{dashboard}/queues/default/channels/failed/reload"
+
+    def form(action: str) -> HTMLResponse:
+        return HTMLResponse(
+            f'<form id="f" method="post" action="{action}">'
+            f'<input name="csrf_token" value="{token}"></form>'
+            "<script>document.getElementById('f').submit()</script>"
+        )
+
+    async def plant(request: Request) -> Response:
+        response = form("/bounce")
+        response.set_cookie(CSRF_COOKIE, token, path="/", samesite="lax")
+        return response
+
+    async def bounce(request: Request) -> Response:
+        return RedirectResponse(target, status_code=307)
+
+    async def direct(request: Request) -> Response:
+        return form(target)
+
+    return Starlette(
+        routes=[
+            Route("/plant", plant),
+            Route("/bounce", bounce, methods=["POST"]),
+            Route("/direct", direct),
+        ]
+    )
+
+
+@pytest.mark.parametrize(("route", "origin"), [("plant", "null"), ("direct", "attacker")])
+async def test_forged_forms_from_another_origin_are_refused(
+    tmp_path: Path, route: str, origin: str
+) -> None:
+    queue = Queue(SQLiteDriver(tmp_path / "jobs.db"), name="default")
+    await queue.dispatch(SendEmail("ada@example.com", "hi"))
+    job = await queue.driver.pop()
+    await queue.driver.fail(job)
+
+    async with serving(create_app({"default": queue})) as dashboard:
+        async with httpx.AsyncClient() as client:
+            token = (await client.get(f"{dashboard}/api/csrf")).json()["csrf_token"]
+        async with (
+            serving(attacker_app(dashboard, token)) as attacker,
+            browser_page(tmp_path / "profile") as page,
+        ):
+            async with page.expect_response(lambda r: r.url.endswith("/reload")) as answer:
+                await page.goto(f"{attacker}/{route}")
+            response = await answer.value
+            sent = await response.request.all_headers()
+            text = await response.text()
+
+    assert sent["origin"] == ("null" if origin == "null" else attacker)
+    assert response.status == 403
+    assert "cross-origin request" in html.unescape(text)
+    assert await queue.info() == QueueInfo(failed=1)
+    await queue.close()

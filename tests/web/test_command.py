@@ -118,3 +118,20 @@ async def test_serves_without_payloads_when_told(workdir: Path) -> None:
 
     assert page.status_code == 200
     assert "payloads hidden" in page.text
+
+
+async def test_answers_only_to_loopback_names_unless_allowed_hosts_are_given(
+    workdir: Path,
+) -> None:
+    async with (
+        dashboard_process(workdir, env={}) as (plain_url, _),
+        dashboard_process(workdir, "--allowed-host", "queues.example.test", env={}) as (url, _),
+        httpx.AsyncClient() as client,
+    ):
+        loopback = await client.get(f"{plain_url}/")
+        rebound = await client.get(f"{plain_url}/", headers={"host": "rebound.example"})
+        named = await client.get(f"{url}/", headers={"host": "queues.example.test"})
+        other = await client.get(f"{url}/")
+
+    assert (loopback.status_code, rebound.status_code) == (200, 400)
+    assert (named.status_code, other.status_code) == (200, 400)

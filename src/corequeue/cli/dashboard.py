@@ -3,6 +3,8 @@
 Bound to 127.0.0.1 unless told otherwise. On any address other machines can reach, it refuses
 to start without a token or a basic-auth password, given by option or, better (a command line
 is visible to every user of the machine), by environment variable. Neither is ever printed.
+Without credentials it answers only to loopback host names (no DNS rebinding), unless
+`--allowed-host` names others.
 """
 
 from __future__ import annotations
@@ -66,6 +68,14 @@ USER_VARIABLE = "COREQUEUE_DASHBOARD_USER"
     show_envvar=True,
     help="The basic-auth user name that goes with --password.",
 )
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A host name (Host header) to answer to; repeatable; *.example.com for subdomains, * "
+    "for any. Default: loopback names only without credentials, any with them.",
+)
 @click.option("--no-payloads", is_flag=True, help="Never show job payloads.")
 @click.option(
     "--log-level",
@@ -82,6 +92,7 @@ def dashboard(
     token: str | None,
     password: str | None,
     user: str,
+    allowed_hosts: tuple[str, ...],
     no_payloads: bool,
     log_level: str,
 ) -> int:
@@ -108,6 +119,7 @@ def dashboard(
         token=token or None,
         basic_auth=(user, password) if password else None,
         show_payloads=not no_payloads,
+        allowed_hosts=allowed_hosts or None,
     )
     guard = "token" if token else "password" if password else "no credentials (loopback only)"
     click.echo(f"corequeue dashboard: queues {', '.join(names)}; {guard}", err=True)

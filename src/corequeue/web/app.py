@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -22,6 +22,7 @@ from corequeue.errors import CoreQueueError
 from corequeue.queue import Queue
 from corequeue.web.activity import SAMPLE_SECONDS, ActivityRecorder
 from corequeue.web.api import Api
+from corequeue.web.hosts import ANY_HOST, HostCheck
 from corequeue.web.pages import Pages
 from corequeue.web.security import Credentials, Csrf, Guard, json_error, route_path
 from corequeue.web.service import Dashboard, Problem
@@ -45,6 +46,7 @@ def create_app(
     show_payloads: bool = True,
     secret_key: str | bytes | None = None,
     recorder: ActivityRecorder | None = None,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> Starlette:
     """Return the dashboard of `queues` as an ASGI app (Starlette).
 
@@ -62,6 +64,10 @@ def create_app(
             same. Default: derived from the token or password, else random per app.
         recorder: Where the chart's figures are kept (default: a new ActivityRecorder). It is
             added to each queue's metrics, so attempts finished in this process are counted.
+        allowed_hosts: The host names (in the `Host` header, without port) the dashboard
+            answers to; others get 400. Exact names, `*.example.com`, or `*` for any. Default:
+            without credentials, loopback names only (`localhost`, 127.0.0.1, [::1]), which
+            stops DNS rebinding; with credentials, any.
 
     Example:
         >>> app = create_app({"default": queue}, token=os.environ["DASHBOARD_TOKEN"])
@@ -70,7 +76,9 @@ def create_app(
     dashboard = Dashboard(
         queues, show_payloads=show_payloads, recorder=recorder or ActivityRecorder()
     )
-    csrf = Csrf(_secret(secret_key, credentials))
+    csrf = Csrf(_secret(secret_key, credentials), credentials)
+    if allowed_hosts is None and credentials.required:
+        allowed_hosts = [ANY_HOST]
     pages = Pages(dashboard, csrf, credentials)
     api = Api(dashboard, csrf)
     static = StaticFiles(directory=Path(__file__).parent / "static")
@@ -102,7 +110,11 @@ def create_app(
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(_SecurityHeaders), Middleware(Guard, credentials=credentials)],
+        middleware=[
+            Middleware(_SecurityHeaders),
+            Middleware(HostCheck, allowed_hosts=allowed_hosts),
+            Middleware(Guard, credentials=credentials),
+        ],
         exception_handlers={Problem: on_problem, CoreQueueError: on_problem},
         lifespan=lifespan,
     )

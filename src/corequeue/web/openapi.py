@@ -185,6 +185,11 @@ def _job_schema() -> dict[str, Any]:
                 "description": "The payload: its JSON value, its text, its bytes in base64, "
                 "or null when payloads are hidden.",
             },
+            "payload_note": {
+                "type": ["string", "null"],
+                "description": "Why the payload is shown as it is, when it is not shown whole "
+                "as it was stored: JSON nested too deeply for any reader is text, cut short.",
+            },
         }
     )
 

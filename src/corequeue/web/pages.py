@@ -25,8 +25,9 @@ from corequeue.web.security import (
     Credentials,
     Csrf,
     authenticated_by,
-    cookie_path,
+    delete_cookie,
     safe_next,
+    set_cookie,
     submitted_csrf,
 )
 from corequeue.web.service import PAGE_SIZE, Dashboard, Problem, channel_of
@@ -217,21 +218,14 @@ class Pages:
             return page
         root = request.scope.get("root_path", "")
         response = RedirectResponse(root + target, status_code=303)
-        response.set_cookie(
-            SESSION_COOKIE,
-            self.credentials.session_value(),
-            path=cookie_path(request),
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
+        set_cookie(request, response, SESSION_COOKIE, self.credentials.new_session())
         return response
 
     async def logout(self, request: Request) -> Response:
         """Forget the session cookie."""
         await self._form(request)
         response = self._redirect(request, "login", query={"notice": "logged-out"})
-        response.delete_cookie(SESSION_COOKIE, path=cookie_path(request))
+        delete_cookie(request, response, SESSION_COOKIE)
         return response
 
     # --- rendering -------------------------------------------------------------------------

@@ -2,12 +2,17 @@
 
 - `Guard` is ASGI middleware: with a token or a basic-auth password configured, every request
   but the login page and static files needs `Authorization: Bearer <token>`, basic-auth
-  credentials, or the session cookie the login page sets (an HMAC of the token, never the
-  token itself).
-- `Csrf` issues signed double-submit tokens: a random nonce and its HMAC under the app's
-  secret, in a SameSite=Strict cookie and in every form. A POST must carry the same valid token
-  in its form (`csrf_token`) or `X-CSRF-Token` header, and must not come from another origin.
-  Requests with a bearer token carry no ambient credentials and need none.
+  credentials, or the session cookie the login page sets: a random session id signed with a key
+  derived from the token (never the token itself).
+- `Csrf` issues signed double-submit tokens bound to the session: a random nonce and its HMAC,
+  under the app's secret, over the nonce and the session (the login session's id, the basic-auth
+  user, or none). They travel in a SameSite=Strict cookie and in every form; a POST must carry
+  the same valid token in its form (`csrf_token`) or `X-CSRF-Token` header, and must come from
+  the dashboard's own origin: another origin, or `Origin: null` (sandboxed frames, redirects
+  across origins), is refused. A token issued to one session is worthless in another. Requests
+  with a bearer token carry no ambient credentials and need none.
+- Over TLS, cookies are named `__Host-...` and are Secure with path `/`, so no other host or
+  path can set them; over plain HTTP (loopback), they are scoped to the dashboard's path.
 """
 
 from __future__ import annotations
@@ -51,10 +56,18 @@ class Credentials:
         """Whether `given` is the configured token (False when there is none)."""
         return bool(self.token) and _same(given, self.token or "")
 
-    def session_value(self) -> str:
-        """The login cookie's value: an HMAC of the token, so the cookie never holds it."""
-        key = (self.token or "").encode()
-        return hmac.new(key, b"corequeue dashboard session", hashlib.sha256).hexdigest()
+    def new_session(self) -> str:
+        """A new login cookie value: a random session id and its signature, never the token."""
+        session_id = secrets.token_urlsafe(18)
+        return f"{session_id}.{self._sign_session(session_id)}"
+
+    def session_id(self, connection: HTTPConnection) -> str | None:
+        """The id of the request's login session, if its cookie carries a valid one."""
+        cookie = connection.cookies.get(cookie_name(connection, SESSION_COOKIE), "")
+        session_id, _, signature = cookie.partition(".")
+        if self.token and session_id and _same(signature, self._sign_session(session_id)):
+            return session_id
+        return None
 
     def authenticate(self, connection: HTTPConnection) -> str | None:
         """Return how the request proved who it is ("bearer", "basic", "session"), or None."""
@@ -64,10 +77,21 @@ class Credentials:
             return "bearer"
         if self.basic_auth is not None and scheme.lower() == "basic":
             return "basic" if _basic_matches(value.strip(), self.basic_auth) else None
-        cookie = connection.cookies.get(SESSION_COOKIE)
-        if self.token and cookie and _same(cookie, self.session_value()):
-            return "session"
-        return None
+        return "session" if self.session_id(connection) is not None else None
+
+    def binding(self, connection: HTTPConnection) -> str:
+        """What CSRF tokens of this request are bound to: its session, basic user, or nothing."""
+        method = authenticated_by(connection)
+        if method == "session":
+            return f"session:{self.session_id(connection)}"
+        if method == "basic" and self.basic_auth is not None:
+            return f"basic:{self.basic_auth[0]}"
+        return "anonymous"
+
+    def _sign_session(self, session_id: str) -> str:
+        # The key comes from the token: a new token ends every session made with the old one.
+        key = hashlib.sha256(b"corequeue dashboard session\0" + (self.token or "").encode())
+        return hmac.new(key.digest(), session_id.encode(), hashlib.sha256).hexdigest()
 
 
 def is_loopback(host: str) -> bool:
@@ -142,64 +166,99 @@ class Guard:
 
 
 class Csrf:
-    """Issues and checks signed double-submit CSRF tokens.
+    """Issues and checks signed double-submit CSRF tokens, bound to the request's session.
 
     Args:
         secret: The HMAC key; give every process of one dashboard the same one.
+        credentials: What the dashboard requires, to know each request's session.
     """
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, credentials: Credentials) -> None:
         self._secret = secret
+        self._credentials = credentials
 
-    def new_token(self) -> str:
-        """Return a fresh token: a random nonce and its signature."""
+    def new_token(self, binding: str) -> str:
+        """Return a fresh token for the session `binding`: a random nonce and its signature."""
         nonce = secrets.token_urlsafe(18)
-        return f"{nonce}.{self._sign(nonce)}"
+        return f"{nonce}.{self._sign(nonce, binding)}"
 
-    def is_valid(self, token: str) -> bool:
-        """Whether `token` was issued with this secret."""
+    def is_valid(self, token: str, binding: str) -> bool:
+        """Whether `token` was issued with this secret to the session `binding`."""
         nonce, _, signature = token.partition(".")
-        return bool(nonce) and _same(signature, self._sign(nonce))
+        return bool(nonce) and _same(signature, self._sign(nonce, binding))
 
     def token_for(self, request: HTTPConnection) -> tuple[str, bool]:
         """Return the request's valid cookie token, else a new one; and whether it is new."""
-        current = request.cookies.get(CSRF_COOKIE, "")
-        if current and self.is_valid(current):
+        binding = self._credentials.binding(request)
+        current = request.cookies.get(cookie_name(request, CSRF_COOKIE), "")
+        if current and self.is_valid(current, binding):
             return current, False
-        return self.new_token(), True
+        return self.new_token(binding), True
 
     def problem(self, request: Request, submitted: str | None) -> str | None:
         """Return why a POST fails the CSRF check, or None when it passes."""
         if authenticated_by(request) == "bearer":
             return None
         origin = request.headers.get("origin")
-        if origin and origin != "null" and not _same_origin(origin, request):
-            return f"cross-origin request from {origin} refused"
-        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if origin is not None and not _same_origin(origin, request):
+            return f"cross-origin request from {origin[:100]!r} refused"
+        if origin is None and request.headers.get("sec-fetch-site") in {"cross-site", "same-site"}:
+            return "cross-origin request refused"
+        cookie = request.cookies.get(cookie_name(request, CSRF_COOKIE), "")
         if not cookie or not submitted:
             return "missing CSRF token: reload the page and try again"
-        if not (_same(cookie, submitted) and self.is_valid(cookie)):
+        binding = self._credentials.binding(request)
+        if not (_same(cookie, submitted) and self.is_valid(cookie, binding)):
             return "invalid CSRF token: reload the page and try again"
         return None
 
     def set_cookie(self, request: HTTPConnection, response: Response, token: str) -> None:
-        """Send `token` as the CSRF cookie, scoped to the dashboard's path."""
-        response.set_cookie(
-            CSRF_COOKIE,
-            token,
-            path=cookie_path(request),
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
+        """Send `token` as the CSRF cookie (see `set_cookie`)."""
+        set_cookie(request, response, CSRF_COOKIE, token)
 
-    def _sign(self, nonce: str) -> str:
-        digest = hmac.new(self._secret, nonce.encode(), hashlib.sha256).digest()
+    def _sign(self, nonce: str, binding: str) -> str:
+        message = f"{nonce}\0{binding}".encode()
+        digest = hmac.new(self._secret, message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest[:18]).decode()
 
 
+def is_tls(connection: HTTPConnection) -> bool:
+    """Whether the request came over TLS (https), as the server or a trusted proxy says."""
+    return connection.url.scheme == "https"
+
+
+def cookie_name(connection: HTTPConnection, base: str) -> str:
+    """The name of cookie `base`: `__Host-<base>` over TLS, else `base`."""
+    return f"__Host-{base}" if is_tls(connection) else base
+
+
+def set_cookie(connection: HTTPConnection, response: Response, base: str, value: str) -> None:
+    """Set cookie `base`: HttpOnly, SameSite=Strict; over TLS `__Host-`, Secure, path `/`."""
+    response.set_cookie(
+        cookie_name(connection, base),
+        value,
+        path=cookie_path(connection),
+        httponly=True,
+        samesite="strict",
+        secure=is_tls(connection),
+    )
+
+
+def delete_cookie(connection: HTTPConnection, response: Response, base: str) -> None:
+    """Remove cookie `base`, with the attributes it was set with."""
+    response.delete_cookie(
+        cookie_name(connection, base),
+        path=cookie_path(connection),
+        httponly=True,
+        samesite="strict",
+        secure=is_tls(connection),
+    )
+
+
 def cookie_path(request: HTTPConnection) -> str:
-    """The path cookies are scoped to: the dashboard's mount point."""
+    """The path cookies are scoped to: `/` over TLS (as `__Host-` needs), else the mount point."""
+    if is_tls(request):
+        return "/"
     root: str = request.scope.get("root_path", "")
     return root.rstrip("/") + "/"
 
@@ -233,9 +292,13 @@ def _basic_matches(value: str, expected: tuple[str, str]) -> bool:
 
 
 def _same_origin(origin: str, request: Request) -> bool:
-    parts = urlsplit(origin)
+    """Whether `origin` is the dashboard's own; `null` (an opaque origin) never is."""
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
     host = request.headers.get("host", "")
-    return parts.netloc.lower() == host.lower()
+    return bool(parts.netloc) and parts.netloc.lower() == host.lower()
 
 
 def _query(**values: str) -> str:

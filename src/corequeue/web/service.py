@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from corequeue.codec import MAX_DEPTH, nested_deeper
 from corequeue.drivers.base import Channel, InspectDriver, JobView, QueueInfo, reloadable
 from corequeue.errors import InvalidOption
 from corequeue.metrics import FanOut, JobMetrics
@@ -21,6 +22,9 @@ from corequeue.web.activity import ActivityRecorder
 
 PAGE_SIZE = 50
 """Jobs on one page of a channel view."""
+
+MAX_SHOWN_CHARS = 10_000
+"""The most characters of a payload shown as text because it cannot be shown as JSON."""
 
 
 class Problem(Exception):
@@ -39,6 +43,7 @@ class Payload:
     encoding: str  # "json", "text", "base64" or "hidden"
     text: str
     value: Any = None  # the parsed JSON value, for the API
+    note: str = ""  # why it is shown as it is, when that is not plain
 
 
 class Dashboard:
@@ -175,17 +180,31 @@ def channel_of(channel: str) -> Channel:
 def payload_of(value: bytes) -> Payload:
     """Show payload bytes as pretty JSON when they are JSON, else as text, else base64.
 
-    Never unpickles or otherwise runs anything: a pickled payload shows as base64.
+    Never unpickles or otherwise runs anything: a pickled payload shows as base64. JSON nested
+    deeper than the codec writes (`MAX_DEPTH`), which no reader could walk without running out
+    of stack, shows as text, cut at `MAX_SHOWN_CHARS`.
     """
     try:
         text = value.decode()
     except UnicodeDecodeError:
         return Payload("base64", base64.b64encode(value).decode())
+    if nested_deeper(value, MAX_DEPTH):
+        return _cut(text, f"nested more than {MAX_DEPTH} levels deep: shown as text")
     try:
         parsed = json.loads(text)
     except ValueError:
         return Payload("text", text)
     return Payload("json", json.dumps(parsed, indent=2, ensure_ascii=False), parsed)
+
+
+def _cut(text: str, why: str) -> Payload:
+    """The payload as text, at most MAX_SHOWN_CHARS of it, saying why and what was left out."""
+    if len(text) <= MAX_SHOWN_CHARS:
+        return Payload("text", text, note=why)
+    left_out = len(text) - MAX_SHOWN_CHARS
+    return Payload(
+        "text", text[:MAX_SHOWN_CHARS], note=f"{why}; the last {left_out} characters left out"
+    )
 
 
 def job_document(dashboard: Dashboard, queue: str, view: JobView) -> dict[str, Any]:
@@ -205,6 +224,7 @@ def job_document(dashboard: Dashboard, queue: str, view: JobView) -> dict[str, A
         "last_error": job.last_error,
         "payload_encoding": payload.encoding,
         "payload": None,
+        "payload_note": payload.note or None,
     }
     if payload.encoding == "json":
         document["payload"] = payload.value

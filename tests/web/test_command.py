@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import sys
+import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -135,3 +136,12 @@ async def test_answers_only_to_loopback_names_unless_allowed_hosts_are_given(
 
     assert (loopback.status_code, rebound.status_code) == (200, 400)
     assert (named.status_code, other.status_code) == (200, 400)
+
+
+def test_the_all_extra_installs_the_dashboard() -> None:
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+
+    (everything,) = extras["all"]
+    named = everything.partition("[")[2].rstrip("]").split(",")
+    assert "web" in named

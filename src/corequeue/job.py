@@ -23,8 +23,11 @@ DEFAULT_HANDLE_TIMEOUT = timedelta(hours=1)
 DEFAULT_MAX_ATTEMPTS = 1
 """How many attempts a job gets, unless `adjust(max_attempts=...)` says otherwise."""
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 2
 """Version of the serialized envelope written by `PersistedJob.to_bytes()`."""
+
+READABLE_ENVELOPE_VERSIONS = (1, 2)
+"""The envelope versions `PersistedJob.from_bytes()` reads (see docs/wire-format.md)."""
 
 
 @runtime_checkable
@@ -152,6 +155,12 @@ class PersistedJob:
     Drivers store it with the reservation and settle the job only while it is still current;
     it is not part of the stored envelope.
     """
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Envelope fields this release does not know (a newer one wrote them), kept as read.
+
+    `to_bytes()` writes them back beside the known fields, which win on a clash, so a job
+    that passes through a worker of an older release keeps its headers, priority or group.
+    """
 
     @property
     def data(self) -> bytes:
@@ -159,26 +168,44 @@ class PersistedJob:
         return self.value
 
     def to_bytes(self) -> bytes:
-        """Serialize the envelope in the versioned wire format (see docs/wire-format.md)."""
-        return _ENVELOPE_ENCODER.encode(_Envelope.from_job(self))
+        """Serialize the envelope in the versioned wire format (see docs/wire-format.md).
+
+        Fields in `extra` are written back too: a reader keeps what it does not know.
+        """
+        encoded = _ENVELOPE_ENCODER.encode(_Envelope.from_job(self))
+        return _with_extra(encoded, self.extra) if self.extra else encoded
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PersistedJob:
-        """Read an envelope written by `to_bytes()`; raise DecodeError on anything else."""
+        """Read an envelope written by `to_bytes()` of this or an earlier release.
+
+        Fields this release does not know land in `extra`.
+
+        Raises:
+            DecodeError: For anything but an envelope of a version this release reads.
+        """
         try:
-            envelope = _ENVELOPE_DECODER.decode(raw)
+            envelope, extra = _decode_envelope(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise DecodeError(f"not a corequeue envelope: {exc}") from exc
-        if envelope.v != ENVELOPE_VERSION:
+        if envelope.v not in READABLE_ENVELOPE_VERSIONS:
+            readable = " and ".join(map(str, READABLE_ENVELOPE_VERSIONS))
             raise DecodeError(
                 f"envelope version {envelope.v} is not supported (this release reads "
-                f"version {ENVELOPE_VERSION})"
+                f"versions {readable})"
             )
-        return envelope.to_job()
+        job = envelope.to_job()
+        job.extra = extra
+        return job
 
 
-class _Envelope(msgspec.Struct, omit_defaults=True):
-    """Wire format v1: one JSON object; the payload as text when it is UTF-8, else base64."""
+class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """Wire format v2 (v1 has the same fields): one JSON object; the payload as text when it is
+    UTF-8, else base64.
+
+    Unknown fields are refused here so that the common envelope, with none, decodes in one
+    pass; `_decode_envelope` then takes the slower path that keeps them.
+    """
 
     v: int
     id: str
@@ -235,6 +262,31 @@ class _Envelope(msgspec.Struct, omit_defaults=True):
 
 _ENVELOPE_ENCODER = msgspec.json.Encoder()
 _ENVELOPE_DECODER = msgspec.json.Decoder(_Envelope)
+_FIELDS_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_KNOWN_FIELDS = frozenset(_Envelope.__struct_fields__)
+
+
+def _decode_envelope(raw: bytes) -> tuple[_Envelope, dict[str, Any]]:
+    """Return the envelope in `raw` and its fields this release does not know."""
+    try:
+        return _ENVELOPE_DECODER.decode(raw), {}
+    except msgspec.ValidationError:
+        fields = _FIELDS_DECODER.decode(raw)
+        extra = {name: value for name, value in fields.items() if name not in _KNOWN_FIELDS}
+        if not extra:
+            raise  # no unknown field: a known one is wrong
+    known = {name: value for name, value in fields.items() if name in _KNOWN_FIELDS}
+    envelope = _ENVELOPE_DECODER.decode(_ENVELOPE_ENCODER.encode(known))
+    return envelope, {name: msgspec.json.decode(value) for name, value in extra.items()}
+
+
+def _with_extra(encoded: bytes, extra: dict[str, Any]) -> bytes:
+    """Return the JSON object `encoded` with the fields of `extra` it does not have added."""
+    unknown = {name: value for name, value in extra.items() if name not in _KNOWN_FIELDS}
+    if not unknown:
+        return encoded
+    # Both are JSON objects and `encoded` is never empty (it has "v"): splice the members.
+    return encoded[:-1] + b"," + _ENVELOPE_ENCODER.encode(unknown)[1:]
 
 
 def _split_value(value: bytes) -> tuple[str | None, bytes | None]:

@@ -107,7 +107,7 @@ async def test_payload_bytes_broken_in_the_store_go_to_failed_with_a_decode_erro
         b"\xff\xfe not json at all",
         b'{"v":1,"id":"x","type":"builtins.int","handle_timeout_ms":1000,"attem',
         b'{"v":1,"id":"x","type":"builtins.int"}',
-        b'{"v":2,"id":"x","type":"builtins.int","handle_timeout_ms":1000,"attempts":1,'
+        b'{"v":3,"id":"x","type":"builtins.int","handle_timeout_ms":1000,"attempts":1,'
         b'"max_attempts":1,"value":"1","priority":"high"}',
     ],
     ids=["corrupt", "truncated", "fields-missing", "unknown-version"],

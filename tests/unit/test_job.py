@@ -282,6 +282,71 @@ def test_bad_envelopes_raise_decode_error(raw: bytes) -> None:
         PersistedJob.from_bytes(raw)
 
 
+# An envelope as a newer release might write it: fields this release does not know.
+NEWER = (
+    b'{"v":2,"id":"a","type":"t","handle_timeout_ms":1000,"attempts":1,"max_attempts":3,'
+    b'"value":"{}","headers":{"traceparent":"00-4bf9-00f0-01"},"priority":7,"group":"acme"}'
+)
+
+
+def test_envelope_version_2_is_written_and_1_and_2_are_read() -> None:
+    version_1 = (
+        b'{"v":1,"id":"a","type":"t","handle_timeout_ms":1000,"attempts":2,"max_attempts":3,'
+        b'"value":"x","backoff_ms":1500}'
+    )
+
+    job = PersistedJob.from_bytes(version_1)
+
+    assert ENVELOPE_VERSION == 2
+    assert (job.attempts, job.backoff, job.extra) == (2, timedelta(milliseconds=1500), {})
+    assert job.to_bytes().startswith(b'{"v":2,')
+    assert PersistedJob.from_bytes(version_1.replace(b'"v":1', b'"v":2')) == job
+
+
+def test_envelope_keeps_fields_it_does_not_know() -> None:
+    job = PersistedJob.from_bytes(NEWER)
+
+    assert job.extra == {
+        "headers": {"traceparent": "00-4bf9-00f0-01"},
+        "priority": 7,
+        "group": "acme",
+    }
+    assert (job.id, job.value, job.max_attempts) == ("a", b"{}", 3)
+
+
+def test_envelope_writes_back_what_it_does_not_know_after_a_retry() -> None:
+    job = PersistedJob.from_bytes(NEWER)
+    job.attempts, job.last_error, job.backoff = 2, "boom", timedelta(seconds=1)
+
+    again = PersistedJob.from_bytes(job.to_bytes())
+
+    assert again == job
+    assert again.extra == job.extra
+    assert (again.attempts, again.last_error) == (2, "boom")
+
+
+def test_known_fields_win_over_extra_ones_of_the_same_name() -> None:
+    job = PersistedJob(id="a", type="t", value=b"1", extra={"id": "b", "attempts": 9, "x": 1})
+
+    again = PersistedJob.from_bytes(job.to_bytes())
+
+    assert (again.id, again.attempts, again.extra) == ("a", 1, {"x": 1})
+
+
+def test_extra_fields_take_no_part_in_equality() -> None:
+    assert PersistedJob("a", "t", b"1", extra={"x": 1}) == PersistedJob("a", "t", b"1")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [NEWER.replace(b'"attempts":1', b'"attempts":"one"'), NEWER.replace(b'"v":2', b'"v":3')],
+    ids=["a known field is wrong", "a version from the future"],
+)
+def test_unknown_fields_do_not_hide_what_is_wrong(raw: bytes) -> None:
+    with pytest.raises(cq.DecodeError):
+        PersistedJob.from_bytes(raw)
+
+
 def test_to_ms_rounds_up_so_nothing_runs_early() -> None:
     assert to_ms(timedelta(microseconds=1)) == 1
     assert to_ms(timedelta(seconds=1)) == 1000

@@ -35,7 +35,7 @@ from tests.support.driver_redis import (
     raw_client,
     redis_cluster_url,
     redis_url,
-    server_now_ms,
+    server_now_us,
     stored_keys,
     unique_queue_name,
     wipe,
@@ -111,9 +111,11 @@ def test_default_keys_are_hash_tagged_by_queue_and_share_one_slot() -> None:
 
     assert keys.waiting == "{shop:prod:emails}:waiting"
     assert keys.tokens == "{shop:prod:emails}:tokens"
-    assert keys.job("42") == "{shop:prod:emails}:job:42"
-    assert {key.split("}")[0] for key in [*keys.all(), keys.job("42")]} == {"{shop:prod:emails"}
-    assert len({key_slot(key.encode()) for key in [*keys.all(), keys.job("x")]}) == 1
+    assert keys.jobs == "{shop:prod:emails}:jobs"
+    assert keys.layout == "{shop:prod:emails}:layout"
+    every = [*keys.all(), *keys.for_script("{shop:prod:emails}:wake:1"), keys.layout1_job("42")]
+    assert {key.split("}")[0] for key in every} == {"{shop:prod:emails"}
+    assert {key_slot(key.encode()) for key in every} == {keys.slot}
 
 
 def test_channel_keys_without_a_shared_hash_tag_are_refused() -> None:
@@ -132,9 +134,9 @@ async def test_every_key_of_a_queue_lives_in_one_cluster_slot() -> None:
             await driver.push(persisted("b"), LONG)
             await driver.pop()  # so the tokens hash exists too
 
-            keys = [*driver.keys.all(), driver.keys.job("a"), driver.keys.job("b")]
+            keys = [*driver.keys.all(), *driver.keys.for_script(f"{driver.keys.wake_prefix}1")]
             assert isinstance(cluster, RedisCluster)
-            assert await cluster.exists(driver.keys.tokens)
+            assert await cluster.exists(driver.keys.tokens, driver.keys.jobs)
             slots = {await cluster.cluster_keyslot(key) for key in keys}
             assert len(slots) == 1
         finally:
@@ -152,10 +154,12 @@ async def test_store_holds_exactly_the_documented_keys(driver: RedisDriver, clie
         keys.delayed,
         keys.notify,
         keys.seq,
-        keys.job("a"),
-        keys.job("b"),
+        keys.jobs,
+        keys.layout,
     }
-    assert await client.type(keys.job("a")) == b"string"  # the v1 envelope, nothing else
+    assert sorted(await client.hkeys(keys.jobs)) == [b"a", b"b"]
+    assert await client.hget(keys.jobs, "a") == persisted("a").to_bytes()  # as written
+    assert await client.get(keys.layout) == b"2"
     assert await client.zrange(keys.waiting, 0, -1) == [b"a"]
 
 
@@ -168,7 +172,8 @@ async def test_an_acked_job_leaves_nothing_behind(driver: RedisDriver, client: R
     with pytest.raises(QueueEmpty):  # an idle pop also clears the wake-up tokens
         await driver.pop()
 
-    assert await stored_keys(client, driver) == {driver.keys.seq}  # one counter per queue
+    # The arrival counter and the layout version: the two keys a dry queue keeps.
+    assert await stored_keys(client, driver) == {driver.keys.seq, driver.keys.layout}
 
 
 async def test_a_lost_lease_leaves_nothing_behind_once_acked(
@@ -186,7 +191,7 @@ async def test_a_lost_lease_leaves_nothing_behind_once_acked(
     assert await client.hget(timed.keys.expiries, "a") == b"1"
     await timed.ack(again)
 
-    assert not await client.exists(timed.keys.expiries, timed.keys.job("a"))
+    assert not await client.exists(timed.keys.expiries, timed.keys.jobs)
     await timed.close()
 
 
@@ -346,14 +351,14 @@ async def test_renew_keeps_a_current_lease_even_when_its_expiry_does_not_move(
 async def test_without_a_clock_due_times_come_from_the_server_clock(
     driver: RedisDriver, client: Redis
 ) -> None:
-    before = await server_now_ms(client)
+    before = await server_now_us(client)
     await driver.push(persisted("a"), timedelta(minutes=1))
-    after = await server_now_ms(client)
+    after = await server_now_us(client)
 
     due = await client.zscore(driver.keys.delayed, "a")
 
     assert due is not None
-    assert before + 60_000 <= due <= after + 60_000
+    assert before + 60_000_000 <= due <= after + 60_000_000  # microseconds, exactly
 
 
 async def test_a_producer_clock_far_off_does_not_matter_without_a_clock(
@@ -382,7 +387,7 @@ async def test_a_deferred_job_wakes_an_idle_pop_when_due_and_not_before(
         job = await asyncio.wait_for(driver.pop(), GUARD_SECONDS)
 
         assert job.id == "later"
-        assert await server_now_ms(client) >= due
+        assert await server_now_us(client) >= due
     finally:
         await wipe(driver, client)
         await driver.close()
@@ -643,12 +648,12 @@ async def test_an_unreadable_envelope_goes_to_failed_and_the_pop_goes_on(
 ) -> None:
     await driver.push(persisted("bad"), timedelta(0))
     await driver.push(persisted("good"), timedelta(0))
-    await client.set(driver.keys.job("bad"), b'{"v": 99}')
+    await client.hset(driver.keys.jobs, "bad", b'{"v": 99}')
 
     assert (await driver.pop()).id == "good"
 
     assert await driver.info() == QueueInfo(reserved=1, failed=1)
-    assert await client.get(driver.keys.job("bad")) == b'{"v": 99}'  # kept for an operator
+    assert await client.hget(driver.keys.jobs, "bad") == b'{"v": 99}'  # kept for an operator
     assert await client.hkeys(driver.keys.tokens) == [b"good"]
 
 
@@ -658,10 +663,13 @@ async def test_an_unreadable_envelope_goes_to_failed_and_the_pop_goes_on(
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("redis://:s3cret@cache:6379/2", "redis://cache:6379/2"),
-        ("rediss://app:s3cret@cache:6380/0", "rediss://app@cache:6380/0"),
-        ("redis+cluster://app:s3cret@n1:7000,n2:7001", "redis+cluster://app@n1:7000,n2:7001"),
-        ("redis://cache/0?password=s3cret&socket_timeout=2", "redis://cache/0?socket_timeout=2"),
+        ("redis://:s3cret@cache:6379/2", "redis://***@cache:6379/2"),
+        ("rediss://app:s3cret@cache:6380/0", "rediss://***@cache:6380/0"),
+        ("redis+cluster://app:s3cret@n1:7000,n2:7001", "redis+cluster://***@n1:7000,n2:7001"),
+        (
+            "redis://cache/0?password=s3cret&socket_timeout=2",
+            "redis://cache/0?password=***&socket_timeout=2",
+        ),
     ],
 )
 def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
@@ -806,7 +814,7 @@ async def test_a_wrong_password_is_reported_without_the_password() -> None:
             await driver.push(persisted("a"), timedelta(0))
 
         assert "wrong-secret" not in str(raised.value)
-        assert "nobody@" in str(raised.value)
+        assert "***@127.0.0.1" in str(raised.value)
     finally:
         await driver.close()
 

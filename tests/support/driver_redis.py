@@ -19,7 +19,6 @@ from pathlib import Path
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from corequeue.drivers.base import Channel
 from corequeue.drivers.redis import RedisDriver
 from corequeue.testing import FakeClock
 from tests.support.drivers import POP_TIMEOUT, AsyncDriverIterator, DriverFactory
@@ -52,17 +51,18 @@ async def raw_client(url: str, *, cluster: bool = False) -> AsyncIterator[Redis 
 
 
 async def wipe(driver: RedisDriver, client: Redis | RedisCluster) -> None:
-    """Delete every key of the driver's queue: its jobs, channels and bookkeeping keys."""
-    for channel in Channel:
-        await driver.flush(channel)
-    keys = driver.keys
-    await client.delete(*keys.all())
+    """Delete every key of the driver's queue: its jobs, channels and bookkeeping keys.
+
+    Store layout 2 keeps all of a queue in `driver.keys.all()` (a pop's wake-up list expires
+    by itself); a test that writes layout 1 keys deletes them itself.
+    """
+    await client.delete(*driver.keys.all())
 
 
-async def server_now_ms(client: Redis | RedisCluster) -> int:
-    """Return the Redis server's clock in milliseconds."""
+async def server_now_us(client: Redis | RedisCluster) -> int:
+    """Return the Redis server's clock in microseconds."""
     seconds, micros = await client.time()
-    return seconds * 1000 + micros // 1000
+    return int(seconds) * 1_000_000 + int(micros)
 
 
 async def stored_keys(client: Redis, driver: RedisDriver) -> set[str]:

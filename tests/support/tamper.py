@@ -1,7 +1,8 @@
 """Write bad data straight into a driver's store, behind the driver's back, for bad-input tests.
 
 SQL drivers keep a job as columns: tests can overwrite the payload or any column. Redis keeps one
-envelope per job: tests can overwrite the payload inside it, or the whole envelope.
+envelope per job (a field of the queue's `jobs` hash): tests can overwrite the payload inside
+it, or the whole envelope.
 """
 
 from __future__ import annotations
@@ -145,16 +146,18 @@ class _Redis:
         self._url = cluster_url if self._cluster else server_url(REDIS_URL_VAR)
 
     async def set_payload(self, job_id: str, raw: bytes) -> None:
-        key = self._driver.keys.job(job_id)
+        jobs = self._driver.keys.jobs
         async with raw_client(self._url, cluster=self._cluster) as client:
-            stored = await client.get(key)
+            stored = await client.hget(jobs, job_id)
             assert isinstance(stored, bytes)
             job = PersistedJob.from_bytes(stored)
-            await client.set(key, replace(job, value=raw).to_bytes())
+            await client.hset(jobs, job_id, replace(job, value=raw).to_bytes())
 
     async def set_envelope(self, job_id: str, raw: bytes) -> None:
+        jobs = self._driver.keys.jobs
         async with raw_client(self._url, cluster=self._cluster) as client:
-            assert await client.set(self._driver.keys.job(job_id), raw, xx=True)
+            assert await client.hexists(jobs, job_id)
+            await client.hset(jobs, job_id, raw)
 
     async def set_column(self, job_id: str, column: str, value: Any) -> None:
         pytest.skip("Redis keeps a job as one envelope, not as columns")
@@ -168,7 +171,7 @@ class _Redis:
             parked = {}
             for member in await client.zrange(getattr(keys, channel.value), 0, -1):
                 job_id = member.decode() if isinstance(member, bytes) else str(member)
-                stored = await client.get(keys.job(job_id))
+                stored = await client.hget(keys.jobs, job_id)
                 assert isinstance(stored, bytes)
                 parked[job_id] = stored
             return parked

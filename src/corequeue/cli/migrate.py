@@ -1,4 +1,4 @@
-"""`corequeue migrate`: create or upgrade the PostgreSQL schema of postgres queues."""
+"""`corequeue migrate`: upgrade the stored layout of postgres and redis queues."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from corequeue.factory import QueueFactory
 @queue_option("Queue to migrate; repeatable. Default: every configured queue.")
 @json_option
 def migrate(config_path: Path | None, queues: tuple[str, ...], as_json: bool) -> int:
-    """Bring the PostgreSQL schema of postgres queues to this release's version.
+    """Bring the PostgreSQL schema or Redis store layout of queues to this release's version.
 
     Safe to run again and from several machines at once; queues on other drivers need nothing.
     """
@@ -38,13 +38,14 @@ def migrate(config_path: Path | None, queues: tuple[str, ...], as_json: bool) ->
         output.json(results)
         return 0
     for name, result in results.items():
-        if result["driver"] != "postgres":
+        kind = "store layout" if result["driver"] == "redis" else "schema"
+        if result["driver"] not in _MIGRATING:
             output.say(f"{name}: uses {result['driver']}, nothing to migrate")
         elif result["applied"]:
             versions = ", ".join(str(version) for version in result["applied"])
-            output.say(f"{name}: applied schema versions {versions} ({result['store']})")
+            output.say(f"{name}: applied {kind} versions {versions} ({result['store']})")
         else:
-            output.say(f"{name}: schema already up to date ({result['store']})")
+            output.say(f"{name}: {kind} already up to date ({result['store']})")
     return 0
 
 
@@ -56,10 +57,13 @@ async def _migrate(
         for name in names:
             settings = config.queue(name)
             result: dict[str, Any] = {"driver": settings.driver, "store": settings.describe()}
-            if settings.driver == "postgres":
+            if settings.driver in _MIGRATING:
                 driver: Any = factory.make(name).driver
                 result["applied"] = list(await driver.migrate())
             results[name] = result
         return results
     finally:
         await factory.close()
+
+
+_MIGRATING = ("postgres", "redis")  # their drivers have `migrate() -> list[int]`

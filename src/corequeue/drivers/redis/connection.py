@@ -11,25 +11,32 @@ URL forms understood by `RedisDriver.from_url`:
     rediss+sentinel://...                                              Sentinel, TLS to the master
 
 `cluster=True` turns a plain redis:// or rediss:// URL into a Cluster connection. Query options
-are redis-py's (`socket_timeout`, `ssl_cert_reqs`, ...). A password is never logged or shown:
-`corequeue.redact.redact()` masks it in every URL the driver prints, and a URL whose password
-holds an unencoded `/`, `?` or `#` is refused.
+are redis-py's (`socket_timeout`, `ssl_cert_reqs`, ...). Over TLS the server's certificate and
+host name are verified, on every redis-py version (5.x did not check the host name by default);
+only `ssl_cert_reqs=none` (no verification at all) or an explicit `ssl_check_hostname=false`
+turns that off. A password is never logged or shown: `corequeue.redact.redact()` masks it in
+every URL the driver prints, and a URL whose password holds an unencoded `/`, `?` or `#` is
+refused.
+
+Every command of a queue names keys of one hash slot; `execute()` runs it there, following a
+Cluster that reshards that slot (MOVED, ASK, TRYAGAIN).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from typing import Any, Final, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.connection import parse_url as parse_redis_url
 from redis.asyncio.retry import Retry
@@ -45,6 +52,12 @@ AnyRedis = Redis | RedisCluster
 
 LONGEST_BLOCK_SECONDS = 2.0
 """The longest one BLPOP waits; a longer pop timeout blocks several times in a row."""
+
+TRYAGAIN_BUDGET_SECONDS: Final = 5.0
+"""How long a command answered TRYAGAIN (its slot is half moved) is retried before it fails."""
+
+_TRYAGAIN_FIRST_PAUSE: Final = 0.005
+_TRYAGAIN_LONGEST_PAUSE: Final = 0.1
 
 _STANDALONE_SCHEMES = {"redis", "rediss", "unix"}
 _CLUSTER_SCHEMES = {"redis+cluster", "rediss+cluster"}
@@ -106,6 +119,7 @@ class UrlSource:
         self._url = url
         self._kind = _kind_of(url, cluster)
         self._options = {"retry": _default_retry(), **options, "decode_responses": False}
+        self._options.update(_hostname_check(url, self._options))
         self.display = redact(url)
 
     def open(self, first: bool) -> Clients:
@@ -193,6 +207,67 @@ class LoopClients:
             # driver before the loops that used it to avoid that.
 
 
+async def execute(client: AnyRedis, slot: int, *args: Any) -> Any:
+    """Run one command whose keys all lie in hash slot `slot`, and return its answer.
+
+    A standalone client runs it as it is. On Redis Cluster it goes to the node holding `slot`
+    and follows a reshard of that slot: MOVED (the slot moved: redis-py updates its map and
+    sends it again), ASK (the command's keys moved ahead of the slot: ASKING and the command go
+    to the target node back to back on one connection, which redis-py's own redirect does not
+    do) and TRYAGAIN (the keys are split between two nodes, or a multi-key command meets an
+    importing node: sent again after a short, growing pause, for up to
+    TRYAGAIN_BUDGET_SECONDS, then the TryAgainError is raised).
+    """
+    if not isinstance(client, RedisCluster):
+        return await client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py
+    pause, waited = _TRYAGAIN_FIRST_PAUSE, 0.0
+    while True:
+        try:
+            return await _execute_in_slot(client, slot, args)
+        except redis_errors.TryAgainError:
+            if waited >= TRYAGAIN_BUDGET_SECONDS:
+                raise
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, _TRYAGAIN_LONGEST_PAUSE)
+
+
+async def _execute_in_slot(cluster: RedisCluster, slot: int, args: tuple[Any, ...]) -> Any:
+    try:
+        node = cluster.nodes_manager.get_node_from_slot(slot)
+    except redis_errors.RedisClusterException:  # no map yet: redis-py's own path reads it
+        return await cluster.execute_command(*args)
+    try:
+        return await node.execute_command(*args)
+    except redis_errors.AskError as ask:
+        return await _execute_asking(cluster, ask, args)
+    except (redis_errors.MovedError, redis_errors.ConnectionError, redis_errors.TimeoutError):
+        # redis-py's own path follows MOVED (moving the slot in its map), reconnects, and reads
+        # the topology again after a failover. Answers a node gives while the slot migrates
+        # come back from it as they are: ASK ends in TRYAGAIN for a script (its placeholder
+        # key exists nowhere), and TRYAGAIN is retried above.
+        return await cluster.execute_command(*args)
+
+
+async def _execute_asking(cluster: RedisCluster, ask: redis_errors.AskError, args: Any) -> Any:
+    """Send ASKING and the command to the node `ask` names, on one connection, in order."""
+    node = cluster.get_node(host=ask.host, port=ask.port)
+    temporary = node is None  # an importing node that holds no slot yet is not in the map
+    if node is None:
+        kwargs = dict(cluster.nodes_manager.connection_kwargs)
+        node = ClusterNode(ask.host, ask.port, "primary", **kwargs)
+    asking, command = PipelineCommand(0, "ASKING"), PipelineCommand(1, *args)
+    try:
+        await node.execute_pipeline([asking, command])
+    finally:
+        if temporary:
+            await node.disconnect()
+    for step in (asking, command):
+        if isinstance(step.result, BaseException):
+            raise step.result
+    return command.result
+
+
 @contextmanager
 def store_errors(display: str) -> Iterator[None]:
     """Re-raise redis-py errors as StoreUnavailable (cannot reach) or DriverError (refused)."""
@@ -218,6 +293,25 @@ def _kind_of(url: str, cluster: bool) -> str:
         return "standalone"
     known = ", ".join(sorted(_STANDALONE_SCHEMES | _CLUSTER_SCHEMES | _SENTINEL_SCHEMES))
     raise InvalidOption(f"unsupported Redis URL {redact(url)!r}: expected a scheme among {known}")
+
+
+def _hostname_check(url: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return `ssl_check_hostname=True` for a TLS URL whose certificate is verified.
+
+    redis-py 5.x left host names unchecked unless asked (6.0 turned it on); asking explicitly
+    holds on every version. An explicit setting (option or URL query) is kept, and so is
+    `ssl_cert_reqs=none`: Python cannot check a host name without verifying the certificate.
+    """
+    parts = urlsplit(url)
+    if not parts.scheme.lower().startswith("rediss"):
+        return {}
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    if "ssl_check_hostname" in query or "ssl_check_hostname" in options:
+        return {}
+    cert_reqs = options.get("ssl_cert_reqs", query.get("ssl_cert_reqs", "required"))
+    if cert_reqs in (ssl.CERT_NONE, "none", "CERT_NONE"):
+        return {}
+    return {"ssl_check_hostname": True}
 
 
 def _default_retry() -> Retry:

@@ -2,8 +2,11 @@
 
 Every move between channels is one Lua script (the `*.lua` files beside this module), so no
 step loses a job if a process dies between two commands. All keys of a queue carry one hash
-tag and live in one Cluster slot. Times come from the Redis server's clock inside the scripts
-(or from the `clock` given, in tests), so producers and workers may disagree about the time.
+tag and live in one Cluster slot, and every key a script touches is one of its KEYS (store
+layout 2: envelopes are fields of the queue's `jobs` hash), so a reshard of that slot delays
+a script (ASK, TRYAGAIN) but never cuts one off halfway. Times come from the Redis server's
+clock inside the scripts (or from the `clock` given, in tests), in microseconds, so producers
+and workers may disagree about the time and a job never runs before its exact due instant.
 
 An idle `pop()` blocks on BLPOP of a token list that every push fills, so it wakes as soon as
 a job arrives; while it waits, a local timer fires when the next delayed job is due and runs the
@@ -20,32 +23,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from importlib import resources
 from typing import Any, Final
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.crc import key_slot
-from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError
 
 from corequeue.drivers.base import (
     DEFAULT_LEASE,
     DEFAULT_POP_TIMEOUT,
-    LEASE_EXPIRED,
     Channel,
     ChannelConfig,
     Clock,
     JobView,
     QueueInfo,
     check_listing,
-    instant_of_ms,
     parse_channel,
     reloadable,
 )
@@ -56,10 +51,14 @@ from corequeue.drivers.redis.connection import (
     GivenSource,
     LoopClients,
     UrlSource,
+    execute,
     store_errors,
 )
+from corequeue.drivers.redis.keys import LAYOUT_VERSION, SCRIPT_KEY_COUNT, RedisKeys
+from corequeue.drivers.redis.scripts import Script
+from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, quads, text, view
 from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
-from corequeue.job import PersistedJob, new_token, to_ms
+from corequeue.job import PersistedJob, new_token
 
 logger = logging.getLogger(__name__)
 
@@ -69,80 +68,14 @@ PUSH_CHUNK: Final = 500
 MAX_POP: Final = 1000
 """Most jobs one `pop_many()` call reserves."""
 
-_MAX_DELAY_MS: Final = 2**52  # Lua numbers are doubles: exact integers end at 2**53
+MIGRATE_BATCH: Final = 500
+"""Jobs one `migrate()` script converts."""
+
+_MAX_DELAY_US: Final = 2**52  # Lua numbers are doubles: exact integers end at 2**53
+_MICROSECOND: Final = timedelta(microseconds=1)
 _SCRIPTS: Final = ("ack", "cancel", "flush", "info", "pop", "push", "reload", "release", "renew")
-_SCRIPTS_MORE: Final = ("settle", "inspect", "lookup", "delete", "requeue")
-
-
-@dataclass(frozen=True, slots=True)
-class RedisKeys:
-    """The keys of one queue, all in one Cluster slot.
-
-    Example:
-        >>> RedisKeys.for_channels(ChannelConfig.for_queue("emails")).job("42")
-        '{app:env:emails}:job:42'
-    """
-
-    waiting: str
-    delayed: str
-    reserved: str
-    failed: str
-    timeout: str
-    notify: str
-    seq: str
-    expiries: str
-    tokens: str
-    job_prefix: str
-    wake_prefix: str
-
-    @classmethod
-    def for_channels(cls, channels: ChannelConfig) -> RedisKeys:
-        """Return the channel keys plus the driver's own keys, beside the `waiting` key.
-
-        Raises:
-            InvalidOption: if the keys would not share one hash slot.
-        """
-        base = channels.waiting.removesuffix(Channel.WAITING.value)
-        if base == channels.waiting:
-            base = f"{channels.waiting}:"
-        keys = cls(
-            waiting=channels.waiting,
-            delayed=channels.delayed,
-            reserved=channels.reserved,
-            failed=channels.failed,
-            timeout=channels.timeout,
-            notify=f"{base}notify",
-            seq=f"{base}seq",
-            expiries=f"{base}lease_expiries",
-            tokens=f"{base}tokens",
-            job_prefix=f"{base}job:",
-            wake_prefix=f"{base}wake:",
-        )
-        slots = {key_slot(key.encode()) for key in keys.all()}
-        if len(slots) > 1:
-            raise InvalidOption(
-                f"the keys of a queue must share one hash slot (wrap a common part in "
-                f"{{braces}}, as in '{{app:env:name}}:waiting'), got {channels}"
-            )
-        return keys
-
-    def all(self) -> tuple[str, ...]:
-        """Return the keys every script receives, in the order lib.lua names them."""
-        return (
-            self.waiting,
-            self.delayed,
-            self.reserved,
-            self.failed,
-            self.timeout,
-            self.notify,
-            self.seq,
-            self.expiries,
-            self.tokens,
-        )
-
-    def job(self, job_id: str) -> str:
-        """Return the key holding the envelope of job `job_id`."""
-        return f"{self.job_prefix}{job_id}"
+_SCRIPTS_MORE: Final = ("settle", "inspect", "lookup", "delete", "requeue", "migrate")
+_REFUSED: Final = "COREQUEUE_LAYOUT"  # how the scripts refuse a queue in another layout
 
 
 class RedisDriver:
@@ -247,7 +180,10 @@ class RedisDriver:
         self.lease = lease
         self._clock = clock
         self._clients = LoopClients(source)
-        self._scripts = {script: _Script(script) for script in _SCRIPTS + _SCRIPTS_MORE}
+        slot = self.keys.slot
+        self._scripts = {
+            script: Script(script, slot, SCRIPT_KEY_COUNT) for script in _SCRIPTS + _SCRIPTS_MORE
+        }
 
     def __repr__(self) -> str:
         return f"RedisDriver({self.url!r}, name={self.name!r})"
@@ -274,12 +210,12 @@ class RedisDriver:
         for start in range(0, len(jobs), PUSH_CHUNK):
             args: list[Any] = []
             for job, delay in jobs[start : start + PUSH_CHUNK]:
-                args += [job.id, min(to_ms(delay), _MAX_DELAY_MS), job.to_bytes()]
+                args += [job.id, _microseconds(delay), job.to_bytes()]
             calls.append(args)
         if not calls:
             return
         clients = await self._clients.current()
-        with store_errors(self.url):
+        with self._errors():
             await self._scripts["push"].run_many(clients.main, self._args_of(calls))
 
     async def pop(self) -> PersistedJob:
@@ -328,8 +264,8 @@ class RedisDriver:
 
         Returns False, changing nothing, when the caller's token is stale.
         """
-        backoff_ms = min(to_ms(job.backoff), _MAX_DELAY_MS)
-        return await self._settle(job, "delayed", backoff_ms, job.to_bytes())
+        backoff = _microseconds(job.backoff)
+        return await self._settle(job, "delayed", backoff, job.to_bytes())
 
     async def renew(self, job: PersistedJob) -> bool:
         """Extend the lease of a reserved job by `lease` from now; False when it is lost."""
@@ -339,7 +275,7 @@ class RedisDriver:
         """Extend the leases of `jobs` in one script; return those whose lease is lost."""
         if not jobs:
             return []
-        lost = await self._run("renew", to_ms(self.lease), *_fenced(jobs))
+        lost = await self._run("renew", _microseconds(self.lease), *_fenced(jobs))
         return [jobs[int(position)] for position in lost]
 
     async def release(self, job: PersistedJob) -> bool:
@@ -397,67 +333,97 @@ class RedisDriver:
 
     async def get_job(self, job_id: str) -> JobView | None:
         """Return the job with id `job_id` wherever it is, or None."""
-        reply = await self._run_inspection("lookup", job_id)
-        if reply is None or reply[2] is None:
+        reply = await self._run("lookup", job_id)
+        if reply is None:
             return None
         channel, score, envelope, lost = reply
-        return _view(job_id, Channel(_text(channel)), envelope, lost, score)
+        return view(job_id, Channel(text(channel)), envelope, lost, score)
 
     async def delete_job(self, job_id: str) -> bool:
         """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
-        return bool(await self._run_inspection("delete", job_id))
+        return bool(await self._run("delete", job_id))
 
     async def retry_job(self, job_id: str) -> bool:
         """Move one failed or timeout job back to `waiting`; return whether it was there."""
-        return bool(await self._run_inspection("requeue", job_id))
+        return bool(await self._run("requeue", job_id))
+
+    async def migrate(self) -> list[int]:
+        """Convert the queue from store layout 1 (an earlier release) to layout 2, in place.
+
+        Jobs of every channel are converted, a batch of `MIGRATE_BATCH` per script, with their
+        leases, reservation tokens and lost-lease counts; workers of this release wait (their
+        calls fail with a DriverError naming `corequeue migrate`) until the conversion is done,
+        then carry on. Workers of the earlier release must be stopped first: they read the old
+        keys. Safe to run again, and from several processes at once.
+
+        Returns:
+            `[2]` when this call converted (part of) the queue, `[]` when it was in layout 2
+            already or new.
+        """
+        clients = await self._clients.current()
+        with self._errors():
+            state = await self._migrate_step(clients, "", [])
+            converted = state != str(LAYOUT_VERSION)
+            while state != str(LAYOUT_VERSION):
+                source = self.keys.for_script()[_converting(state) - 1]
+                last = MIGRATE_BATCH - 1
+                ids = await execute(clients.main, self.keys.slot, "ZRANGE", source, 0, last)
+                state = await self._migrate_step(clients, state, ids)
+        if converted:
+            logger.warning("queue %s: converted to store layout %d", self.name, LAYOUT_VERSION)
+        return [LAYOUT_VERSION] if converted else []
+
+    async def _migrate_step(self, clients: Clients, state: str, ids: list[Any]) -> str:
+        """Run migrate.lua once: convert `ids` (of the channel `state` names); return the state."""
+        layout1_keys = [self.keys.layout1_job(text(job_id)) for job_id in ids]
+        keys = [*self.keys.for_script(), self.keys.scratch, *layout1_keys]
+        args = [*keys, self._now(), state, *ids]
+        reply = await self._scripts["migrate"].run(clients.main, args, key_count=len(keys))
+        return text(reply)
 
     async def _list_window(
         self, channel: Channel, start: int, count: int
     ) -> tuple[list[JobView], int]:
         """Return the jobs at positions `start`.. of `channel` and the next position (-1: end)."""
-        reply = await self._run_inspection("inspect", channel.value, start, count)
+        reply = await self._run("inspect", channel.value, start, count)
         views = [
-            _view(_text(job_id), channel, envelope, lost, score)
-            for job_id, envelope, lost, score in _quads(reply[1:])
-            if envelope is not None  # removed between the two reads of the script: not there
+            view(text(job_id), channel, envelope, lost, score)
+            for job_id, envelope, lost, score in quads(reply[1:])
         ]
         return views, int(reply[0])
-
-    async def _run_inspection(self, script: str, *args: Any) -> Any:
-        clients = await self._clients.current()
-        with store_errors(self.url):
-            return await self._scripts[script].run(clients.main, self._args(*args))
 
     # --- pop ---------------------------------------------------------------------------------
 
     async def _reserve(
-        self, clients: Clients, limit: int, wake_key: str = ""
+        self, clients: Clients, limit: int, wake_key: str | None = None
     ) -> tuple[list[PersistedJob], int]:
         token = new_token()  # one per pop: fencing compares (id, token) pairs
-        args = self._args(limit, to_ms(self.lease), wake_key, token)
-        with store_errors(self.url):
+        timed = "1" if wake_key else ""
+        args: list[Any] = [*self.keys.for_script(wake_key), self._now()]
+        args += [limit, _microseconds(self.lease), timed, token]
+        with self._errors():
             reply = await self._scripts["pop"].run(clients.main, args)
         jobs: list[PersistedJob] = []
         for index in range(1, len(reply), 3):
-            job_id, envelope, lost = reply[index : index + 3]
+            job_id, envelope, extra = reply[index : index + 3]
+            if envelope is None:  # no envelope: the script parked the id in `failed`
+                logger.error("queue %s: job %s moved to failed: %s",
+                             self.name, text(job_id), text(extra))  # fmt: skip
+                continue
             try:
-                job = _decode(envelope, lost)
+                job = decode_job(envelope, extra)
             except DecodeError as exc:
-                await self._park_undecodable(clients, _text(job_id), token, exc)
+                await self._park_undecodable(text(job_id), token, exc)
                 continue
             job.token = token
             jobs.append(job)
         return jobs, int(reply[0])
 
-    async def _park_undecodable(
-        self, clients: Clients, job_id: str, token: str, exc: DecodeError
-    ) -> None:
+    async def _park_undecodable(self, job_id: str, token: str, exc: DecodeError) -> None:
         # Not a job this release can read (corrupt, or a newer wire format): keep the bytes in
         # `failed`, where an operator (or a newer worker, after reload) can deal with it.
         try:
-            with store_errors(self.url):
-                args = self._args(job_id, "failed", 0, "", token)
-                await self._scripts["settle"].run(clients.main, args)
+            await self._run("settle", job_id, "failed", 0, "", token)
         except DriverError as failure:
             # The readable jobs of this pop are reserved already: hand them out all the same.
             # This one stays reserved; when its lease runs out it is parked in `timeout`.
@@ -485,7 +451,7 @@ class RedisDriver:
         try:
             timeout = math.ceil(min(remaining, clients.longest_block_seconds) * 1000) / 1000
             with store_errors(self.url):
-                await clients.blocking.blpop(keys, timeout=timeout)
+                await execute(clients.blocking, self.keys.slot, "BLPOP", *keys, timeout)
         except BaseException:
             woken.set()
             await self._release_quietly(await _outcome(timer))
@@ -519,16 +485,16 @@ class RedisDriver:
     # --- plumbing ----------------------------------------------------------------------------
 
     async def _settle(
-        self, job: PersistedJob, destination: str, delay_ms: int, envelope: bytes
+        self, job: PersistedJob, destination: str, delay_us: int, envelope: bytes
     ) -> bool:
         if job.token is None:
             return False
-        return bool(await self._run("settle", job.id, destination, delay_ms, envelope, job.token))
+        return bool(await self._run("settle", job.id, destination, delay_us, envelope, job.token))
 
     async def _run(self, script: str, *args: Any) -> Any:
         clients = await self._clients.current()
-        with store_errors(self.url):
-            return await self._scripts[script].run(clients.main, self._args(*args))
+        with self._errors():
+            return await self._scripts[script].run(clients.main, self._args_of([list(args)])[0])
 
     async def _repeat(self, script: str, *args: Any) -> int:
         total = 0
@@ -536,55 +502,49 @@ class RedisDriver:
             total += moved
         return total
 
-    def _args(self, *args: Any) -> list[Any]:
-        return self._args_of([list(args)])[0]
-
     def _args_of(self, calls: list[list[Any]]) -> list[list[Any]]:
-        now = "" if self._clock is None else self._clock.now_ms()
-        return [[*self.keys.all(), now, self.keys.job_prefix, *args] for args in calls]
+        keys, now = self.keys.for_script(), self._now()
+        return [[*keys, now, *args] for args in calls]
+
+    def _now(self) -> str:
+        """Return ARGV 1 of every script: now in microseconds, or "" for the server's clock."""
+        return "" if self._clock is None else str(self._clock.now_us())
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Map redis-py errors (see `store_errors`); explain a queue in another store layout."""
+        with store_errors(self.url):
+            try:
+                yield
+            except ResponseError as exc:
+                if not str(exc).startswith(_REFUSED):
+                    raise
+                raise DriverError(_layout_message(self, str(exc))) from exc
 
 
-class _Script:
-    """One Lua script (lib.lua + its body), run by EVALSHA with a fallback to EVAL."""
-
-    def __init__(self, name: str) -> None:
-        package = resources.files(__package__ or "corequeue.drivers.redis")
-        body = package.joinpath(f"{name}.lua").read_text(encoding="utf-8")
-        self.source = package.joinpath("lib.lua").read_text(encoding="utf-8") + body
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
-
-    async def run(self, client: AnyRedis, keys_and_args: list[Any]) -> Any:
-        """Run the script once; load it if the server does not know it (first use, restart)."""
-        try:
-            return await client.evalsha(self.sha, _KEY_COUNT, *keys_and_args)
-        except NoScriptError:
-            return await client.eval(self.source, _KEY_COUNT, *keys_and_args)
-
-    async def run_many(self, client: AnyRedis, calls: list[list[Any]]) -> list[Any]:
-        """Run the script once per argument list, in one round trip where the client allows.
-
-        Only for idempotent scripts: after NOSCRIPT the whole batch runs again.
-        """
-        if len(calls) == 1:
-            return [await self.run(client, calls[0])]
-        if isinstance(client, RedisCluster):  # cluster pipelines refuse scripts: run them at once
-            return list(await asyncio.gather(*(self.run(client, args) for args in calls)))
-        try:
-            return await self._pipeline(client, calls, by_sha=True)
-        except NoScriptError:
-            return await self._pipeline(client, calls, by_sha=False)
-
-    async def _pipeline(self, client: Redis, calls: list[list[Any]], by_sha: bool) -> list[Any]:
-        async with client.pipeline(transaction=False) as pipe:
-            for args in calls:
-                if by_sha:
-                    pipe.evalsha(self.sha, _KEY_COUNT, *args)
-                else:
-                    pipe.eval(self.source, _KEY_COUNT, *args)
-            return list(await pipe.execute())
+def _layout_message(driver: RedisDriver, refusal: str) -> str:
+    state = refusal.removeprefix(_REFUSED).strip()
+    where = f"redis queue {driver.name!r} at {driver.url}"
+    if state.startswith("1>"):
+        return f"{where} is being converted to store layout {LAYOUT_VERSION}; try again shortly"
+    return (
+        f"{where} is in store layout {state}, written by an earlier corequeue release; this "
+        f"release reads layout {LAYOUT_VERSION}. Stop the workers of that release, then run "
+        "`corequeue migrate` (or await RedisDriver.migrate())"
+    )
 
 
-_KEY_COUNT: Final = 9  # the keys of RedisKeys.all()
+def _converting(state: str) -> int:
+    """Return the number (1-5, lib.lua's order) of the channel migrate.lua is converting."""
+    prefix, _, number = state.partition(":")
+    if prefix != "1>2" or not number.isdigit() or not 1 <= int(number) <= len(Channel):
+        raise DriverError(f"unknown store layout state {state!r}")
+    return int(number)
+
+
+def _microseconds(duration: timedelta) -> int:
+    """Return `duration` in whole microseconds, clamped where Lua numbers stay exact."""
+    return min(duration // _MICROSECOND, _MAX_DELAY_US)
 
 
 async def _outcome(timer: asyncio.Task[list[PersistedJob]] | None) -> list[PersistedJob]:
@@ -601,43 +561,4 @@ def _fenced(jobs: Sequence[PersistedJob]) -> list[str]:
     return [part for job in jobs for part in (job.id, job.token or "")]
 
 
-def _decode(envelope: bytes | str, lost_leases: bytes | str | None) -> PersistedJob:
-    raw = envelope.encode() if isinstance(envelope, str) else envelope
-    job = PersistedJob.from_bytes(raw)
-    if lost_leases is not None:
-        job.attempts += int(lost_leases)
-        job.last_error = LEASE_EXPIRED
-    return job
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
-LIST_WINDOW: Final = 500
-"""Jobs one listing script reads when `list_jobs()` filters by type."""
-
-UNREADABLE_TYPE: Final = "<unreadable>"
-"""The type `list_jobs()` and `get_job()` show for a stored envelope they cannot read."""
-
-
-def _view(
-    job_id: str, channel: Channel, envelope: bytes | str, lost: bytes | str | None, score: Any
-) -> JobView:
-    try:
-        job = _decode(envelope, lost)
-    except DecodeError as exc:  # kept in `failed` by a pop that could not read it: show it
-        raw = envelope.encode() if isinstance(envelope, str) else envelope
-        job = PersistedJob(job_id, UNREADABLE_TYPE, raw, last_error=str(exc))
-    shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
-    return JobView(job, channel, instant_of_ms(round(float(score))) if shows_due else None)
-
-
-def _quads(values: Sequence[Any]) -> list[tuple[Any, Any, Any, Any]]:
-    return [
-        (values[index], values[index + 1], values[index + 2], values[index + 3])
-        for index in range(0, len(values), 4)
-    ]
-
-
-__all__ = ["MAX_POP", "PUSH_CHUNK", "RedisDriver", "RedisKeys"]
+__all__ = ["MAX_POP", "MIGRATE_BATCH", "PUSH_CHUNK", "RedisDriver", "RedisKeys"]

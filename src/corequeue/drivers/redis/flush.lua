@@ -1,6 +1,11 @@
--- Delete up to BATCH jobs of channel ARGV 3 with their data (and reservation tokens). Waiting
+-- Delete up to BATCH jobs of channel ARGV 2 with their data (and reservation tokens). Waiting
 -- includes delayed jobs already due; delayed only those not yet due. Returns how many went;
 -- the client calls again until that is 0.
+local refused = layout_refusal()
+if refused then
+  return refused
+end
+
 local function select_ids(channel)
   if channel == 'waiting' then
     local ids = redis.call('ZRANGE', WAITING, 0, BATCH - 1)
@@ -16,9 +21,9 @@ local function select_ids(channel)
   return key, redis.call('ZRANGE', key, 0, BATCH - 1)
 end
 
-local key, ids = select_ids(ARGV[3])
-for _, id in ipairs(ids) do
-  redis.call('ZREM', key, id)
-  forget(id)
+local key, ids = select_ids(ARGV[2])
+if #ids > 0 then
+  redis.call('ZREM', key, unpack(ids))
+  forget_all(ids)
 end
 return #ids

@@ -1,5 +1,10 @@
 -- Count each channel: {waiting, delayed, reserved, failed, timeout}. Delayed jobs already due
--- count as waiting, as they are the moment any pop runs.
+-- count as waiting, as they are the moment any pop runs. Jobs parked because their envelope
+-- was missing count as failed.
+local refused = layout_refusal()
+if refused then
+  return refused
+end
 local due = redis.call('ZCOUNT', DELAYED, '-inf', int(NOW))
 return {
   redis.call('ZCARD', WAITING) + due,

@@ -1,8 +1,12 @@
--- For operators: the jobs of channel ARGV 3 at positions ARGV 4 to ARGV 4 + ARGV 5 - 1, in
+-- For operators: the jobs of channel ARGV 2 at positions ARGV 3 to ARGV 3 + ARGV 4 - 1, in
 -- channel order. Waiting is the waiting set, then the delayed jobs already due (the order the
 -- next pops take them in). Read only. Returns {next position, or -1 when the channel ends in
 -- this window; then id, envelope, lost leases, score for each job}.
-local channel, start, count = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local refused = layout_refusal()
+if refused then
+  return refused
+end
+local channel, start, count = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 
 local function ranks(key, first, n)
   return redis.call('ZRANGE', key, first, first + n - 1, 'WITHSCORES')
@@ -40,7 +44,7 @@ end
 for i = 1, #found, 2 do
   local id = found[i]
   reply[#reply + 1] = id
-  reply[#reply + 1] = redis.call('GET', job_key(id))
+  reply[#reply + 1] = redis.call('HGET', JOBS, id)
   reply[#reply + 1] = redis.call('HGET', EXPIRIES, id)
   reply[#reply + 1] = found[i + 1]
 end

@@ -1,46 +1,73 @@
 -- corequeue: shared head of every script (the driver prepends it to each script body).
 --
--- All keys of a queue share one hash tag, so every script touches one Cluster slot.
+-- Store layout 2. Every key a script touches is one of its KEYS, and they all share the
+-- queue's hash tag: a script runs whole on the node holding the queue's slot, and while that
+-- slot migrates, Redis answers ASK or TRYAGAIN before running it instead of failing halfway.
 -- KEYS  1 waiting   ZSET  id -> arrival number (FIFO)
---       2 delayed   ZSET  id -> due time, ms
---       3 reserved  ZSET  id -> lease expiry, ms
---       4 failed    ZSET  id -> time parked, ms
---       5 timeout   ZSET  id -> time parked, ms
+--       2 delayed   ZSET  id -> due instant, microseconds since the epoch
+--       3 reserved  ZSET  id -> lease expiry, microseconds
+--       4 failed    ZSET  id -> time parked, microseconds
+--       5 timeout   ZSET  id -> time parked, microseconds
 --       6 notify    LIST  wake-up tokens for blocked pops (BLPOP)
 --       7 seq       STRING  arrival counter (scores of waiting)
 --       8 expiries  HASH  id -> leases lost since the client last wrote the envelope
 --       9 tokens    HASH  id -> reservation token of the pop holding it (reserved only)
--- ARGV  1 now in ms, or "" to read the Redis server's clock
---       2 prefix of the job keys: prefix .. id holds the job's envelope (wire format v1)
---       3.. per script
+--      10 jobs      HASH  id -> envelope (wire format), or LOST .. why for a job parked in
+--                         failed because its envelope was missing
+--      11 layout    STRING  the store layout, '2' (absent: a new queue, or layout 1)
+--      12 wake      LIST  the private wake-up list of the pop whose timer runs pop.lua; any
+--                         other script gets a placeholder it never touches
+-- ARGV  1 now in microseconds since the epoch, or "" to read the Redis server's clock
+--       2.. per script
 local WAITING, DELAYED, RESERVED, FAILED, TIMEOUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local NOTIFY, SEQ, EXPIRIES, TOKENS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local PREFIX = ARGV[2]
+local JOBS, LAYOUT, WAKE = KEYS[10], KEYS[11], KEYS[12]
+local CHANNELS = { WAITING, DELAYED, RESERVED, FAILED, TIMEOUT }
 local TOKEN_CAP = 128 -- more blocked pops than this wake in turns, not at once
 local BATCH = 1000 -- most jobs one call moves, so no call blocks Redis for long
+local LOST = 'lost:' -- an envelope never starts so: it is a JSON object
+local VERSION = '2'
 
 local function server_now_us()
   local time = redis.call('TIME')
   return tonumber(time[1]) * 1000000 + tonumber(time[2])
 end
 
--- NOW (ms) decides what is due; NOW_US, the same instant to the microsecond, tells a waiting
--- pop how long to sleep, so its timer does not overshoot by the part of a millisecond that NOW
--- drops. Microseconds since 1970 stay exact in a Lua double (below 2^53).
-local NOW_US = tonumber(ARGV[1]) and tonumber(ARGV[1]) * 1000 or server_now_us()
-local NOW = math.floor(NOW_US / 1000)
+-- Every time is in microseconds, compared exactly: a job delayed by d at instant t is due at
+-- t + d, never before. Microseconds since 1970 stay exact in a Lua double (below 2^53).
+local NOW = tonumber(ARGV[1]) or server_now_us()
 
 -- Scores as integers: tostring() of a Lua number keeps only 14 significant digits.
 local function int(number)
   return string.format('%.0f', number)
 end
 
-local function job_key(id)
-  return PREFIX .. id
+-- An error reply when the queue is not in this layout (the caller returns it before any
+-- write); nil when it is. A queue with no job in any channel and no layout yet is new: it
+-- starts in this layout. Layout 1 data waits for `corequeue migrate` (migrate.lua).
+local function layout_refusal()
+  local layout = redis.call('GET', LAYOUT)
+  if layout == VERSION then
+    return nil
+  end
+  if not layout then
+    for _, key in ipairs(CHANNELS) do
+      if redis.call('EXISTS', key) == 1 then
+        return redis.error_reply('COREQUEUE_LAYOUT 1')
+      end
+    end
+    redis.call('SET', LAYOUT, VERSION)
+    return nil
+  end
+  return redis.error_reply('COREQUEUE_LAYOUT ' .. layout)
+end
+
+local function is_lost(envelope)
+  return string.sub(envelope, 1, #LOST) == LOST
 end
 
 local function forget(id)
-  redis.call('DEL', job_key(id))
+  redis.call('HDEL', JOBS, id)
   redis.call('HDEL', EXPIRIES, id)
   redis.call('HDEL', TOKENS, id)
 end
@@ -49,14 +76,22 @@ end
 local function forget_all(ids)
   for first = 1, #ids, BATCH do
     local last = math.min(first + BATCH - 1, #ids)
-    local keys = {}
-    for i = first, last do
-      keys[#keys + 1] = job_key(ids[i])
-    end
-    redis.call('DEL', unpack(keys))
+    redis.call('HDEL', JOBS, unpack(ids, first, last))
     redis.call('HDEL', EXPIRIES, unpack(ids, first, last))
     redis.call('HDEL', TOKENS, unpack(ids, first, last))
   end
+end
+
+-- A job whose envelope is missing (deleted behind the queue's back, or never moved from an
+-- older layout) is never dropped: it goes to failed, its envelope replaced by LOST .. why, so
+-- info counts it and inspection shows it. Returns that text.
+local function park_lost(id, why)
+  local marker = LOST .. why
+  redis.call('HSET', JOBS, id, marker)
+  redis.call('HDEL', EXPIRIES, id)
+  redis.call('HDEL', TOKENS, id)
+  redis.call('ZADD', FAILED, int(NOW), id)
+  return marker
 end
 
 -- Fencing: whether `token` is the one the pop that reserved job `id` handed out. Every move
@@ -85,8 +120,8 @@ local function make_waiting(id)
   redis.call('ZADD', WAITING, redis.call('INCR', SEQ), id)
 end
 
--- Waiting now, or delayed until NOW + delay; returns 1 when it became the next job due,
--- so blocked pops must wake to shorten their wait.
+-- Waiting now (a delay of 0 or less), or delayed until NOW + delay microseconds; returns 1
+-- when it became the next job due, so blocked pops must wake to shorten their wait.
 local function schedule(id, delay)
   if delay <= 0 then
     make_waiting(id)
@@ -145,9 +180,9 @@ local function recover_expired_leases()
   for _, id in ipairs(ids) do
     redis.call('ZREM', RESERVED, id)
     redis.call('HDEL', TOKENS, id)
-    local envelope = redis.call('GET', job_key(id))
+    local envelope = redis.call('HGET', JOBS, id)
     if not envelope then
-      redis.call('HDEL', EXPIRIES, id)
+      park_lost(id, 'its envelope was missing when its lease ran out')
     elseif has_attempts_left(id, envelope) then
       redis.call('HINCRBY', EXPIRIES, id, 1)
       make_waiting(id)
@@ -178,6 +213,6 @@ local function next_event_in_us()
   if not at then
     return -1
   end
-  return math.max(at * 1000 - NOW_US, 0)
+  return math.max(at - NOW, 0)
 end
 

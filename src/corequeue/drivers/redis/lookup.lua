@@ -1,6 +1,10 @@
--- For operators: where job ARGV 3 is. Read only. Returns {channel, score, envelope, lost
+-- For operators: where job ARGV 2 is. Read only. Returns {channel, score, envelope, lost
 -- leases}, or nil when no channel holds it. A delayed job already due is waiting.
-local id = ARGV[3]
+local refused = layout_refusal()
+if refused then
+  return refused
+end
+local id = ARGV[2]
 local channels = {
   { 'waiting', WAITING }, { 'delayed', DELAYED }, { 'reserved', RESERVED },
   { 'failed', FAILED }, { 'timeout', TIMEOUT },
@@ -12,7 +16,7 @@ for _, entry in ipairs(channels) do
     if channel == 'delayed' and tonumber(score) <= NOW then
       channel = 'waiting'
     end
-    return { channel, score, redis.call('GET', job_key(id)), redis.call('HGET', EXPIRIES, id) }
+    return { channel, score, redis.call('HGET', JOBS, id), redis.call('HGET', EXPIRIES, id) }
   end
 end
 return nil

@@ -1,32 +1,43 @@
--- Reserve up to ARGV 3 due jobs under a lease of ARGV 4 ms, after recovering expired leases
--- and promoting due delayed jobs. Returns {wait, id, envelope, lost leases, id, ...}: wait is
--- 0 when jobs came back, else microseconds until the next job is due or lease runs out
--- (-1: never).
--- ARGV 5, when not "", is the wake-up list of the pop whose timer runs this script: a
--- reservation pushes to it, ending that pop's BLPOP (before any token, so it takes no token).
--- ARGV 6 is the pop's reservation token, stored in `tokens` for every job it reserves: only
+-- Reserve up to ARGV 2 due jobs under a lease of ARGV 3 microseconds, after recovering expired
+-- leases and promoting due delayed jobs. Returns {wait, id, envelope, lost leases, id, ...}:
+-- wait is 0 when the client should look again at once (jobs came back, or ids were parked),
+-- else microseconds until the next job is due or lease runs out (-1: never). A popped id
+-- whose envelope is missing is parked in failed (see park_lost) and comes back as
+-- id, nil, why: the client logs it.
+-- ARGV 4 is "1" when the pop's timer runs this script: a reservation then pushes to the
+-- pop's wake-up list (KEYS 12), ending its BLPOP (before any token, so it takes no token).
+-- ARGV 5 is the pop's reservation token, stored in `tokens` for every job it reserves: only
 -- calls that bring it back may settle, renew or release those jobs.
+local refused = layout_refusal()
+if refused then
+  return refused
+end
 recover_expired_leases()
 promote_due_jobs()
-local limit, lease, token = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6]
+local limit, lease, token = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[5]
 local popped = redis.call('ZPOPMIN', WAITING, limit)
-local reply = { 0 }
+local reply, reserved = { 0 }, 0
 for i = 1, #popped, 2 do
   local id = popped[i]
-  local envelope = redis.call('GET', job_key(id))
-  if envelope then
+  local envelope = redis.call('HGET', JOBS, id)
+  reply[#reply + 1] = id
+  if envelope and not is_lost(envelope) then
     redis.call('ZADD', RESERVED, int(NOW + lease), id)
     redis.call('HSET', TOKENS, id, token)
-    reply[#reply + 1] = id
     reply[#reply + 1] = envelope
     reply[#reply + 1] = redis.call('HGET', EXPIRIES, id)
+    reserved = reserved + 1
+  else
+    reply[#reply + 1] = false
+    reply[#reply + 1] = park_lost(id, envelope and string.sub(envelope, #LOST + 1)
+      or 'its envelope was missing when it was popped')
   end
 end
+if reserved > 0 and ARGV[4] == '1' then
+  redis.call('RPUSH', WAKE, '1')
+  redis.call('PEXPIRE', WAKE, 60000) -- gone even if the BLPOP ended another way
+end
 if #reply > 1 then
-  if ARGV[5] ~= '' then
-    redis.call('RPUSH', ARGV[5], '1')
-    redis.call('PEXPIRE', ARGV[5], 60000) -- gone even if the BLPOP ended another way
-  end
   top_up_tokens(0)
   return reply
 end

@@ -1,7 +1,11 @@
--- Move up to BATCH jobs of ARGV 3 ("failed" or "timeout") back to waiting, oldest first.
+-- Move up to BATCH jobs of ARGV 2 ("failed" or "timeout") back to waiting, oldest first.
 -- Returns how many moved; the client calls again until that is 0.
+local refused = layout_refusal()
+if refused then
+  return refused
+end
 local source = FAILED
-if ARGV[3] == 'timeout' then
+if ARGV[2] == 'timeout' then
   source = TIMEOUT
 end
 local ids = redis.call('ZRANGE', source, 0, BATCH - 1)

@@ -1,6 +1,10 @@
--- For operators: move job ARGV 3 from failed or timeout back to waiting, keeping its envelope
+-- For operators: move job ARGV 2 from failed or timeout back to waiting, keeping its envelope
 -- (a reload of one job). Returns 1 if it was there.
-local id = ARGV[3]
+local refused = layout_refusal()
+if refused then
+  return refused
+end
+local id = ARGV[2]
 if redis.call('ZREM', FAILED, id) == 1 or redis.call('ZREM', TIMEOUT, id) == 1 then
   make_waiting(id)
   top_up_tokens(0)

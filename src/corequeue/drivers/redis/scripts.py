@@ -1,0 +1,69 @@
+"""The Lua scripts of the Redis driver: loaded once, run by EVALSHA with a fallback to EVAL."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
+
+from corequeue.drivers.redis.connection import AnyRedis, execute
+
+
+class Script:
+    """One Lua script (lib.lua + its body), run on the node holding the queue's slot.
+
+    Args:
+        name: The script's file name without `.lua`.
+        slot: The Cluster hash slot of every key the script is given.
+        key_count: How many of the arguments of each call are KEYS (the rest are ARGV).
+    """
+
+    def __init__(self, name: str, slot: int, key_count: int) -> None:
+        package = resources.files(__package__ or "corequeue.drivers.redis")
+        body = package.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+        self.source = package.joinpath("lib.lua").read_text(encoding="utf-8") + body
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+        self.slot = slot
+        self.key_count = key_count
+
+    async def run(self, client: AnyRedis, keys_and_args: list[Any], key_count: int = 0) -> Any:
+        """Run the script once; load it if the server does not know it (first use, restart).
+
+        Args:
+            client: Where to run it.
+            keys_and_args: The KEYS, then the ARGV.
+            key_count: How many KEYS there are, when not the script's usual number.
+        """
+        count = key_count or self.key_count
+        try:
+            return await execute(client, self.slot, "EVALSHA", self.sha, count, *keys_and_args)
+        except NoScriptError:
+            return await execute(client, self.slot, "EVAL", self.source, count, *keys_and_args)
+
+    async def run_many(self, client: AnyRedis, calls: list[list[Any]]) -> list[Any]:
+        """Run the script once per argument list, in one round trip where the client allows.
+
+        Only for idempotent scripts: after NOSCRIPT the whole batch runs again.
+        """
+        if len(calls) == 1:
+            return [await self.run(client, calls[0])]
+        if isinstance(client, RedisCluster):  # cluster pipelines refuse scripts: run them at once
+            return list(await asyncio.gather(*(self.run(client, args) for args in calls)))
+        try:
+            return await self._pipeline(client, calls, by_sha=True)
+        except NoScriptError:
+            return await self._pipeline(client, calls, by_sha=False)
+
+    async def _pipeline(self, client: Redis, calls: list[list[Any]], by_sha: bool) -> list[Any]:
+        async with client.pipeline(transaction=False) as pipe:
+            for args in calls:
+                if by_sha:
+                    pipe.evalsha(self.sha, self.key_count, *args)
+                else:
+                    pipe.eval(self.source, self.key_count, *args)
+            return list(await pipe.execute())

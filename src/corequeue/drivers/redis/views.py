@@ -1,0 +1,67 @@
+"""How the Redis driver reads what its scripts return: envelopes, and jobs for inspection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from corequeue.drivers.base import LEASE_EXPIRED, Channel, JobView
+from corequeue.errors import DecodeError
+from corequeue.job import PersistedJob
+
+LIST_WINDOW: Final = 500
+"""Jobs one listing script reads when `list_jobs()` filters by type."""
+
+UNREADABLE_TYPE: Final = "<unreadable>"
+"""The type `list_jobs()` and `get_job()` show for a stored envelope they cannot read."""
+
+LOST_TYPE: Final = "<lost>"
+"""The type they show for a job parked in `failed` because its envelope was missing."""
+
+
+def decode_job(envelope: bytes, lost_leases: bytes | None) -> PersistedJob:
+    """Return the job of a stored envelope, with the leases it lost since it was written.
+
+    Raises:
+        DecodeError: The bytes are no envelope this release reads.
+    """
+    job = PersistedJob.from_bytes(envelope)
+    if lost_leases is not None:
+        job.attempts += int(lost_leases)
+        job.last_error = LEASE_EXPIRED
+    return job
+
+
+def view(
+    job_id: str, channel: Channel, envelope: bytes | None, lost: bytes | None, score: Any
+) -> JobView:
+    """Return what inspection shows of one job: `envelope` as stored, `score` its channel's."""
+    shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
+    due = _EPOCH + round(float(score)) * _MICROSECOND if shows_due else None
+    if envelope is None or envelope.startswith(_LOST):
+        why = "no envelope stored" if envelope is None else text(envelope[len(_LOST) :])
+        return JobView(PersistedJob(job_id, LOST_TYPE, b"", last_error=why), channel, due)
+    try:
+        job = decode_job(envelope, lost)
+    except DecodeError as exc:  # kept in `failed` by a pop that could not read it: show it
+        job = PersistedJob(job_id, UNREADABLE_TYPE, envelope, last_error=str(exc))
+    return JobView(job, channel, due)
+
+
+def quads(values: Sequence[Any]) -> list[tuple[Any, Any, Any, Any]]:
+    """Return a flat script reply as groups of four."""
+    return [
+        (values[index], values[index + 1], values[index + 2], values[index + 3])
+        for index in range(0, len(values), 4)
+    ]
+
+
+def text(value: bytes | str) -> str:
+    """Return a reply as text (bytes that are not UTF-8 shown with replacement characters)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+_LOST: Final = b"lost:"  # lib.lua's LOST: what the `jobs` hash holds for such a job
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)

@@ -198,8 +198,10 @@ async def lateness(
     """Defer `samples` jobs by `defer_ms` to an idle worker; return lateness figures in ms.
 
     Jobs are dispatched at random gaps of 2-12 ms, so due times fall anywhere between a
-    worker's internal ticks. Lateness is the handler's start minus the exact due instant; a
-    job counts as early only if it starts before the due millisecond the store can represent.
+    worker's internal ticks. Lateness is the handler's start minus the exact due instant (the
+    clock read just before `dispatch`, plus the delay, in nanoseconds); a job that starts
+    before that instant counts as early, by however little. The stores run on this machine, so
+    their clocks are this clock.
     """
     if target.driver == "in_process":
         recorder = Recorder()
@@ -226,9 +228,7 @@ async def _defer_jobs(
 ) -> dict[str, Any]:
     rng = random.Random(8)
     for n in range(samples):
-        now = time.time()
-        data = payload(n) | {"due": now + defer_ms / 1000, "due_floor_ms": math.floor(now * 1000)}
-        data["due_floor_ms"] += defer_ms
+        data = payload(n) | {"due_ns": time.time_ns() + defer_ms * 1_000_000}
         await queue.dispatch(cq.adjust(data, defer=timedelta(milliseconds=defer_ms)))
         await asyncio.sleep(rng.uniform(0.002, 0.012))
     if in_process_report is None:
@@ -262,7 +262,10 @@ def percentile(ordered: list[float], fraction: float) -> float:
 
 
 class Recorder:
-    """What a worker's no-op listener records: how many jobs ran, and deferred lateness."""
+    """What a worker's no-op listener records: how many jobs ran, and deferred lateness.
+
+    A deferred job carries `due_ns`, its exact due instant; one that starts before it is early.
+    """
 
     def __init__(self) -> None:
         self.handled = 0
@@ -272,11 +275,11 @@ class Recorder:
     async def handle(self, job: cq.ReceivedJob) -> None:
         """The listener: count the job, and note its lateness when it was deferred."""
         self.handled += 1
-        due = job.data.get("due")
-        if due is not None:
-            now = time.time()
-            self.late_ms.append((now - due) * 1000)
-            if now * 1000 < job.data["due_floor_ms"]:
+        due_ns = job.data.get("due_ns")
+        if due_ns is not None:
+            now_ns = time.time_ns()
+            self.late_ms.append((now_ns - due_ns) / 1_000_000)
+            if now_ns < due_ns:
                 self.early += 1
 
     def report(self) -> dict[str, Any]:

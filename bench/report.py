@@ -35,7 +35,7 @@ def print_table(results: dict[str, Any]) -> None:
     table = Table(title=_title(results))
     for column in ("library (worker)", "enqueue/s", "dispatch_many/s", "drain/s (1 proc)"):
         table.add_column(column, justify="left" if column.startswith("library") else "right")
-    for column in ("late p50 ms", "p99 ms", "max ms", "corequeue Redis x"):
+    for column in ("late p50 ms", "p99 ms", "max ms", "early", "corequeue Redis x"):
         table.add_column(column, justify="right")
     for row in results["corequeue"]:
         table.add_row(*_corequeue_cells(row))
@@ -55,30 +55,30 @@ def _title(results: dict[str, Any]) -> str:
         f"{settings['jobs']:,} jobs, no-op async handler, small dict payload; "
         f"{machine['cpus']} CPUs, Python {machine['python']}, redis-server "
         f"{machine['redis_server']}; lateness: {settings['lateness_samples']} jobs deferred "
-        f"{settings['defer_ms']} ms; corequeue parallelism {settings['parallelism']}"
+        f"{settings['defer_ms']} ms (early: started before the exact due instant); "
+        f"corequeue parallelism {settings['parallelism']}"
     )
 
 
 def _corequeue_cells(row: dict[str, Any]) -> list[str]:
     late = row["lateness"]
-    early = f" ({late['early']:.0f} early!)" if late.get("early") else ""
     return [
         LABELS[row["driver"]],
         _rate(row["enqueue"]),
         _rate(row["enqueue_many"]),
         _rate(row["drain"]),
-        _ms(late["p50"]) + early,
+        _ms(late["p50"]),
         _ms(late["p99"]),
         _ms(late["max"]),
+        _early(late),
         "",
     ]
 
 
 def _peer_cells(peer: dict[str, Any], reference: float) -> list[str]:
     if "error" in peer:
-        return [f"{peer['peer']}: n/a ({peer['error']})", "", "", "", "", "", "", ""]
+        return [f"{peer['peer']}: n/a ({peer['error']})", "", "", "", "", "", "", "", ""]
     late = peer.get("lateness", {})
-    early = f" ({late['early']:.0f} early!)" if late.get("early") else ""
     drain = peer.get("drain", math.nan)
     ratio = reference / drain if drain and not math.isnan(drain) else math.nan
     return [
@@ -86,15 +86,26 @@ def _peer_cells(peer: dict[str, Any], reference: float) -> list[str]:
         _rate(peer.get("enqueue", math.nan)),
         _rate(peer.get("enqueue_many", math.nan)),
         _rate(drain),
-        _ms(late.get("p50", math.nan)) + early,
+        _ms(late.get("p50", math.nan)),
         _ms(late.get("p99", math.nan)),
         _ms(late.get("max", math.nan)),
+        _early(late),
         "" if math.isnan(ratio) else f"{ratio:.1f}x",
     ]
 
 
 def _processes(row: dict[str, Any]) -> list[int]:
     return sorted(int(key[6:-1]) for key in row if key.startswith("drain_") and key.endswith("p"))
+
+
+def _early(late: dict[str, Any]) -> str:
+    """Return how many deferred jobs started before their exact due instant, flagged if any."""
+    early = late.get("early")
+    if early is None:
+        return "n/a"
+    samples = late.get("samples")
+    of = f" of {samples:.0f}" if samples else ""
+    return f"[bold red]{early:.0f}{of}[/]" if early else f"0{of}"
 
 
 def _rate(value: float) -> str:

@@ -116,9 +116,8 @@ async def lateness(
         await asyncio.sleep(0.5)  # idle, waiting for work
         rng = random.Random(8)
         for n in range(options.samples):
-            now = time.time()
-            data = payload(n) | {"due": now + options.defer_ms / 1000}
-            data["due_floor_ms"] = math.floor(now * 1000) + options.defer_ms
+            # The exact due instant: a job that starts before it is early, by however little.
+            data = payload(n) | {"due_ns": time.time_ns() + options.defer_ms * 1_000_000}
             await peer.defer(data, options.defer_ms / 1000)
             await asyncio.sleep(rng.uniform(0.002, 0.012))
         if not worker.wait_for(worker.result, options.timeout):

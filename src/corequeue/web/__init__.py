@@ -4,7 +4,7 @@ Needs the `web` extra (`pip install 'corequeue[web]'`): Starlette, Jinja2 and uv
 
 Example:
     >>> from corequeue.web import create_app
-    >>> app = create_app({"default": queue}, token="s3cret")  # any ASGI server runs it
+    >>> app = create_app({"default": queue}, token="s3cret")  # doctest: +SKIP
 """
 
 from corequeue.web.activity import ActivityRecorder

@@ -70,7 +70,9 @@ def create_app(
             stops DNS rebinding; with credentials, any.
 
     Example:
-        >>> app = create_app({"default": queue}, token=os.environ["DASHBOARD_TOKEN"])
+        >>> app = create_app(
+        ...     {"default": queue}, token=os.environ["DASHBOARD_TOKEN"]
+        ... )  # doctest: +SKIP
     """
     credentials = Credentials(token=token or None, basic_auth=basic_auth)
     dashboard = Dashboard(

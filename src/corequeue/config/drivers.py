@@ -194,12 +194,12 @@ def _build_postgres(name: str, settings: PostgresSettings) -> Driver:
 
 
 def _optional(module: str, name: str, extra: str) -> Any:
+    """Return class `name` of `module`, saying which extra to install when it cannot."""
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
-        raise InvalidOption(
-            f"the {extra or name} driver is not available ({exc}); install corequeue[{extra}]"
-        ) from exc
+        hint = f"; install corequeue[{extra}]" if extra else ""
+        raise InvalidOption(f"{name} is not available ({exc}){hint}") from exc
 
 
 DRIVER_REGISTRY: Final[Mapping[str, DriverSpec[Any]]] = MappingProxyType(

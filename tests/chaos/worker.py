@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,8 @@ def recording(driver_class: type[Any], ledger: LedgerWriter) -> type[Any]:
 
     Every line is written once the store confirmed it: a reservation (`popped`), an ack, a retry
     or fail (`settled`, with the attempt that ran: the consumer counts the next attempt before
-    `retry`), a release. A settle the store refused as stale (fenced) writes nothing. `pop()` of these drivers goes through `pop_many()`.
+    `retry`), a release. A settle the store refused as stale (fenced) writes nothing. `pop()` of
+    these drivers goes through `pop_many()`.
     """
 
     async def pop_many(self: Any, limit: int) -> list[cq.PersistedJob]:
@@ -47,12 +48,6 @@ def recording(driver_class: type[Any], ledger: LedgerWriter) -> type[Any]:
             ledger.write("popped", job.id, job.attempts, recovered)
         return jobs
 
-    async def ack(self: Any, job: cq.PersistedJob) -> bool:
-        acked: bool = await driver_class.ack(self, job)
-        if acked:
-            ledger.write("acked", job.id, job.attempts)
-        return acked
-
     async def ack_many(self: Any, jobs: Sequence[cq.PersistedJob]) -> list[cq.PersistedJob]:
         stale: list[cq.PersistedJob] = await driver_class.ack_many(self, jobs)
         stale_ids = {id(job) for job in stale}
@@ -61,27 +56,32 @@ def recording(driver_class: type[Any], ledger: LedgerWriter) -> type[Any]:
                 ledger.write("acked", job.id, job.attempts)
         return stale
 
-    async def retry(self: Any, job: cq.PersistedJob) -> bool:
-        settled: bool = await driver_class.retry(self, job)
-        if settled:
-            ledger.write("settled", job.id, job.attempts - 1)
-        return settled
-
-    async def fail(self: Any, job: cq.PersistedJob) -> bool:
-        settled: bool = await driver_class.fail(self, job)
-        if settled:
-            ledger.write("settled", job.id, job.attempts)
-        return settled
-
-    async def release(self: Any, job: cq.PersistedJob) -> bool:
-        released: bool = await driver_class.release(self, job)
-        if released:
-            ledger.write("released", job.id, job.attempts)
-        return released
-
-    methods = {"pop_many": pop_many, "ack": ack, "ack_many": ack_many, "retry": retry}
-    methods |= {"fail": fail, "release": release}
+    methods: dict[str, Any] = {"pop_many": pop_many, "ack_many": ack_many}
+    for method, line, attempt_offset in [
+        ("ack", "acked", 0),
+        ("retry", "settled", -1),
+        ("fail", "settled", 0),
+        ("release", "released", 0),
+    ]:
+        methods[method] = _confirmed(getattr(driver_class, method), ledger, line, attempt_offset)
     return type(f"Recording{driver_class.__name__}", (driver_class,), methods)
+
+
+def _confirmed(
+    settle: Callable[[Any, cq.PersistedJob], Awaitable[bool]],
+    ledger: LedgerWriter,
+    line: str,
+    attempt_offset: int,
+) -> Callable[[Any, cq.PersistedJob], Awaitable[bool]]:
+    """Wrap a single-job settle so the ledger gets `line` when the store confirms it."""
+
+    async def recorded(self: Any, job: cq.PersistedJob) -> bool:
+        done = await settle(self, job)
+        if done:
+            ledger.write(line, job.id, job.attempts + attempt_offset)
+        return done
+
+    return recorded
 
 
 def make_driver(config: dict[str, Any], ledger: LedgerWriter) -> cq.Driver:

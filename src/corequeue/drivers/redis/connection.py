@@ -66,7 +66,9 @@ _SENTINEL_SCHEMES = {"redis+sentinel", "rediss+sentinel"}
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,  # also AuthenticationError, BusyLoadingError, MasterNotFound
     redis_errors.TimeoutError,
-    redis_errors.ClusterError,  # ClusterDownError, TryAgainError, MasterDownError
+    redis_errors.ClusterError,  # ClusterDownError, MasterDownError, "TTL exhausted"
+    redis_errors.TryAgainError,  # a slot still half moved once execute() gave up waiting
+    redis_errors.AskError,  # and MovedError: a slot that kept moving
     redis_errors.RedisClusterException,
     redis_errors.ReadOnlyError,  # a replica promoted under us: the next try finds the master
     redis_errors.OutOfMemoryError,
@@ -224,7 +226,9 @@ async def execute(client: AnyRedis, slot: int, *args: Any) -> Any:
     while True:
         try:
             return await _execute_in_slot(client, slot, args)
-        except redis_errors.TryAgainError:
+        except (redis_errors.TryAgainError, redis_errors.AskError):
+            # An AskError (or MovedError) here is the answer to ASKING: the slot moved on
+            # meanwhile. The next try starts again from the owner.
             if waited >= TRYAGAIN_BUDGET_SECONDS:
                 raise
             await asyncio.sleep(pause)
@@ -239,14 +243,15 @@ async def _execute_in_slot(cluster: RedisCluster, slot: int, args: tuple[Any, ..
         return await cluster.execute_command(*args)
     try:
         return await node.execute_command(*args)
+    except (redis_errors.MovedError, redis_errors.ConnectionError, redis_errors.TimeoutError):
+        # (MovedError first: redis-py derives it from AskError.) redis-py's own path follows
+        # MOVED (moving the slot in its map), reconnects, and reads the topology again after a
+        # failover. Answers a node gives while the slot migrates come back from it as they
+        # are: ASK ends in TRYAGAIN for a script (its placeholder key exists nowhere), and
+        # TRYAGAIN is retried above.
+        return await cluster.execute_command(*args)
     except redis_errors.AskError as ask:
         return await _execute_asking(cluster, ask, args)
-    except (redis_errors.MovedError, redis_errors.ConnectionError, redis_errors.TimeoutError):
-        # redis-py's own path follows MOVED (moving the slot in its map), reconnects, and reads
-        # the topology again after a failover. Answers a node gives while the slot migrates
-        # come back from it as they are: ASK ends in TRYAGAIN for a script (its placeholder
-        # key exists nowhere), and TRYAGAIN is retried above.
-        return await cluster.execute_command(*args)
 
 
 async def _execute_asking(cluster: RedisCluster, ask: redis_errors.AskError, args: Any) -> Any:

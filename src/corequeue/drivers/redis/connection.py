@@ -128,7 +128,7 @@ class UrlSource:
         """Build a main and a blocking client, each with its own connections."""
         if self._kind == "sentinel":
             sentinel, main, blocking = _open_sentinel(self._url, self._options)
-            return Clients(main, blocking, owned=(main, blocking, sentinel))
+            return Clients(main, blocking, owned=(main, blocking, _Sentinels(sentinel)))
         first_client, second_client = self._open_one(), self._open_one()
         return Clients(first_client, second_client, owned=(first_client, second_client))
 
@@ -136,6 +136,17 @@ class UrlSource:
         if self._kind == "cluster":
             return _open_cluster(self._url, self._options)
         return Redis.from_url(self._url, **self._options)
+
+
+class _Sentinels:
+    """Closes the connections to the sentinels themselves (Sentinel.aclose() is redis-py 8.1+)."""
+
+    def __init__(self, sentinel: Sentinel) -> None:
+        self._sentinel = sentinel
+
+    async def aclose(self) -> None:
+        for client in self._sentinel.sentinels:
+            await client.aclose()
 
 
 class GivenSource:

@@ -44,7 +44,8 @@ end
 
 -- An error reply when the queue is not in this layout (the caller returns it before any
 -- write); nil when it is. A queue with no job in any channel and no layout yet is new: it
--- starts in this layout. Layout 1 data waits for `corequeue migrate` (migrate.lua).
+-- starts in this layout (the one write the read-only scripts may make). Layout 1 data waits
+-- for `corequeue migrate` (migrate.lua); '1>2:<n>' means that conversion is under way.
 local function layout_refusal()
   local layout = redis.call('GET', LAYOUT)
   if layout == VERSION then

@@ -12,8 +12,10 @@ Misfires (slots that passed while no worker ticked):
   (two tick intervals by default: a running worker reaches every slot within one). Older
   slots are dropped, so a worker starting after an outage runs nothing until the next slot.
 - `once`: when the store has a last slot for the schedule and later slots passed, one job is
-  enqueued for all of them, with the latest one's id and datetime. A schedule the store has
-  never seen has nothing to catch up, and starts like `skip`.
+  enqueued for all of them, with the latest one's id and datetime.
+
+A schedule the store has never seen (new, or forgotten) has missed nothing: its first slot is
+the latest one if that is within the tolerance, else the next one, whatever its policy.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class Outcome(StrEnum):
     TAKEN = "taken"
     """The store already had this slot (or a later one): another worker enqueued it."""
     SKIPPED = "skipped"
-    """misfire="skip": the slot passed more than the tolerance ago; it is dropped."""
+    """misfire="skip": the slot passed more than the tolerance ago, unseen; it is dropped."""
     FAILED = "failed"
     """The job could not be built (logged, not retried), or the store did not answer."""
 
@@ -219,7 +221,8 @@ class Ticker:
         tolerance_us = self.settings.misfire_tolerance // timedelta(microseconds=1)
         if not catch_up and now_us - latest * 1_000 > tolerance_us:
             self._known[entry.name] = latest
-            return SlotOutcome(entry.name, latest, Outcome.SKIPPED)
+            # A schedule the store never saw missed nothing: its slots before now predate it.
+            return None if known is None else SlotOutcome(entry.name, latest, Outcome.SKIPPED)
         try:
             job = await self._build(entry, latest)
         except Exception as exc:  # user code: the callable, the codec, a payload's validation

@@ -351,10 +351,10 @@ class RedisDriver:
         """Convert the queue from store layout 1 (an earlier release) to layout 2, in place.
 
         Jobs of every channel are converted, a batch of `MIGRATE_BATCH` per script, with their
-        leases, reservation tokens and lost-lease counts; workers of this release wait (their
-        calls fail with a DriverError naming `corequeue migrate`) until the conversion is done,
-        then carry on. Workers of the earlier release must be stopped first: they read the old
-        keys. Safe to run again, and from several processes at once.
+        leases, reservation tokens and lost-lease counts. Workers of this release wait (their
+        calls fail with a DriverError, before and during the conversion) and carry on once it
+        is done; workers of the earlier release must be stopped first: they read the old keys.
+        Safe to run again, and from several processes at once.
 
         Returns:
             `[2]` when this call converted (part of) the queue, `[]` when it was in layout 2
@@ -370,7 +370,7 @@ class RedisDriver:
                 ids = await execute(clients.main, self.keys.slot, "ZRANGE", source, 0, last)
                 state = await self._migrate_step(clients, state, ids)
         if converted:
-            logger.warning("queue %s: converted to store layout %d", self.name, LAYOUT_VERSION)
+            logger.info("queue %s: converted to store layout %d", self.name, LAYOUT_VERSION)
         return [LAYOUT_VERSION] if converted else []
 
     async def _migrate_step(self, clients: Clients, state: str, ids: list[Any]) -> str:

@@ -133,8 +133,8 @@ async def main(arguments: argparse.Namespace) -> None:
         rate = await load(producer, jobs, timedelta(hours=1))
         print(f"push_many, batches of 1,000                    {rate:7.0f} jobs/s")
         await producer.push(job("one"), timedelta(0))
-        envelope = await client.memory_usage(producer.keys.job("one"))
-        print(f"MEMORY USAGE of one job key                    {envelope:7d} bytes")
+        envelope = len(await client.hget(producer.keys.jobs, "one") or b"")
+        print(f"envelope of one job (hash field value)         {envelope:7d} bytes")
     finally:
         for channel in Channel:
             await producer.flush(channel)

@@ -22,6 +22,7 @@ from corequeue.config import (
     Config,
     ConfigError,
     MemorySettings,
+    PeriodicSettings,
     PostgresSettings,
     QueueSettings,
     RedisQueueSettings,
@@ -269,7 +270,7 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str, str]] = [
         {"queue": {"q": {"paralelism": 2}}},
         "queue.q.paralelism",
         "unknown key; expected one of driver, parallelism, checkQueueLengthIntervalSecond, "
-        "shutdownGraceSecond, path, redisName, dsn, schema",
+        "shutdownGraceSecond, periodic, path, redisName, dsn, schema",
     ),
     ({"queues": {}}, "queues", "unknown key; expected queue, redis or log"),
     (
@@ -749,5 +750,212 @@ def test_any_structure_written_as_yaml_gives_a_config_or_a_config_error(
     data: dict[str, Any],
 ) -> None:
     text = yaml.safe_dump(data)
+
+    check_outcome(lambda: parse_config(parse_config_text(text, source="app.yaml")))
+
+
+# --- periodic jobs (queue.<name>.periodic) -----------------------------------------------------
+
+PERIODIC_YAML = """\
+queue:
+  reports:
+    driver: memory
+    periodic:
+      - name: nightly
+        schedule: "0 3 * * *"
+        job: app.NightlyReport
+        tz: Europe/Berlin
+        misfire: once
+      - {name: heartbeat, everySecond: 0.5, job: app.Heartbeat, payload: {source: cron, n: [1]}}
+"""
+
+PERIODIC_TOML = """\
+[queue.reports]
+driver = "memory"
+
+[[queue.reports.periodic]]
+name = "nightly"
+schedule = "0 3 * * *"
+job = "app.NightlyReport"
+tz = "Europe/Berlin"
+misfire = "once"
+
+[[queue.reports.periodic]]
+name = "heartbeat"
+everySecond = 0.5
+job = "app.Heartbeat"
+payload = { source = "cron", n = [1] }
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "text"), [("app.yaml", PERIODIC_YAML), ("app.toml", PERIODIC_TOML)]
+)
+def test_periodic_jobs_read_the_same_from_yaml_and_toml(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    settings = load_config(write(tmp_path, name, text), environ={}).queue("reports")
+
+    assert settings.periodic == (
+        PeriodicSettings(
+            "nightly", "app.NightlyReport", "0 3 * * *", tz="Europe/Berlin", misfire="once"
+        ),
+        PeriodicSettings(
+            "heartbeat",
+            "app.Heartbeat",
+            timedelta(milliseconds=500),
+            payload={"source": "cron", "n": [1]},
+        ),
+    )
+
+
+def test_a_periodic_job_dispatches_its_type_with_its_payload_or_an_empty_mapping() -> None:
+    config = parse_config(
+        {
+            "queue": {
+                "q": {
+                    "periodic": [
+                        {"name": "a", "schedule": "@hourly", "job": "app.Ping"},
+                        {"name": "b", "everySecond": 60, "job": "app.Sum", "payload": [1, 2]},
+                    ]
+                }
+            }
+        }
+    )
+
+    first, second = config.queue("q").periodic
+    assert (first.job().type, first.job().data) == ("app.Ping", {})
+    assert (second.job().type, second.job().data) == ("app.Sum", [1, 2])
+    assert second.schedule == timedelta(minutes=1)
+
+
+def test_a_queue_without_periodic_jobs_has_none() -> None:
+    assert parse_config({"queue": {"q": {"driver": "memory"}}}).queue("q").periodic == ()
+    assert QueueSettings("q", "memory").periodic == ()
+
+
+PERIODIC_ENTRY = {"name": "n", "schedule": "* * * * *", "job": "app.Job"}
+
+BAD_PERIODIC = [
+    ("{}", "periodic", "expected a list of at most 1000 schedules"),
+    ("[1]", "periodic[0]", "expected a mapping with name, job and schedule, got a value of"),
+    ('[{name: n, job: j, schedule: "* * * * *", when: now}]', "periodic[0].when", "unknown key"),
+    ('[{job: j, schedule: "* * * * *"}]', "periodic[0].name", "expected a name: every"),
+    ('[{name: n, schedule: "* * * * *"}]', "periodic[0].job", "expected a job: every"),
+    ("[{name: n, job: j}]", "periodic[0].schedule", "expected either schedule (cron) or every"),
+    (
+        '[{name: n, job: j, schedule: "* * * * *", everySecond: 1}]',
+        "periodic[0].schedule",
+        "found both",
+    ),
+    (
+        '[{name: n, job: j, schedule: "61 * * * *"}]',
+        "periodic[0].schedule",
+        "expected a cron expression of 5 fields (6 with seconds first): bad cron expression "
+        "'61 * * * *': Bad minute",
+    ),
+    ("[{name: n, job: j, schedule: 5}]", "periodic[0].schedule", "expected a cron expression"),
+    ("[{name: n, job: j, everySecond: 0}]", "periodic[0].everySecond", "more than 0"),
+    ("[{name: n, job: j, everySecond: .nan}]", "periodic[0].everySecond", "more than 0"),
+    ("[{name: n, job: j, everySecond: 0.0005}]", "periodic[0].everySecond", "milliseconds"),
+    ('[{name: "a:b", job: j, everySecond: 1}]', "periodic[0].name", "without ':' or NUL"),
+    ('[{name: "", job: j, everySecond: 1}]', "periodic[0].name", "expected a name of 1 to 200"),
+    ('[{name: n, job: "", everySecond: 1}]', "periodic[0].job", "expected a non-empty string"),
+    ("[{name: n, job: j, everySecond: 1, tz: Mars/Base}]", "periodic[0].tz", "IANA time zone"),
+    ("[{name: n, job: j, everySecond: 1, misfire: all}]", "periodic[0].misfire", "skip, once"),
+    (
+        "[{name: n, job: j, everySecond: 1}, {name: n, job: k, everySecond: 2}]",
+        "periodic[1].name",
+        "expected a name no other schedule of the queue has, got 'n' again",
+    ),
+    ("[{name: n, job: j, everySecond: 1, payload: 2024-01-01}]", "periodic[0].payload", "JSON"),
+    ("[{name: n, job: j, everySecond: 1, payload: {1: a}}]", "periodic[0].payload", "text keys"),
+    ("[{name: n, job: j, everySecond: 1, payload: [.inf]}]", "periodic[0].payload", "finite"),
+    (
+        "[{name: n, job: j, everySecond: 1, payload: " + "[" * 40 + "]" * 40 + "}]",
+        "periodic[0].payload",
+        "nested at most 32 levels",
+    ),
+]
+
+
+@pytest.mark.parametrize(("entries", "key", "expected"), BAD_PERIODIC)
+def test_a_bad_periodic_entry_names_its_line_its_key_and_what_is_expected(
+    tmp_path: Path, entries: str, key: str, expected: str
+) -> None:
+    path = write(
+        tmp_path, "app.yaml", f"queue:\n  q:\n    driver: memory\n    periodic: {entries}\n"
+    )
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+
+    assert raised.value.source == f"{path}:4"
+    assert raised.value.key == f"queue.q.{key}"
+    assert expected in raised.value.expected
+    assert "\n" not in str(raised.value)
+
+
+def test_a_bad_periodic_entry_names_the_line_of_its_own_key_in_yaml_and_toml(
+    tmp_path: Path,
+) -> None:
+    yaml_path = write(
+        tmp_path,
+        "app.yaml",
+        "queue:\n  q:\n    periodic:\n      - name: a\n        job: j\n        everySecond: 1\n"
+        "      - name: b\n        job: j\n        schedule: '* * *'\n",
+    )
+    toml_path = write(
+        tmp_path,
+        "app.toml",
+        '[queue.q]\ndriver = "memory"\n\n[[queue.q.periodic]]\nname = "a"\njob = "j"\n'
+        'everySecond = 1\n\n[[queue.q.periodic]]\nname = "b"\njob = "j"\nschedule = "* * *"\n',
+    )
+
+    for path, line in ((yaml_path, 9), (toml_path, 12)):
+        with pytest.raises(ConfigError) as raised:
+            load_config(path, environ={})
+        assert raised.value.source == f"{path}:{line}"
+        assert raised.value.key == "queue.q.periodic[1].schedule"
+
+
+def test_periodic_jobs_cannot_come_from_the_environment() -> None:
+    variable = "COREQUEUE_QUEUE__DEFAULT__PERIODIC"
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config({}, source="app.yaml", environ={variable: "[]"})
+
+    assert raised.value.source == f"environment variable {variable}"
+    assert "only a file can hold" in str(raised.value)
+
+
+def test_a_yaml_alias_in_a_periodic_list_is_named_by_the_line_of_its_anchor(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "app.yaml",
+        "queue:\n  q:\n    periodic:\n      - &e {name: n, job: j, everySecond: 1}\n      - *e\n",
+    )
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+
+    assert raised.value.source == f"{path}:4"  # YAML keeps no line of its own for an alias
+    assert raised.value.key == "queue.q.periodic[1].name"
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    entry=st.dictionaries(
+        st.sampled_from(["name", "schedule", "everySecond", "job", "payload", "tz", "misfire"])
+        | TEXT,
+        ANY_VALUE
+        | st.sampled_from(["* * * * *", "@daily", "0 0 * * * *", "Europe/Berlin", "once", 1.5]),
+        max_size=7,
+    )
+)
+def test_any_periodic_entry_gives_a_config_or_a_config_error(entry: dict[str, Any]) -> None:
+    text = yaml.safe_dump({"queue": {"q": {"periodic": [entry]}}})
 
     check_outcome(lambda: parse_config(parse_config_text(text, source="app.yaml")))

@@ -5,6 +5,8 @@ The file format is the Go service's, keys unchanged, plus a `driver` per queue:
     queue:
       default:  {redisName: default, parallelism: 3, checkQueueLengthIntervalSecond: 15}
       myQueue:  {driver: sqlite, path: jobs.db, parallelism: 1}
+      reports:
+        periodic: [{name: nightly, schedule: "0 3 * * *", job: app.NightlyReport}]
     redis:
       default:  {url: redis://localhost:6379/0}
 
@@ -15,7 +17,8 @@ expected. Secrets (passwords in URLs and DSNs) never appear in a repr or an erro
 
 The package reads top down: `files` (finding and reading files), `environment` (overrides),
 `schema` (what each key may hold), `drivers` (the registry: each driver's keys, settings class
-and builder), `settings` (the result) and `parsing` (from raw values to the result).
+and builder), `schedules` (periodic jobs of a queue), `settings` (the result) and `parsing`
+(from raw values to the result).
 """
 
 from corequeue.config.drivers import (
@@ -38,6 +41,7 @@ from corequeue.config.files import (
     read_config_file,
 )
 from corequeue.config.parsing import load_config, parse_config
+from corequeue.config.schedules import PeriodicSettings
 from corequeue.config.schema import (
     DEFAULT_QUEUE,
     DEFAULT_REDIS_URL,
@@ -66,6 +70,7 @@ __all__ = [
     "ConfigError",
     "DriverSpec",
     "MemorySettings",
+    "PeriodicSettings",
     "PostgresSettings",
     "QueueSettings",
     "RedisQueueSettings",

@@ -99,16 +99,28 @@ def parse_config_text(text: str, *, source: str = "<text>", toml: bool = False) 
 
 
 def yaml_lines(text: str) -> Lines:
-    """Return the line of every key of the mappings in YAML `text` (which parses)."""
+    """Return the line of every key of the mappings in YAML `text` (which parses).
+
+    Items of a list count as keys named by their index (`("queue", "q", "periodic", "0")`).
+    """
     lines: Lines = {}
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except (yaml.YAMLError, RecursionError):
         return lines
     stack: list[tuple[yaml.Node | None, tuple[str, ...]]] = [(root, ())]
+    listed: set[int] = set()  # nodes reached through a list: an alias is walked once
     while stack:
         node, path = stack.pop()
-        if not isinstance(node, yaml.MappingNode) or len(path) > 3:
+        if len(path) > _DEEPEST_KEYED:
+            continue
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines.setdefault((*path, str(index)), item.start_mark.line + 1)
+                if id(item) not in listed:
+                    listed.add(id(item))
+                    stack.append((item, (*path, str(index))))
+        if not isinstance(node, yaml.MappingNode):
             continue
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode):
@@ -118,14 +130,22 @@ def yaml_lines(text: str) -> Lines:
 
 
 def toml_lines(text: str) -> Lines:
-    """Return the line of the keys of TOML `text`: tables, `key = value` and inline tables."""
+    """Return the line of the keys of TOML `text`: tables, `key = value` and inline tables.
+
+    The tables of an array (`[[queue.q.periodic]]`) count as keys named by their index.
+    """
     lines: Lines = {}
     table: tuple[str, ...] = ()
+    arrays: dict[tuple[str, ...], int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
-        header = _TOML_TABLE.match(line)
+        header = _TOML_TABLE.match(line) or _TOML_ARRAY_TABLE.match(line)
         if header:
             table = _dotted(header.group(1))
             lines.setdefault(table, number)
+            if header.re is _TOML_ARRAY_TABLE:
+                arrays[table] = arrays.get(table, -1) + 1
+                table = (*table, str(arrays[table]))
+                lines.setdefault(table, number)
             continue
         entry = _TOML_ENTRY.match(line)
         if entry is None:
@@ -137,9 +157,24 @@ def toml_lines(text: str) -> Lines:
     return lines
 
 
+def key_path(key: str) -> tuple[str, ...]:
+    """Return the path of a dotted key in `Lines`, a list index as its own part.
+
+    Example:
+        >>> key_path("queue.q.periodic[2].schedule")
+        ('queue', 'q', 'periodic', '2', 'schedule')
+    """
+    return tuple(_INDEX.sub(r".\1", key).split("."))
+
+
+_DEEPEST_KEYED: Final = 4
+"""Keys are recorded down to five parts (`queue.q.periodic.0.schedule`)."""
+
 _KEY = r"""(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')"""
 _DOTTED = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
 _TOML_TABLE: Final = re.compile(rf"^\s*\[\s*({_DOTTED})\s*\]")
+_TOML_ARRAY_TABLE: Final = re.compile(rf"^\s*\[\[\s*({_DOTTED})\s*\]\]")
+_INDEX: Final = re.compile(r"\[(\d+)\]")
 _TOML_ENTRY: Final = re.compile(rf"^\s*({_DOTTED})\s*=(.*)$")
 _TOML_ENTRY_INSIDE: Final = re.compile(rf"[{{,]\s*({_DOTTED})\s*=")
 

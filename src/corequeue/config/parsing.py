@@ -27,7 +27,8 @@ from corequeue.config.environment import (
     number,
     overrides,
 )
-from corequeue.config.files import Lines, find_config_file, read_with_lines
+from corequeue.config.files import Lines, find_config_file, key_path, read_with_lines
+from corequeue.config.schedules import read_schedules, schedule_list
 from corequeue.config.schema import (
     DEFAULT_CHECK_INTERVAL,
     DEFAULT_QUEUE,
@@ -52,6 +53,7 @@ COMMON_KEYS: Final = {
     "parallelism": Key(whole(1, MAX_PARALLELISM), numeric=True),
     "checkQueueLengthIntervalSecond": Key(seconds(positive=True), numeric=True),
     "shutdownGraceSecond": Key(seconds(positive=False), numeric=True),
+    "periodic": Key(schedule_list),
 }
 """The keys every queue takes, whatever its driver."""
 
@@ -166,7 +168,7 @@ class _Raw:
         """The variable that set `key`, else `file:line` of it or its nearest parent."""
         if key in self.variables:
             return self.variables[key]
-        path = tuple(key.split("."))
+        path = key_path(key)
         while path:
             if path in self.lines:
                 return f"{self.source}:{self.lines[path]}"
@@ -247,6 +249,7 @@ def _queue_settings(raw: _Raw, name: str, context: StoreContext) -> QueueSetting
             raise raw.error(f"{prefix}.{key}", f"applies to driver {allowed} only, not {driver}")
     try:
         store = spec.read({key: values[key] for key in spec.keys if key in values}, context)
+        periodic = read_schedules(values["periodic"]) if "periodic" in values else ()
     except KeyProblem as exc:
         raise raw.error(f"{prefix}.{exc.key}", exc.expected) from None
     return QueueSettings(
@@ -258,6 +261,7 @@ def _queue_settings(raw: _Raw, name: str, context: StoreContext) -> QueueSetting
         ),
         shutdown_grace=values.get("shutdownGraceSecond", DEFAULT_SHUTDOWN_GRACE),
         store=store,
+        periodic=periodic,
     )
 
 

@@ -17,6 +17,7 @@ from corequeue.config.drivers import (
     StoreContext,
     StoreSettings,
 )
+from corequeue.config.schedules import PeriodicSettings
 from corequeue.config.schema import (
     DEFAULT_CHECK_INTERVAL,
     DEFAULT_QUEUE,
@@ -54,7 +55,8 @@ class QueueSettings:
     `store` holds the settings of the queue's driver (see `corequeue.config.DRIVER_REGISTRY`):
     `SQLiteSettings(path)`, `RedisQueueSettings(redis_name, url)`,
     `PostgresSettings(dsn, schema)` or `MemorySettings()`. Left out, it is the driver's
-    default; a driver with a required key (postgres: `dsn`) needs it given.
+    default; a driver with a required key (postgres: `dsn`) needs it given. `periodic` holds
+    the periodic jobs the configuration declares on the queue (`queue.<name>.periodic`).
 
     Example:
         >>> QueueSettings("emails", "sqlite", store=SQLiteSettings(Path("jobs.db"))).describe()
@@ -67,6 +69,7 @@ class QueueSettings:
     check_queue_length_interval: timedelta = DEFAULT_CHECK_INTERVAL
     shutdown_grace: timedelta = DEFAULT_SHUTDOWN_GRACE
     store: StoreSettings = field(default=None)  # type: ignore[assignment]  # set by __post_init__
+    periodic: tuple[PeriodicSettings, ...] = ()
 
     def __post_init__(self) -> None:
         spec = DRIVER_REGISTRY.get(self.driver)

@@ -113,6 +113,7 @@ async def test_a_slot_is_not_enqueued_a_microsecond_before_it_and_is_at_it(
     assert outcomes(early) == []
     assert early.next_slot_ms == ms(slot)
     assert outcomes(on_time) == [("report", "enqueued")]
+    assert on_time.outcomes[0].late_by == timedelta(0)
     assert recorder.pushed == [(f"periodic:report:{ms(slot)}", ms(slot) * 1000)]
 
 
@@ -248,6 +249,7 @@ async def test_skip_runs_the_latest_slot_while_it_is_within_the_tolerance(
     report = await ticker_of(store, clock, schedules, queue).tick()
 
     assert outcomes(report) == [("ten", "enqueued")]
+    assert report.outcomes[0].late_by == timedelta(seconds=2)
     assert recorder.pushed == [
         (f"periodic:ten:{ms(START + timedelta(minutes=10))}", clock.now_us()),
     ]

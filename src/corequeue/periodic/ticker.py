@@ -62,11 +62,20 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SlotOutcome:
-    """What one tick did with one schedule's due slot."""
+    """What one tick did with one schedule's due slot.
+
+    Attributes:
+        name: The schedule.
+        slot_ms: The slot, in milliseconds since the Unix epoch.
+        outcome: What happened to it.
+        late_by: How long after the slot the tick ran (never negative: never early).
+        error: For FAILED, the exception's type and message.
+    """
 
     name: str
     slot_ms: int
     outcome: Outcome
+    late_by: timedelta = timedelta(0)
     error: str | None = None
 
 
@@ -209,7 +218,9 @@ class Ticker:
         for name, slot_ms in slots.items():
             if name not in self._schedules and slot_ms < oldest_kept:
                 await self._store.forget_schedule(name)
-                self._log.info("periodic: forgot schedule %r, declared by no worker here", name)
+                self._log.info(
+                    "periodic: forgot schedule %r, which this worker does not declare", name
+                )
 
     async def _tick_one(self, entry: PeriodicJob, now_us: int) -> SlotOutcome | None:
         """Enqueue `entry`'s latest due slot if it is new and allowed by its misfire policy."""
@@ -218,27 +229,31 @@ class Ticker:
         if latest is None or (known is not None and latest <= known):
             return None
         catch_up = entry.misfire == "once" and known is not None
-        tolerance_us = self.settings.misfire_tolerance // timedelta(microseconds=1)
-        if not catch_up and now_us - latest * 1_000 > tolerance_us:
+        late_by = timedelta(microseconds=now_us - latest * 1_000)
+        if not catch_up and late_by > self.settings.misfire_tolerance:
             self._known[entry.name] = latest
             # A schedule the store never saw missed nothing: its slots before now predate it.
-            return None if known is None else SlotOutcome(entry.name, latest, Outcome.SKIPPED)
+            skipped = SlotOutcome(entry.name, latest, Outcome.SKIPPED, late_by)
+            return None if known is None else skipped
         try:
             job = await self._build(entry, latest)
         except Exception as exc:  # user code: the callable, the codec, a payload's validation
             self._known[entry.name] = latest
             self._log.exception("periodic: cannot build the job of %s", entry.job_id(latest))
-            return SlotOutcome(entry.name, latest, Outcome.FAILED, f"{type(exc).__name__}: {exc}")
-        return await self._enqueue(entry, latest, job)
+            return SlotOutcome(entry.name, latest, Outcome.FAILED, late_by, _error(exc))
+        return await self._enqueue(entry, latest, job, late_by)
 
-    async def _enqueue(self, entry: PeriodicJob, slot_ms: int, job: PersistedJob) -> SlotOutcome:
+    async def _enqueue(
+        self, entry: PeriodicJob, slot_ms: int, job: PersistedJob, late_by: timedelta
+    ) -> SlotOutcome:
         try:
             enqueued = await self._store.enqueue_slot(entry.name, slot_ms, job)
         except DriverError as exc:  # the slot stays due: the next tick tries again
             self._log.warning("periodic: cannot enqueue %s: %s", job.id, exc)
-            return SlotOutcome(entry.name, slot_ms, Outcome.FAILED, f"{type(exc).__name__}: {exc}")
+            return SlotOutcome(entry.name, slot_ms, Outcome.FAILED, late_by, _error(exc))
         self._known[entry.name] = slot_ms
-        return SlotOutcome(entry.name, slot_ms, Outcome.ENQUEUED if enqueued else Outcome.TAKEN)
+        outcome = Outcome.ENQUEUED if enqueued else Outcome.TAKEN
+        return SlotOutcome(entry.name, slot_ms, outcome, late_by)
 
     async def _build(self, entry: PeriodicJob, slot_ms: int) -> PersistedJob:
         """The envelope of the slot's job, with the slot's id."""
@@ -256,3 +271,7 @@ class Ticker:
     def _next_slot_ms(self, now_ms: int) -> int | None:
         upcoming = [entry.schedule.next_after(now_ms) for entry in self._schedules]
         return min((slot for slot in upcoming if slot is not None), default=None)
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -45,6 +45,7 @@ from corequeue.events import (
 )
 from corequeue.factory import App, QueueFactory
 from corequeue.job import DeferrableJob, Job, PersistedJob, ReceivedJob, adjust, job_from
+from corequeue.periodic import PeriodicInfo
 from corequeue.queue import Queue
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ __all__ = [
     "ListenFunc",
     "NoListener",
     "PayloadTooLarge",
+    "PeriodicInfo",
     "PersistedJob",
     "PickleCodec",
     "PostgresDriver",

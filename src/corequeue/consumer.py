@@ -5,7 +5,7 @@ One popper fills up to `parallelism` job tasks (plus a prefetch); each job task 
 renewal, batch acks, the queue-length gauge) are supervised: if one dies, the consumer stops
 popping, shuts down as on cancellation and raises `WorkerCrashed` from `consume()`: a worker never
 stalls silently. A job task never leaves its job reserved: whatever goes wrong, the job is
-retried, failed or released.
+retried, failed or released. A queue with periodic jobs also runs their ticker as a side task.
 
 On cancellation (or SIGTERM/SIGINT) the popper stops, in-flight jobs get the grace period, what
 is still running then is cancelled and released back to `waiting` without counting an attempt,
@@ -31,6 +31,7 @@ from corequeue.errors import QueueEmpty, WorkerCrashed
 from corequeue.guard import Guard, Logger
 from corequeue.job import PersistedJob
 from corequeue.metrics import Gauge, JobMetrics, LabelledGauge, Outcome, set_gauge
+from corequeue.periodic import Ticker
 from corequeue.settlement import (
     RETRY_FIRST_SECONDS,
     RETRY_MAX_SECONDS,
@@ -62,6 +63,8 @@ class ConsumerParts:
     log: Logger
     metrics: JobMetrics | None = None
     gauge: Gauge | LabelledGauge | None = None
+    ticker: Ticker | None = None
+    """Enqueues the due slots of the queue's periodic jobs (None: the queue has none)."""
 
 
 class Consumer:
@@ -73,6 +76,7 @@ class Consumer:
         self.settings = settings
         self.log = parts.log
         self._gauge = parts.gauge
+        self._ticker = parts.ticker
         self._gauge_guard = Guard(parts.log, f"queue {parts.name}: gauge")
         self._observe = guarded_observer(
             Guard(parts.log, f"queue {parts.name}: metrics observer"),
@@ -109,6 +113,7 @@ class Consumer:
         helpers = {
             asyncio.create_task(self._report_lengths(), name=f"gauge {self.name}"),
             asyncio.create_task(self.settlement.renew_loop(), name=f"leases {self.name}"),
+            asyncio.create_task(self._tick(), name=f"periodic {self.name}"),
         }
         acker = asyncio.create_task(self.settlement.ack_loop(), name=f"acks {self.name}")
         crashed: tuple[str, BaseException] | None = None
@@ -244,6 +249,11 @@ class Consumer:
         if not acker.done():
             await asyncio.gather(acker, return_exceptions=True)
         await self.settlement.ack_pending()  # left by an acker that died
+
+    async def _tick(self) -> None:
+        """Enqueue the due slots of the queue's periodic jobs until cancelled."""
+        if self._ticker is not None:
+            await self._ticker.run(asyncio.Event())  # never set: stopped by cancellation
 
     async def _report_lengths(self) -> None:
         gauge = self._gauge

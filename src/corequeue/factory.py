@@ -134,7 +134,7 @@ class QueueFactory:
         if self._prometheus and (gauge is None or metrics is None):
             collectors = prometheus_metrics(self.registry)
             gauge, metrics = gauge or collectors.gauge, metrics or collectors
-        return Queue(
+        queue = Queue(
             self._driver_of(settings),
             name=settings.name,
             parallelism=settings.parallelism,
@@ -144,6 +144,15 @@ class QueueFactory:
             shutdown_grace=settings.shutdown_grace,
             **self._queue_options,
         )
+        for periodic in settings.periodic:  # schedules declared in the configuration file
+            queue.periodic(
+                periodic.schedule,
+                periodic.job(),
+                name=periodic.name,
+                tz=periodic.tz,
+                misfire=periodic.misfire,
+            )
+        return queue
 
     def _driver_of(self, settings: QueueSettings) -> Driver:
         if self._driver is None:

@@ -19,7 +19,7 @@ from corequeue.backoff import next_backoff
 from corequeue.coalesce import PushCoalescer
 from corequeue.codec import Codec, JsonCodec
 from corequeue.consumer import Consumer, ConsumerParts, ConsumerSettings
-from corequeue.drivers.base import Driver, QueueInfo
+from corequeue.drivers.base import Driver, QueueInfo, SystemClock
 from corequeue.errors import CoreQueueError, InvalidOption, PayloadTooLarge
 from corequeue.events import (
     Handler,
@@ -31,6 +31,7 @@ from corequeue.events import (
 )
 from corequeue.job import Job, PersistedJob, is_deferrable, is_job, job_from, new_job_id
 from corequeue.metrics import Gauge, JobMetrics, LabelledGauge
+from corequeue.periodic import PeriodicInfo, Schedules, Ticker
 
 T = TypeVar("T")
 F = TypeVar("F", bound=ListenerCallable)
@@ -111,6 +112,7 @@ class Queue:
             backoff=backoff,
         )
         self._pushes = PushCoalescer(driver)
+        self._schedules = Schedules()
         self._payload_classes: dict[str, type[Any] | None] = {}
         self._sync_runner: _LoopThread | None = None
         self._sync_runner_lock = threading.Lock()  # threads of a web server dispatch at once
@@ -197,6 +199,53 @@ class Queue:
         """
         return self._run_sync(self.dispatch(job, **push_options))
 
+    # --- periodic jobs ---------------------------------------------------------------------
+
+    def periodic(
+        self,
+        schedule: str | timedelta,
+        job: Any,
+        *,
+        name: str,
+        tz: str = "UTC",
+        misfire: str = "skip",
+    ) -> None:
+        """Declare a periodic job: every consumer of this queue enqueues its due slots.
+
+        Each slot's job is enqueued exactly once across all workers sharing the store, with id
+        `periodic:<name>:<slot in epoch ms>`, never before the slot on the store's clock.
+        Declare the same schedules in every worker process of the queue (see docs/periodic.md).
+
+        Args:
+            schedule: A cron expression (5 fields, or 6 with seconds first, or `@hourly` and
+                the like) or a `timedelta` (slots aligned to the Unix epoch).
+            job: The job (any value `dispatch` takes), or a callable given the slot's aware
+                datetime that returns one (it may be async).
+            name: Unique on the queue, 1 to 200 characters, no `:`.
+            tz: The IANA time zone the cron fields are read in.
+            misfire: `skip` drops slots missed while no worker ran; `once` runs one catch-up
+                job for them.
+
+        Raises:
+            InvalidOption: A bad schedule, zone, name or policy.
+            EncodeError: A job value the codec cannot encode.
+
+        Example:
+            >>> queue.periodic("0 7 * * *", SendReport(), name="daily-report",
+            ...                tz="Europe/Berlin")  # doctest: +SKIP
+        """
+        entry = self._schedules.add(schedule, job, name=name, tz=tz, misfire=misfire)
+        if not entry.is_factory:
+            self.persist(job)  # a job the codec refuses fails here, not at every slot
+
+    async def periodic_schedules(self) -> list[PeriodicInfo]:
+        """Return the schedules declared on this queue, with their next and last runs."""
+        slots = await self.driver.schedule_slots()
+        now_ms = (self.driver.clock or SystemClock()).now_ms()
+        return self._schedules.infos(now_ms, slots)
+
+    # --- other operations ------------------------------------------------------------------
+
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job; return whether it was there."""
         return await self.driver.cancel(job_id)
@@ -251,8 +300,16 @@ class Queue:
             log=self.logger,
             metrics=self.metrics,
             gauge=self.gauge,
+            ticker=self._ticker(),
         )
         await Consumer(parts, settings).run()
+
+    def _ticker(self) -> Ticker | None:
+        if not len(self._schedules):
+            return None
+        clock = self.driver.clock or SystemClock()
+        log = self.logger if isinstance(self.logger, logging.Logger) else None
+        return Ticker(self.driver, clock, self._schedules, self.persist, log=log)
 
     async def close(self) -> None:
         """Close the driver, then the helper loop of `dispatch_sync`.

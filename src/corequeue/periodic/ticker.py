@@ -58,6 +58,9 @@ class Outcome(StrEnum):
     """misfire="skip": the slot passed more than the tolerance ago, unseen; it is dropped."""
     FAILED = "failed"
     """The job could not be built (logged, not retried), or the store did not answer."""
+    EARLY = "early"
+    """The store's clock had not reached the slot yet (it runs behind this worker's): the
+    store refused it, and the next tick asks again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,12 +251,22 @@ class Ticker:
     ) -> SlotOutcome:
         try:
             enqueued = await self._store.enqueue_slot(entry.name, slot_ms, job)
+            if not enqueued and not await self._taken(entry.name, slot_ms):
+                return SlotOutcome(entry.name, slot_ms, Outcome.EARLY, late_by)
         except DriverError as exc:  # the slot stays due: the next tick tries again
             self._log.warning("periodic: cannot enqueue %s: %s", job.id, exc)
             return SlotOutcome(entry.name, slot_ms, Outcome.FAILED, late_by, _error(exc))
         self._known[entry.name] = slot_ms
         outcome = Outcome.ENQUEUED if enqueued else Outcome.TAKEN
         return SlotOutcome(entry.name, slot_ms, outcome, late_by)
+
+    async def _taken(self, name: str, slot_ms: int) -> bool:
+        """Whether the store has this slot (or a later one): a refusal was not for earliness.
+
+        The store refuses a slot its own clock has not reached (never early, whatever this
+        worker's clock says); only the losers of a slot pay this extra read.
+        """
+        return (await self._store.schedule_slots()).get(name, slot_ms - 1) >= slot_ms
 
     async def _build(self, entry: PeriodicJob, slot_ms: int) -> PersistedJob:
         """The envelope of the slot's job, with the slot's id."""

@@ -21,20 +21,7 @@ from tests.drivers.conftest import FACTORIES
 from tests.support.driver_postgres import postgres_dsn
 from tests.support.driver_redis import raw_client, redis_cluster_url, redis_url
 
-REDIS_LAYOUT_PENDING = pytest.mark.xfail(
-    strict=False, reason="Redis layout v2 in progress: due times still floored to the ms"
-)
-
 StoreClock = Callable[[Driver], AbstractAsyncContextManager[Callable[[], Awaitable[int]]]]
-
-
-@pytest.fixture(autouse=True)
-def redis_due_times_pending(request: pytest.FixtureRequest) -> None:
-    """Expect the Redis drivers to fail here until their due times are rounded up too."""
-    callspec = getattr(request.node, "callspec", None)
-    names = () if callspec is None else (callspec.params.get(p) for p in ("driver", "store_timed"))
-    if any(name in ("redis", "redis_cluster") for name in names):
-        request.applymarker(REDIS_LAYOUT_PENDING)
 
 
 @pytest.fixture(params=sorted(FACTORIES))

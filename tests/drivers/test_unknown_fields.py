@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -45,7 +45,7 @@ Check = Callable[[PersistedJob, str], Awaitable[None]]
 given the copy of the job a pop handed out after that move."""
 
 
-async def journey(driver: Driver, clock: FakeClock, check: Check) -> None:
+async def journey(driver: InspectDriver, clock: FakeClock, check: Check) -> None:
     """Move job "a" (already pushed) through every move a worker makes; `check` after each."""
     job = await driver.pop()
     await check(job, "push")
@@ -69,7 +69,6 @@ async def journey(driver: Driver, clock: FakeClock, check: Check) -> None:
     await check(job, "release")
 
     assert await driver.fail(job)
-    assert isinstance(driver, InspectDriver)
     assert await driver.retry_job("a")
     job = await driver.pop()
     await check(job, "fail and retry_job")
@@ -91,7 +90,12 @@ async def test_an_envelope_store_keeps_unknown_fields_through_every_move(
     async with FACTORIES[store](clock, tmp_path) as driver:
         await driver.push(persisted("a", max_attempts=10, extra=dict(EXTRA)), timedelta(0))
 
-        await journey(driver, clock, check)
+        await journey(inspectable(driver), clock, check)
+
+
+def inspectable(driver: Driver) -> InspectDriver:
+    """Return `driver` as the InspectDriver every corequeue driver is (for `retry_job`)."""
+    return cast(InspectDriver, driver)
 
 
 # --- SQL stores: columns a newer release added --------------------------------------------

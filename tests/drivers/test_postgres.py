@@ -140,7 +140,7 @@ async def test_migration_to_version_2_keeps_the_jobs_of_a_version_1_schema(
         dsn, name="jobs", schema=schema, pop_timeout=POP_TIMEOUT, lease=LONG, clock=clock
     )
 
-    assert await driver.migrate() == [2]
+    assert await driver.migrate() == [2, 3]
 
     assert await driver.info() == QueueInfo(waiting=1, delayed=1, reserved=1, failed=1)
     waiting = await driver.pop()
@@ -149,6 +149,62 @@ async def test_migration_to_version_2_keeps_the_jobs_of_a_version_1_schema(
     assert await driver.reload("failed") == 1
     assert (await driver.pop()).id == "failed"
     await driver.close()
+
+
+async def test_migration_to_version_3_adds_periodic_slots_and_keeps_the_jobs(
+    dsn: str, schema: str
+) -> None:
+    clock = FakeClock()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        await migrations.migrate(connection, schema, target=1)
+        await insert_version_1_row(connection, schema, "waiting", 0, clock.now_ms())
+        assert await migrations.migrate(connection, schema, target=2) == [2]
+    driver = PostgresDriver(dsn, name="jobs", schema=schema, pop_timeout=POP_TIMEOUT, clock=clock)
+
+    assert await driver.migrate() == [3]
+
+    assert await driver.enqueue_slot("s", clock.now_ms(), persisted("periodic:s:1"))
+    assert await driver.info() == QueueInfo(waiting=2)
+    assert await fetch_one(dsn, f'SELECT name, last_slot_ms FROM "{schema}".periodic') == (
+        "s",
+        clock.now_ms(),
+    )
+    await driver.close()
+
+
+async def test_a_push_that_fails_leaves_the_slot_where_it_was(
+    driver: PostgresDriver, dsn: str, schema: str
+) -> None:
+    await driver.migrate()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        await connection.execute(
+            f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql '
+            "AS $$ BEGIN RAISE EXCEPTION 'no insert today'; END $$"
+        )
+        await connection.execute(
+            f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".jobs '
+            f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
+        )
+
+        with pytest.raises(StoreUnavailable, match="no insert today"):
+            await driver.enqueue_slot("s", 1_000, persisted("periodic:s:1000"))
+
+        assert await driver.schedule_slots() == {}
+        await connection.execute(f'DROP TRIGGER refuse ON "{schema}".jobs')
+    assert await driver.enqueue_slot("s", 1_000, persisted("periodic:s:1000"))
+
+
+async def test_queues_of_one_schema_keep_their_own_slots(dsn: str, schema: str) -> None:
+    emails = PostgresDriver(dsn, name="emails", schema=schema, pop_timeout=POP_TIMEOUT)
+    reports = PostgresDriver(dsn, name="reports", schema=schema, pop_timeout=POP_TIMEOUT)
+
+    assert await emails.enqueue_slot("s", 1_000, persisted("periodic:s:1000"))
+    assert await reports.enqueue_slot("s", 1_000, persisted("periodic:s:1000"))
+
+    assert await reports.forget_schedule("s")
+    assert await emails.schedule_slots() == {"s": 1_000}
+    await emails.close()
+    await reports.close()
 
 
 async def test_a_reservation_from_before_the_migration_comes_back_when_its_lease_runs_out(

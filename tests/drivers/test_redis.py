@@ -113,6 +113,7 @@ def test_default_keys_are_hash_tagged_by_queue_and_share_one_slot() -> None:
     assert keys.tokens == "{shop:prod:emails}:tokens"
     assert keys.jobs == "{shop:prod:emails}:jobs"
     assert keys.layout == "{shop:prod:emails}:layout"
+    assert keys.periodic == "{shop:prod:emails}:periodic"
     every = [*keys.all(), *keys.for_script("{shop:prod:emails}:wake:1"), keys.layout1_job("42")]
     assert {key.split("}")[0] for key in every} == {"{shop:prod:emails"}
     assert {key_slot(key.encode()) for key in every} == {keys.slot}
@@ -161,6 +162,19 @@ async def test_store_holds_exactly_the_documented_keys(driver: RedisDriver, clie
     assert await client.hget(keys.jobs, "a") == persisted("a").to_bytes()  # as written
     assert await client.get(keys.layout) == b"2"
     assert await client.zrange(keys.waiting, 0, -1) == [b"a"]
+
+
+async def test_periodic_slots_live_in_the_periodic_hash_of_the_queue(
+    driver: RedisDriver, client: Redis
+) -> None:
+    slot = time.time_ns() // 1_000_000 - 1_000
+
+    assert await driver.enqueue_slot("nightly", slot, persisted("periodic:nightly:1"))
+
+    assert await client.hgetall(driver.keys.periodic) == {b"nightly": str(slot).encode()}
+    assert driver.keys.periodic in await stored_keys(client, driver)
+    assert await driver.forget_schedule("nightly")
+    assert not await client.exists(driver.keys.periodic)
 
 
 async def test_an_acked_job_leaves_nothing_behind(driver: RedisDriver, client: Redis) -> None:

@@ -191,6 +191,64 @@ async def test_a_job_reserved_before_the_upgrade_comes_back_when_its_lease_runs_
     await driver.close()
 
 
+async def test_a_version_2_file_is_upgraded_with_a_periodic_table(tmp_path: Path) -> None:
+    clock = FakeClock()
+    version_1_file(tmp_path / "jobs.db", [("waiting", 0, clock.now_ms())])
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        db.execute("ALTER TABLE corequeue_jobs ADD COLUMN token TEXT")
+        db.execute("UPDATE corequeue_meta SET value = '2'")
+    db.close()
+    driver = SQLiteDriver(tmp_path / "jobs.db", pop_timeout=SHORT, clock=clock)
+
+    assert await driver.enqueue_slot("s", clock.now_ms(), persisted("periodic:s:1"))
+
+    assert await driver.info() == QueueInfo(waiting=2)
+    await driver.close()
+    db = sqlite3.connect(tmp_path / "jobs.db")
+    assert db.execute("SELECT value FROM corequeue_meta").fetchone() == (str(SCHEMA_VERSION),)
+    assert db.execute("SELECT * FROM corequeue_periodic").fetchall() == [
+        ("default", "s", clock.now_ms())
+    ]
+    db.close()
+
+
+async def test_a_push_that_fails_leaves_the_slot_where_it_was(tmp_path: Path) -> None:
+    clock = FakeClock()
+    driver = SQLiteDriver(tmp_path / "jobs.db", pop_timeout=SHORT, clock=clock)
+    await driver.info()  # creates the file
+    refuse = (
+        "CREATE TRIGGER refuse BEFORE INSERT ON corequeue_jobs "
+        "BEGIN SELECT RAISE(ABORT, 'no insert today'); END"
+    )
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        db.execute(refuse)
+    db.close()
+
+    with pytest.raises(StoreUnavailable, match="no insert today"):
+        await driver.enqueue_slot("s", clock.now_ms(), persisted("periodic:s:1"))
+
+    assert await driver.schedule_slots() == {}
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        db.execute("DROP TRIGGER refuse")
+    db.close()
+    assert await driver.enqueue_slot("s", clock.now_ms(), persisted("periodic:s:1"))
+    await driver.close()
+
+
+async def test_queues_sharing_a_file_keep_their_own_slots(tmp_path: Path) -> None:
+    clock = FakeClock()
+    emails = SQLiteDriver(tmp_path / "jobs.db", name="emails", clock=clock)
+    reports = SQLiteDriver(tmp_path / "jobs.db", name="reports", clock=clock)
+
+    assert await emails.enqueue_slot("s", clock.now_ms(), persisted("periodic:s:1"))
+    assert await reports.enqueue_slot("s", clock.now_ms(), persisted("periodic:s:1"))
+
+    assert await reports.forget_schedule("s")
+    assert await emails.schedule_slots() == {"s": clock.now_ms()}
+    await emails.close()
+    await reports.close()
+
+
 async def test_a_file_of_a_newer_release_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "jobs.db") as db:
         db.execute("CREATE TABLE corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")

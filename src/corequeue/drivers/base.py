@@ -108,6 +108,18 @@ class Driver(Protocol):
         """How long `pop()` waits for a job before raising QueueEmpty."""
         ...
 
+    @property
+    def clock(self) -> Clock | None:
+        """The clock this driver decides due times by; None when it is the store server's.
+
+        Redis and PostgreSQL constructed without a clock read their server's (Redis TIME,
+        PostgreSQL clock_timestamp()): None. An embedded store (SQLite, in-process) has no
+        server: it reads the clock it was given, or a SystemClock, and returns that. Periodic
+        schedules compute their slots from this clock (the machine's when it is None), and
+        `enqueue_slot` checks each slot against the store's.
+        """
+        ...
+
     async def push(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
         """Put `job` in `waiting`, or in `delayed` until `delay` has passed.
 
@@ -194,6 +206,40 @@ class Driver(Protocol):
 
     async def info(self) -> QueueInfo:
         """Return the number of jobs in each channel."""
+        ...
+
+    async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
+        """Enqueue the job of periodic schedule `name`'s slot `slot_ms`, exactly once.
+
+        One atomic step of the store (one script, one transaction; no await between the check
+        and the change): if the slot is not in the future on the store's clock (never early:
+        `slot_ms * 1000 <= now_us`, in microseconds) and the stored last slot of `name` is
+        absent or less than `slot_ms`, store `slot_ms` as its last slot and push `job` due at
+        once; otherwise change nothing. The push follows `push()`: a job whose id is already
+        waiting, delayed or reserved is left as it is (the slot still advances: that id was
+        enqueued), one in `failed` or `timeout` is replaced. A push that raises changes
+        nothing, the slot included.
+
+        Args:
+            name: The schedule's name.
+            slot_ms: The slot, in milliseconds since the Unix epoch.
+            job: The slot's job (id `periodic:<name>:<slot_ms>`).
+
+        Returns:
+            Whether this call advanced the slot and pushed the job: False when the slot is
+            still to come, or it (or a later one) was enqueued already.
+        """
+        ...
+
+    async def schedule_slots(self) -> dict[str, int]:
+        """Return the last enqueued slot (epoch milliseconds) of every schedule, by name."""
+        ...
+
+    async def forget_schedule(self, name: str) -> bool:
+        """Delete the stored last slot of schedule `name`; return whether there was one.
+
+        Its next `enqueue_slot` starts afresh: any slot not in the future is accepted.
+        """
         ...
 
     async def close(self) -> None:

@@ -62,11 +62,17 @@ class InProcessDriver:
             Channel.TIMEOUT: {},
         }
         self._pushed = Wakeup()
+        self._slots: dict[str, int] = {}  # periodic schedule name -> last enqueued slot, ms
 
     @property
     def pop_interval(self) -> timedelta:
         """The constructor's name for `pop_timeout`."""
         return self.pop_timeout
+
+    @property
+    def clock(self) -> Clock:
+        """The clock due times are decided by: the one given, or the machine's."""
+        return self._clock
 
     async def push(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
         """Put `job` in `waiting`, or in `delayed` until `delay` has passed.
@@ -198,6 +204,30 @@ class InProcessDriver:
             failed=len(self._parked[Channel.FAILED]),
             timeout=len(self._parked[Channel.TIMEOUT]),
         )
+
+    async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
+        """Advance schedule `name` to `slot_ms` and push `job`, unless it is to come or taken.
+
+        No await comes between the check and the change, so callers on the driver's event loop
+        cannot interleave (see `Driver.enqueue_slot`): a slot in the clock's future, or not
+        after the last one, changes nothing.
+        """
+        if slot_ms * 1_000 > self._clock.now_us():
+            return False
+        last = self._slots.get(name)
+        if last is not None and last >= slot_ms:
+            return False
+        self._slots[name] = slot_ms
+        self._push(job, timedelta(0))
+        return True
+
+    async def schedule_slots(self) -> dict[str, int]:
+        """Return the last enqueued slot of every schedule, by name."""
+        return dict(self._slots)
+
+    async def forget_schedule(self, name: str) -> bool:
+        """Delete the last slot of schedule `name`; return whether there was one."""
+        return self._slots.pop(name, None) is not None
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -11,6 +11,9 @@ to exactly one of them.
 A reserved row carries the `token` of the pop that reserved it; settling statements match it in
 their WHERE clause, and every move out of `reserved` clears it. One thread per driver owns the
 connection: every sqlite3 object is created, used and freed there.
+
+Periodic schedules keep their last enqueued slot in `corequeue_periodic`; the conditional
+upsert that advances it and the push of the slot's job share one `BEGIN IMMEDIATE`.
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ from corequeue.job import PersistedJob, new_token, to_ms
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 2
-"""Version 2 added the `token` column (fenced settlement); a version 1 file is upgraded."""
+SCHEMA_VERSION: Final = 3
+"""Version 2 added the `token` column (fenced settlement), version 3 the `corequeue_periodic`
+table (periodic jobs); an older file is upgraded."""
 
 _META = "CREATE TABLE IF NOT EXISTS corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -79,7 +83,16 @@ CREATE TABLE IF NOT EXISTS corequeue_jobs (
 CREATE INDEX IF NOT EXISTS corequeue_jobs_due ON corequeue_jobs (queue, state, due_ms);
 """
 
-_UPGRADES: Final = {2: "ALTER TABLE corequeue_jobs ADD COLUMN token TEXT"}
+_PERIODIC_TABLE = """
+CREATE TABLE IF NOT EXISTS corequeue_periodic (
+    queue TEXT NOT NULL,
+    name TEXT NOT NULL,
+    last_slot_ms INTEGER NOT NULL,
+    PRIMARY KEY (queue, name)
+)
+"""
+
+_UPGRADES: Final = {2: "ALTER TABLE corequeue_jobs ADD COLUMN token TEXT", 3: _PERIODIC_TABLE}
 """The statements that bring a file from version n - 1 to version n."""
 
 _COLUMNS = "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error"
@@ -144,6 +157,13 @@ _INFO = """
 SELECT state, due_ms > ?, COUNT(*) FROM corequeue_jobs WHERE queue = ? GROUP BY 1, 2
 """
 
+# Changes a row only when the slot is later than the stored one: rowcount 0 means taken.
+_ADVANCE_SLOT = """
+INSERT INTO corequeue_periodic (queue, name, last_slot_ms) VALUES (?, ?, ?)
+ON CONFLICT (queue, name) DO UPDATE SET last_slot_ms = excluded.last_slot_ms
+WHERE corequeue_periodic.last_slot_ms < excluded.last_slot_ms
+"""
+
 
 class SQLiteDriver:
     """Stores a named queue in one SQLite file: zero set-up, durable on one machine.
@@ -191,6 +211,11 @@ class SQLiteDriver:
 
     def __repr__(self) -> str:
         return f"SQLiteDriver({str(self.path)!r}, name={self.name!r})"
+
+    @property
+    def clock(self) -> Clock:
+        """The clock due times are decided by: the one given, or the machine's."""
+        return self._clock
 
     async def push(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
         """Put `job` in `waiting`, or in `delayed` until `delay` has passed.
@@ -338,6 +363,37 @@ class SQLiteDriver:
                 channel = next(c for c, s in PARKED_STATE.items() if s == state)
                 counts[channel] += count
         return QueueInfo(**{channel.value: count for channel, count in counts.items()})
+
+    async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
+        """Advance schedule `name` to `slot_ms` and push `job`, in one transaction.
+
+        See `Driver.enqueue_slot`. A slot after the clock's now changes nothing; the upsert
+        of the last slot and the push share one `BEGIN IMMEDIATE`, so a push that fails rolls
+        the advance back, and other processes on the file wait for the write lock.
+        """
+        now_us = self._clock.now_us()
+        if slot_ms * 1_000 > now_us:
+            return False
+        step = partial(
+            _advance_and_push,
+            slot=(self.name, name, slot_ms),
+            push=(self.name, due_ms(now_us, timedelta(0)), *_row(job)),
+        )
+        enqueued = await self._run(step)
+        if enqueued:
+            self._pushed.notify()
+        return enqueued
+
+    async def schedule_slots(self) -> dict[str, int]:
+        """Return the last enqueued slot of every schedule of the queue, by name."""
+        sql = "SELECT name, last_slot_ms FROM corequeue_periodic WHERE queue = ?"
+        rows = await self._run(lambda db: db.execute(sql, (self.name,)).fetchall())
+        return {str(name): int(last) for name, last in rows}
+
+    async def forget_schedule(self, name: str) -> bool:
+        """Delete the last slot of schedule `name`; return whether there was one."""
+        sql = "DELETE FROM corequeue_periodic WHERE queue = ? AND name = ?"
+        return await self._write(sql, (self.name, name)) > 0
 
     async def close(self) -> None:
         """Close the connection and its thread."""
@@ -516,6 +572,18 @@ def _execute_each(db: sqlite3.Connection, *, sql: str, rows: Sequence[Sequence[A
     return _in_transaction(db, lambda: [db.execute(sql, row).rowcount > 0 for row in rows])
 
 
+def _advance_and_push(db: sqlite3.Connection, *, slot: Sequence[Any], push: Sequence[Any]) -> bool:
+    """Advance a schedule's last slot and, when it moved, push the slot's job: one transaction."""
+
+    def step() -> bool:
+        if db.execute(_ADVANCE_SLOT, slot).rowcount == 0:
+            return False
+        db.execute(_PUSH, push)
+        return True
+
+    return _in_transaction(db, step)
+
+
 def _in_transaction(db: sqlite3.Connection, work: Callable[[], T]) -> T:
     """Run `work` in one write transaction, taking the write lock up front."""
     db.execute("BEGIN IMMEDIATE")
@@ -538,7 +606,7 @@ def _migrate(db: sqlite3.Connection) -> None:
             "sqlite", f"schema version {version} is newer than this release ({SCHEMA_VERSION})"
         )
     # executescript() would commit the open transaction: run the statements one by one.
-    for statement in _SCHEMA.split(";"):
+    for statement in (*_SCHEMA.split(";"), _PERIODIC_TABLE):
         if statement.strip():
             db.execute(statement)
     for step in range(version + 1, SCHEMA_VERSION + 1):

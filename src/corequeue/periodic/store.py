@@ -1,8 +1,9 @@
 """The store's side of periodic jobs: advance a schedule's last slot and push its job, atomically.
 
-`SlotStore` is the contract each driver fulfils (it will join the Driver protocol): the
-compare-and-advance of a schedule's last enqueued slot and the push of that slot's job happen
-in one atomic step of the store, so across every worker sharing the store each slot's job is
+`SlotStore` is the part of the Driver protocol the ticker uses (`Driver.enqueue_slot`,
+`schedule_slots` and `forget_schedule` state the contract in full), so every driver is one: the
+compare-and-advance of a schedule's last enqueued slot and the push of that slot's job happen in
+one atomic step of the store, so across every worker sharing the store each slot's job is
 enqueued exactly once. `MemorySlotStore` is the reference model the ticker's tests run against.
 """
 
@@ -11,20 +12,25 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
+from corequeue.drivers.base import Clock
 from corequeue.job import PersistedJob
 
 
 @runtime_checkable
 class SlotStore(Protocol):
-    """The store's side of periodic jobs: each schedule's last enqueued slot, and its advance."""
+    """The store's side of periodic jobs: each schedule's last enqueued slot, and its advance.
+
+    Every Driver is one (the Driver protocol declares these methods with their full contract).
+    """
 
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Enqueue the job of schedule `name`'s slot `slot_ms`, unless that slot already was.
 
-        In one atomic step: if the stored last slot of `name` is absent or less than
-        `slot_ms`, store `slot_ms` as its last slot and push `job` (due at once, like a push
-        with no delay, and with the same rule for an id that is already pending); otherwise
-        change nothing.
+        In one atomic step: if `slot_ms` is not in the future on the store's clock and the
+        stored last slot of `name` is absent or less than `slot_ms`, store `slot_ms` as its
+        last slot and push `job` (due at once, like a push with no delay, and with the same
+        rule for an id that is already pending); otherwise change nothing. See
+        `Driver.enqueue_slot`.
 
         Returns:
             Whether this call advanced the slot and pushed the job.
@@ -56,6 +62,11 @@ class MemorySlotStore:
     process need. It is not atomic across processes, and the slots are lost when the process
     ends: a real store keeps both in the same transaction or script as the push.
 
+    Args:
+        driver: Where the slots' jobs are pushed.
+        clock: The store's clock, when a slot in its future should be refused as a driver
+            refuses it; None accepts any slot (the ticker never asks for one early).
+
     Example:
         >>> import asyncio
         >>> class Recorder:
@@ -71,8 +82,9 @@ class MemorySlotStore:
         False
     """
 
-    def __init__(self, driver: Pusher) -> None:
+    def __init__(self, driver: Pusher, clock: Clock | None = None) -> None:
         self._driver = driver
+        self._clock = clock
         self._last: dict[str, int] = {}
 
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
@@ -81,6 +93,8 @@ class MemorySlotStore:
         If the push fails, the advance is undone (unless a later slot was taken meanwhile),
         as a store's transaction would roll back.
         """
+        if self._clock is not None and slot_ms * 1_000 > self._clock.now_us():
+            return False
         previous = self._last.get(name)
         if previous is not None and previous >= slot_ms:
             return False

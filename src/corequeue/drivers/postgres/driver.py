@@ -10,6 +10,9 @@ A push sends a NOTIFY on commit, which wakes idle pops in every process within m
 Settlement is fenced: each pop stores a fresh token in the rows it reserves, and every ack,
 fail, retry, release and renew matches it in the statement that moves the row, so a worker
 whose lease ran out cannot touch the job after it was recovered or popped again.
+
+Periodic schedules keep their last enqueued slot in the schema's `periodic` table; one
+statement advances it (a conditional upsert) and pushes the slot's job when it advanced.
 """
 
 from __future__ import annotations
@@ -138,6 +141,11 @@ class PostgresDriver:
 
     def __repr__(self) -> str:
         return f"PostgresDriver({self._store!r}, name={self.name!r}, schema={self.schema!r})"
+
+    @property
+    def clock(self) -> Clock | None:
+        """The clock given; None when every statement reads the database server's clock."""
+        return self._clock
 
     async def migrate(self) -> list[int]:
         """Create the schema or bring it to this release's version; return the versions applied.
@@ -308,6 +316,38 @@ class PostgresDriver:
                 channel = next(c for c, s in _PARKED_STATE.items() if s == state)
                 counts[channel] += count
         return QueueInfo(**{channel.value: count for channel, count in counts.items()})
+
+    async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
+        """Advance schedule `name` to `slot_ms` and push `job`, in one statement.
+
+        See `Driver.enqueue_slot`: the slot is compared with the clock (the server's when the
+        driver has none) and with the stored last slot in the same statement as the push.
+        """
+        params = self._params(
+            name=name,
+            slot_ms=slot_ms,
+            id=job.id,
+            type=job.type,
+            value=job.value,
+            handle_timeout_ms=to_ms(job.handle_timeout),
+            backoff_ms=to_ms(job.backoff),
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            last_error=job.last_error,
+        )
+        enqueued = await self._moved(self._queries.enqueue_slot, params)
+        if enqueued:
+            self._bell.ring()
+        return enqueued
+
+    async def schedule_slots(self) -> dict[str, int]:
+        """Return the last enqueued slot of every schedule of the queue, by name."""
+        rows = await self._fetch(self._queries.schedule_slots, self._params())
+        return {str(name): int(last) for name, last in rows}
+
+    async def forget_schedule(self, name: str) -> bool:
+        """Delete the last slot of schedule `name`; return whether there was one."""
+        return await self._execute(self._queries.forget_schedule, self._params(name=name)) > 0
 
     async def close(self) -> None:
         """Close the pools and listening connections of every event loop that used the driver."""

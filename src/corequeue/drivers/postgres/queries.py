@@ -41,15 +41,22 @@ class Queries:
     flush_waiting: bytes
     flush_delayed: bytes
     info: bytes
+    enqueue_slot: bytes
+    schedule_slots: bytes
+    forget_schedule: bytes
 
     @classmethod
     def for_schema(cls, schema: str) -> Queries:
-        """Return the statements with the jobs table of `schema` and the clock filled in.
+        """Return the statements with the tables of `schema` and the clock filled in.
 
         The clock placeholders read the driver's clock from the `now_us` parameter and fall
         back to the database server's clock when it is NULL, so one text serves both.
         """
-        placeholders = {"jobs": sql.Identifier(schema, "jobs"), **clock_placeholders()}
+        placeholders = {
+            "jobs": sql.Identifier(schema, "jobs"),
+            "periodic": sql.Identifier(schema, "periodic"),
+            **clock_placeholders(),
+        }
         texts = _named_statements()
         rendered = {
             field.name: sql.SQL(texts[field.name]).format(**placeholders).as_bytes(None)

@@ -1,6 +1,7 @@
 -- The statements of the PostgreSQL driver, one per "-- name:" section.
 --
--- Placeholders filled by queries.py: {jobs} is the quoted jobs table. {now} is the current time
+-- Placeholders filled by queries.py: {jobs} is the quoted jobs table and {periodic} the quoted
+-- table of periodic schedules' last slots. {now} is the current time
 -- in milliseconds rounded down: it decides what is due, and is the due time of what may run at
 -- once. {now_us} is the current time in microseconds, from which later due times are computed
 -- and rounded up, `({now_us} + delay_us + 999) / 1000`, and {now_up} is it in milliseconds
@@ -170,3 +171,45 @@ DELETE FROM {jobs} WHERE queue = %(queue)s AND state = 0 AND due_ms > {now};
 
 -- name: info
 SELECT state, due_ms > {now}, count(*) FROM {jobs} WHERE queue = %(queue)s GROUP BY 1, 2;
+
+-- name: enqueue_slot
+-- Periodic jobs, in one statement: advance the schedule's last slot to %(slot_ms)s if the slot
+-- is not in the future ({now_us}: never early, to the microsecond) and is later than the stored
+-- one, and push the slot's job due at once only when that advance returned a row. A concurrent
+-- advance of the same schedule makes the upsert wait for its commit and then compare with its
+-- row, so exactly one caller gets the row. The push keeps an id already pending or reserved
+-- and replaces one in failed or timeout, as `push` does. Returns how many slots advanced.
+WITH advanced AS (
+    INSERT INTO {periodic} AS p (queue, name, last_slot_ms)
+    SELECT %(queue)s, %(name)s, %(slot_ms)s::bigint
+    WHERE %(slot_ms)s::bigint * 1000 <= {now_us}
+    ON CONFLICT (queue, name) DO UPDATE SET last_slot_ms = excluded.last_slot_ms
+    WHERE p.last_slot_ms < excluded.last_slot_ms
+    RETURNING 1
+),
+pushed AS (
+    INSERT INTO {jobs} AS j (
+        queue, id, state, due_ms, type, value, handle_timeout_ms, backoff_ms, attempts,
+        max_attempts, last_error
+    )
+    SELECT
+        %(queue)s, %(id)s, 0, {now}, %(type)s, %(value)s, %(handle_timeout_ms)s,
+        %(backoff_ms)s, %(attempts)s, %(max_attempts)s, %(last_error)s
+    FROM advanced
+    ON CONFLICT (queue, id) DO UPDATE SET
+        state = 0, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
+        handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
+        attempts = excluded.attempts, max_attempts = excluded.max_attempts,
+        last_error = excluded.last_error
+    WHERE j.state >= 2
+    RETURNING 1
+)
+SELECT
+    (SELECT count(*) FROM advanced),
+    CASE WHEN EXISTS (SELECT FROM pushed) THEN pg_notify(%(channel)s, %(queue)s) END;
+
+-- name: schedule_slots
+SELECT name, last_slot_ms FROM {periodic} WHERE queue = %(queue)s;
+
+-- name: forget_schedule
+DELETE FROM {periodic} WHERE queue = %(queue)s AND name = %(name)s;

@@ -17,6 +17,9 @@ left to BLPOP's timeout.
 Settlement is fenced: each pop stores a fresh token per reserved job in the queue's `tokens`
 hash, and ack, fail, retry, renew and release compare it, in the same script as the move, with
 the token the caller's copy carries. Every move out of `reserved` deletes the stored token.
+
+Periodic schedules keep their last enqueued slot in the queue's `periodic` hash; one script
+compares and advances it and pushes the slot's job.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ _MAX_DELAY_US: Final = 2**52  # Lua numbers are doubles: exact integers end at 2
 _MICROSECOND: Final = timedelta(microseconds=1)
 _SCRIPTS: Final = ("ack", "cancel", "flush", "info", "pop", "push", "reload", "release", "renew")
 _SCRIPTS_MORE: Final = ("settle", "inspect", "lookup", "delete", "requeue", "migrate")
+_SCRIPTS_PERIODIC: Final = ("enqueue_slot",)
 _REFUSED: Final = "COREQUEUE_LAYOUT"  # how the scripts refuse a queue in another layout
 
 
@@ -182,11 +186,17 @@ class RedisDriver:
         self._clients = LoopClients(source)
         slot = self.keys.slot
         self._scripts = {
-            script: Script(script, slot, SCRIPT_KEY_COUNT) for script in _SCRIPTS + _SCRIPTS_MORE
+            script: Script(script, slot, SCRIPT_KEY_COUNT)
+            for script in _SCRIPTS + _SCRIPTS_MORE + _SCRIPTS_PERIODIC
         }
 
     def __repr__(self) -> str:
         return f"RedisDriver({self.url!r}, name={self.name!r})"
+
+    @property
+    def clock(self) -> Clock | None:
+        """The clock given; None when the scripts read the Redis server's clock (TIME)."""
+        return self._clock
 
     async def push(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
         """Put `job` in `waiting`, or in `delayed` until `delay` has passed.
@@ -302,6 +312,23 @@ class RedisDriver:
         """Return the number of jobs in each channel (due delayed jobs count as waiting)."""
         counts = await self._run("info")
         return QueueInfo(*(int(count) for count in counts))
+
+    async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
+        """Advance schedule `name` to `slot_ms` and push `job`, in one script.
+
+        See `Driver.enqueue_slot`: the script compares the slot with the clock (the server's
+        TIME when the driver has none) and with the `periodic` hash, then pushes.
+        """
+        return bool(await self._run("enqueue_slot", name, slot_ms, job.id, job.to_bytes()))
+
+    async def schedule_slots(self) -> dict[str, int]:
+        """Return the last enqueued slot of every schedule of the queue, by name."""
+        slots = await self._command("HGETALL", self.keys.periodic)
+        return {text(name): int(slot) for name, slot in slots.items()}
+
+    async def forget_schedule(self, name: str) -> bool:
+        """Delete the last slot of schedule `name`; return whether there was one."""
+        return bool(await self._command("HDEL", self.keys.periodic, name))
 
     async def close(self) -> None:
         """Close the connections the driver opened (not a client given to it)."""
@@ -495,6 +522,12 @@ class RedisDriver:
         clients = await self._clients.current()
         with self._errors():
             return await self._scripts[script].run(clients.main, self._args_of([list(args)])[0])
+
+    async def _command(self, *args: Any) -> Any:
+        """Run one command on the queue's keys (on Cluster, at the node holding its slot)."""
+        clients = await self._clients.current()
+        with self._errors():
+            return await execute(clients.main, self.keys.slot, *args)
 
     async def _repeat(self, script: str, *args: Any) -> int:
         total = 0

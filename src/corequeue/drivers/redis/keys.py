@@ -35,6 +35,7 @@ class RedisKeys:
     tokens: str
     jobs: str
     layout: str
+    periodic: str
     scratch: str
     wake_prefix: str
     layout1_job_prefix: str
@@ -61,6 +62,7 @@ class RedisKeys:
             tokens=f"{base}tokens",
             jobs=f"{base}jobs",
             layout=f"{base}layout",
+            periodic=f"{base}periodic",
             scratch=f"{base}migrating",
             wake_prefix=f"{base}wake:",
             layout1_job_prefix=f"{base}job:",
@@ -100,6 +102,7 @@ class RedisKeys:
             self.tokens,
             self.jobs,
             self.layout,
+            self.periodic,
             wake or self.wake_prefix,
         )
 
@@ -108,5 +111,5 @@ class RedisKeys:
         return f"{self.layout1_job_prefix}{job_id}"
 
 
-SCRIPT_KEY_COUNT: Final = 12
+SCRIPT_KEY_COUNT: Final = 13
 """How many KEYS `RedisKeys.for_script()` returns."""

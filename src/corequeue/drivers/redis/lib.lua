@@ -15,13 +15,14 @@
 --      10 jobs      HASH  id -> envelope (wire format), or LOST .. why for a job parked in
 --                         failed because its envelope was missing
 --      11 layout    STRING  the store layout, '2' (absent: a new queue, or layout 1)
---      12 wake      LIST  the private wake-up list of the pop whose timer runs pop.lua; any
+--      12 periodic  HASH  periodic schedule name -> its last enqueued slot, ms since the epoch
+--      13 wake      LIST  the private wake-up list of the pop whose timer runs pop.lua; any
 --                         other script gets a placeholder it never touches
 -- ARGV  1 now in microseconds since the epoch, or "" to read the Redis server's clock
 --       2.. per script
 local WAITING, DELAYED, RESERVED, FAILED, TIMEOUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local NOTIFY, SEQ, EXPIRIES, TOKENS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local JOBS, LAYOUT, WAKE = KEYS[10], KEYS[11], KEYS[12]
+local JOBS, LAYOUT, PERIODIC, WAKE = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local CHANNELS = { WAITING, DELAYED, RESERVED, FAILED, TIMEOUT }
 local TOKEN_CAP = 128 -- more blocked pops than this wake in turns, not at once
 local BATCH = 1000 -- most jobs one call moves, so no call blocks Redis for long
@@ -133,6 +134,28 @@ local function schedule(id, delay)
     return 1
   end
   return 0
+end
+
+-- Push one job, idempotent by id: an id already waiting, delayed or reserved is left alone;
+-- one in failed or timeout is replaced. Returns whether it was stored, and 1 when it became
+-- the next job due (see schedule), else 0.
+--
+-- Every pending or parked job has its field in `jobs`, so an id without one is new: HSETNX
+-- stores it and it is scheduled at once (three calls). Only an id seen before pays for the
+-- channel look-ups.
+local function push_one(id, delay, envelope)
+  local store = redis.call('HSETNX', JOBS, id, envelope) == 1
+  if not store and not is_pending(id) then -- in failed or timeout: replaced
+    redis.call('ZREM', FAILED, id)
+    redis.call('ZREM', TIMEOUT, id)
+    redis.call('HDEL', EXPIRIES, id)
+    redis.call('HSET', JOBS, id, envelope)
+    store = true
+  end
+  if store then
+    return true, schedule(id, delay)
+  end
+  return false, 0
 end
 
 -- One token per waiting job (capped), plus `extra`: each wakes one blocked pop. Producers only

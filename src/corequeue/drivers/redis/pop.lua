@@ -5,7 +5,7 @@
 -- whose envelope is missing is parked in failed (see park_lost) and comes back as
 -- id, nil, why: the client logs it.
 -- ARGV 4 is "1" when the pop's timer runs this script: a reservation then pushes to the
--- pop's wake-up list (KEYS 12), ending its BLPOP (before any token, so it takes no token).
+-- pop's wake-up list (KEYS 13), ending its BLPOP (before any token, so it takes no token).
 -- ARGV 5 is the pop's reservation token, stored in `tokens` for every job it reserves: only
 -- calls that bring it back may settle, renew or release those jobs.
 local refused = layout_refusal()

@@ -372,7 +372,7 @@ async def test_listener_blocking_the_event_loop_finishes_late_and_nothing_is_los
     # run out, so each counts a failed attempt and may run again (at-least-once). With no
     # attempts left, such a job would be parked in `timeout` even though it finished.
     lease = timedelta(milliseconds=300)
-    driver.lease = lease  # type: ignore[attr-defined]  # every driver here holds leases
+    driver.lease = lease  # type: ignore[misc]  # read-only in the protocol; settable on ours
     queue = make_queue(driver)
     canary = Canary(queue)
     runs: list[int] = []

@@ -1,26 +1,31 @@
-"""Metrics: the queue-length gauge and job counters, pluggable, wired to prometheus_client.
+"""Metrics: the queue-length gauge, job and periodic slot counters, wired to prometheus_client.
 
-The queue reports through two small protocols, so any metrics library fits:
+The queue reports through small protocols, so any metrics library fits:
 
 - `Gauge`: queue length by `queue` and `channel`. A prometheus_client `Gauge` with those labels
   works as it is (anything with `.labels(...).set(...)`).
 - `JobMetrics`: one call per finished attempt with its outcome and handler duration.
+- `SlotMetrics`: one call per due slot of a periodic schedule with its outcome and how late the
+  tick was; a queue's `metrics=` object that also has `observe_slot` receives them.
 
-`prometheus_metrics()` provides both for prometheus_client (imported by this module only, and
-only when asked for); `serve_metrics()` exposes them over HTTP.
+`prometheus_metrics()` provides all three for prometheus_client (imported by this module only,
+and only when asked for); `serve_metrics()` exposes them over HTTP.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 Outcome = Literal["processed", "retried", "failed"]
 """What became of one attempt: acked, sent back for a retry, or moved to `failed`."""
+
+SLOT_OUTCOMES: Final = ("enqueued", "taken", "skipped", "failed", "early")
+"""What a tick may do with a due slot of a periodic schedule (`corequeue.periodic.Outcome`)."""
 
 
 @runtime_checkable
@@ -50,6 +55,25 @@ class JobMetrics(Protocol):
         ...
 
 
+@runtime_checkable
+class SlotMetrics(Protocol):
+    """Counts the due slots of periodic schedules by outcome and times how late they ran."""
+
+    def observe_slot(self, queue: str, schedule: str, outcome: str, late_seconds: float) -> None:
+        """Record what one tick did with one due slot.
+
+        Args:
+            queue: The queue's name.
+            schedule: The schedule's name.
+            outcome: One of SLOT_OUTCOMES: `enqueued` (this worker pushed the slot's job),
+                `taken` (another worker had), `skipped` (a misfire dropped it), `failed` (the
+                job could not be built, or the store did not answer) or `early` (the store's
+                clock had not reached the slot yet).
+            late_seconds: How long after the slot the tick ran (never negative).
+        """
+        ...
+
+
 def set_gauge(gauge: Gauge | LabelledGauge, value: float, *, queue: str, channel: str) -> None:
     """Record a queue length on either kind of gauge."""
     if isinstance(gauge, LabelledGauge):
@@ -65,6 +89,12 @@ DURATION_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 """Histogram buckets of handler duration, in seconds: milliseconds up to the 1-hour timeout."""
 
+LATENESS_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300, 3600, 86400,
+)  # fmt: skip
+"""Histogram buckets of how late an enqueued slot was, in seconds: a running worker wakes at
+the slot (milliseconds late); a misfire catch-up (`once`) may be hours or days late."""
+
 
 _COUNTER_HELP: dict[Outcome, str] = {
     "processed": "Attempts that succeeded.",
@@ -74,7 +104,7 @@ _COUNTER_HELP: dict[Outcome, str] = {
 
 
 class PrometheusMetrics:
-    """The queue-length gauge, job counters and duration histogram, in one prometheus registry.
+    """The queue-length gauge, job and slot counters and histograms, in one prometheus registry.
 
     Use `prometheus_metrics()` to get one: collectors are registered once per registry and
     name prefix, and shared by every queue and factory that asks for them.
@@ -86,6 +116,11 @@ class PrometheusMetrics:
     - `corequeue_jobs_retried_total{queue, job_type}`: failed attempts sent back for a retry.
     - `corequeue_jobs_failed_total{queue, job_type}`: jobs moved to `failed` (out of attempts).
     - `corequeue_job_duration_seconds{queue, job_type}`: handler duration of every attempt.
+    - `corequeue_periodic_slots_total{queue, schedule, outcome}`: due slots of periodic
+      schedules seen by this worker's ticks, by outcome (`enqueued`, `taken`, `skipped`,
+      `failed`, `early`). Across all workers, `enqueued` counts each slot once.
+    - `corequeue_periodic_lateness_seconds{queue, schedule}`: how long after its slot each
+      slot this worker enqueued was enqueued.
 
     Attributes:
         gauge: The queue-length gauge; pass it as `Queue(gauge=...)`.
@@ -121,11 +156,31 @@ class PrometheusMetrics:
             registry=registry,
             buckets=DURATION_BUCKETS,
         )
+        slot_labels = ("queue", "schedule")
+        self._slots = Counter(
+            f"{prefix}periodic_slots",
+            "Due slots of periodic schedules, by what this worker's tick did with them.",
+            (*slot_labels, "outcome"),
+            registry=registry,
+        )
+        self._lateness = Histogram(
+            f"{prefix}periodic_lateness_seconds",
+            "How long after its slot each slot this worker enqueued was enqueued.",
+            slot_labels,
+            registry=registry,
+            buckets=LATENESS_BUCKETS,
+        )
 
     def observe(self, queue: str, job_type: str, outcome: Outcome, duration_seconds: float) -> None:
         """Count one finished attempt and record its handler duration."""
         self._counters[outcome].labels(queue=queue, job_type=job_type).inc()
         self._duration.labels(queue=queue, job_type=job_type).observe(duration_seconds)
+
+    def observe_slot(self, queue: str, schedule: str, outcome: str, late_seconds: float) -> None:
+        """Count one due slot by outcome; time an enqueued one's lateness."""
+        self._slots.labels(queue=queue, schedule=schedule, outcome=outcome).inc()
+        if outcome == "enqueued":
+            self._lateness.labels(queue=queue, schedule=schedule).observe(late_seconds)
 
 
 _registered: weakref.WeakKeyDictionary[
@@ -210,7 +265,7 @@ class JobCounts:
 
 
 class FanOut:
-    """Passes every observation on to several JobMetrics, in order.
+    """Passes every observation on to several JobMetrics in order; slots to those counting them.
 
     Example:
         >>> queue.metrics = FanOut(queue.metrics, JobCounts())  # doctest: +SKIP
@@ -223,3 +278,9 @@ class FanOut:
         """Record one finished attempt in every receiver."""
         for receiver in self.receivers:
             receiver.observe(queue, job_type, outcome, duration_seconds)
+
+    def observe_slot(self, queue: str, schedule: str, outcome: str, late_seconds: float) -> None:
+        """Record one due slot in every receiver that counts slots."""
+        for receiver in self.receivers:
+            if isinstance(receiver, SlotMetrics):
+                receiver.observe_slot(queue, schedule, outcome, late_seconds)

@@ -30,7 +30,7 @@ from corequeue.events import (
     listened_type,
 )
 from corequeue.job import Job, PersistedJob, is_deferrable, is_job, job_from, new_job_id
-from corequeue.metrics import Gauge, JobMetrics, LabelledGauge
+from corequeue.metrics import Gauge, JobMetrics, LabelledGauge, SlotMetrics
 from corequeue.periodic import PeriodicInfo, Schedules, Ticker
 
 T = TypeVar("T")
@@ -305,11 +305,24 @@ class Queue:
         await Consumer(parts, settings).run()
 
     def _ticker(self) -> Ticker | None:
+        """The ticker of this queue's schedules (None without any).
+
+        Slot outcomes go to `metrics` when it also counts slots (`SlotMetrics.observe_slot`).
+        """
         if not len(self._schedules):
             return None
         clock = self.driver.clock or SystemClock()
         log = self.logger if isinstance(self.logger, logging.Logger) else None
-        return Ticker(self.driver, clock, self._schedules, self.persist, log=log)
+        slot_metrics = self.metrics if isinstance(self.metrics, SlotMetrics) else None
+        return Ticker(
+            self.driver,
+            clock,
+            self._schedules,
+            self.persist,
+            log=log,
+            metrics=slot_metrics,
+            queue=self.name,
+        )
 
     async def close(self) -> None:
         """Close the driver, then the helper loop of `dispatch_sync`.

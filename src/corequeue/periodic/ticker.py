@@ -32,7 +32,9 @@ from typing import Any, Final
 
 from corequeue.drivers.base import Clock
 from corequeue.errors import DriverError, InvalidOption
+from corequeue.guard import Guard
 from corequeue.job import PersistedJob
+from corequeue.metrics import SlotMetrics
 from corequeue.periodic.registry import PeriodicJob, Schedules, check_job
 from corequeue.periodic.schedule import slot_datetime
 from corequeue.periodic.store import SlotStore
@@ -139,6 +141,17 @@ class TickerSettings:
 class Ticker:
     """Enqueues the due slots of one queue's schedules, as one of any number of workers.
 
+    Args:
+        store: Where slots advance and their jobs are pushed (the queue's driver).
+        clock: The store's clock.
+        schedules: The queue's schedules.
+        persist: Builds a job's envelope (`Queue.persist`).
+        settings: Pacing and misfire tolerance.
+        log: Where failures are logged (default: the "corequeue.periodic" logger).
+        metrics: Receives each due slot's outcome (`SlotMetrics.observe_slot`); what it
+            raises is logged and the ticker carries on.
+        queue: The queue's name, for the metrics and the log.
+
     Example:
         >>> from datetime import UTC, datetime
         >>> from corequeue.drivers.in_process import InProcessDriver
@@ -164,6 +177,8 @@ class Ticker:
         *,
         settings: TickerSettings | None = None,
         log: logging.Logger | None = None,
+        metrics: SlotMetrics | None = None,
+        queue: str = "default",
     ) -> None:
         self._store = store
         self._clock = clock
@@ -171,6 +186,9 @@ class Ticker:
         self._persist = persist
         self.settings = settings or TickerSettings()
         self._log = log or logging.getLogger("corequeue.periodic")
+        self._metrics = metrics
+        self._queue = queue
+        self._metrics_guard = Guard(self._log, f"queue {queue}: periodic metrics observer")
         self._known: dict[str, int] = {}  # name -> latest slot settled (by anyone) as far as known
         self._loaded = False
 
@@ -189,6 +207,7 @@ class Ticker:
             outcome = await self._tick_one(entry, now_us)
             if outcome is not None:
                 outcomes.append(outcome)
+                self._observe(outcome)
         return TickReport(now_us, tuple(outcomes), self._next_slot_ms(now_us // 1_000))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -198,6 +217,17 @@ class Ticker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(report.pause(self.settings.interval).total_seconds()):
                     await stop.wait()
+
+    def _observe(self, outcome: SlotOutcome) -> None:
+        """Report one outcome to the metrics, if any; what they raise is logged, not raised."""
+        if self._metrics is not None:
+            self._metrics_guard.call(
+                self._metrics.observe_slot,
+                self._queue,
+                outcome.name,
+                outcome.outcome.value,
+                outcome.late_by.total_seconds(),
+            )
 
     async def _load(self, now_ms: int) -> bool:
         """Learn the store's last slots; forget stale ones of undeclared schedules."""

@@ -19,9 +19,18 @@ from corequeue.cli import main
 
 CONFIG = "queue:\n  default: {path: jobs.db}\n  fast: {driver: memory}\n"
 
-COMMANDS = [["queue", "info"], ["queue", "reload"], ["queue", "flush"], ["migrate"], ["queue"]]
+COMMANDS = [
+    ["queue", "info"],
+    ["queue", "reload"],
+    ["queue", "flush"],
+    ["queue", "periodic"],
+    ["migrate"],
+    ["queue"],
+]
 FLAGS = ["-q", "--queue", "-c", "--channel", "--config", "--json", "--yes", "--help", "-h"]
+FLAGS += ["--forget"]
 VALUES = ["default", "fast", "nope", "failed", "timeout", "waiting", "", "corequeue.yaml", "-"]
+VALUES += ["a:b", "beat"]
 TOKENS = st.sampled_from(FLAGS) | st.sampled_from(VALUES) | st.text(max_size=12)
 FUZZ = settings(
     max_examples=150,
@@ -41,12 +50,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def check_exit(code: int, out: str, err: str, as_json: bool) -> None:
-    """Exit 0, or 2 with one line; 1 only for a flush that was not confirmed."""
+    """Exit 0, or 2 with one line; 1 only for a flush not confirmed or nothing to forget."""
     if code == 0:
         return
     message = out if as_json else err
     if code == 1:
-        assert "not flushed: confirm with --yes" in err
+        assert "not flushed: confirm with --yes" in err or "nothing forgotten" in message
         return
     assert code == 2
     assert message.count("\n") == 1, message
@@ -98,7 +107,10 @@ def test_any_configuration_value_gives_success_or_exit_2_with_one_line(
 @pytest.mark.parametrize(
     ("argv", "line"),
     [
-        (["queue"], "error: missing command: one of flush, info, reload (see 'corequeue queue"),
+        (
+            ["queue"],
+            "error: missing command: one of flush, info, periodic, reload (see 'corequeue queue",
+        ),
         (["queue", "info", "--bogus"], "error: No such option '--bogus'."),
         (["queue", "info", "--config", "a\x00b"], "no such file (named by --config)"),
     ],

@@ -1,4 +1,4 @@
-"""The `corequeue` command: `worker`, `queue info|flush|reload` and `migrate`.
+"""The `corequeue` command: `worker`, `queue info|flush|reload|periodic`, `migrate`, `dashboard`.
 
 `main(argv)` runs it and returns the exit code: 0 success, 1 runtime error, 2 usage or
 configuration error, reported in one line (`error: ...` on stderr, or JSON with `--json`).

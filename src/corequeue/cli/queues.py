@@ -1,4 +1,7 @@
-"""`corequeue queue info|flush|reload`: the Go module's queue commands, with its flags."""
+"""`corequeue queue info|flush|reload|periodic`: the Go module's queue commands, with its flags.
+
+`periodic` lives in its own module (`corequeue.cli.periodic`) and joins the group here.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from corequeue.cli.common import (
     queue_option,
     read_config,
 )
+from corequeue.cli.periodic import periodic
 from corequeue.drivers.base import QueueInfo, reloadable
 from corequeue.errors import InvalidOption
 from corequeue.factory import QueueFactory
@@ -33,7 +37,10 @@ from corequeue.factory import QueueFactory
 
 @click.group(name="queue")
 def queue_group() -> None:
-    """Inspect and repair queues: count jobs, flush channels, reload failed jobs."""
+    """Inspect and repair queues: count jobs, flush channels, reload failed jobs, schedules."""
+
+
+queue_group.add_command(periodic)
 
 
 @queue_group.command()

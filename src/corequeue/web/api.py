@@ -20,7 +20,13 @@ from corequeue.drivers.base import instant_of_ms
 from corequeue.web.activity import BUCKET_SECONDS
 from corequeue.web.openapi import openapi_document
 from corequeue.web.security import Csrf
-from corequeue.web.service import PAGE_SIZE, Dashboard, Problem, job_document
+from corequeue.web.service import (
+    PAGE_SIZE,
+    Dashboard,
+    Problem,
+    job_document,
+    schedule_document,
+)
 
 
 class Api:
@@ -37,6 +43,7 @@ class Api:
             Route("/api/csrf", self.csrf_token, name="api_csrf"),
             Route("/api/info", self.info, name="api_info"),
             Route("/api/queues/{queue}/activity", self.activity, name="api_activity"),
+            Route("/api/queues/{queue}/periodic", self.periodic, name="api_periodic"),
             Route("/api/queues/{queue}/channels/{channel}/jobs", self.jobs, name="api_jobs"),
             Route(
                 "/api/queues/{queue}/channels/{channel}/reload",
@@ -104,6 +111,12 @@ class Api:
             for bucket in self.dashboard.recorder.buckets(name)
         ]
         return _json({"queue": name, "bucket_seconds": BUCKET_SECONDS, "buckets": buckets})
+
+    async def periodic(self, request: Request) -> Response:
+        """The queue's periodic schedules: next run, last run and last job of each."""
+        name = request.path_params["queue"]
+        views = await self.dashboard.schedules(name)
+        return _json({"queue": name, "schedules": [schedule_document(view) for view in views]})
 
     async def jobs(self, request: Request) -> Response:
         """A page of the jobs of one channel."""

@@ -68,6 +68,13 @@ def _paths() -> dict[str, Any]:
                 parameters=[queue],
             )
         },
+        "/queues/{queue}/periodic": {
+            "get": _operation(
+                "The queue's periodic schedules, and the names only its store knows.",
+                "Schedules",
+                parameters=[queue],
+            )
+        },
         "/queues/{queue}/channels/{channel}/jobs": {
             "get": _operation(
                 "A page of the jobs of one channel, in channel order.",
@@ -160,6 +167,13 @@ def _schemas() -> dict[str, Any]:
             }
         ),
         "Csrf": _object({"csrf_token": {"type": "string"}}),
+        "Schedule": _schedule_schema(),
+        "Schedules": _object(
+            {
+                "queue": {"type": "string"},
+                "schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}},
+            }
+        ),
     }
 
 
@@ -189,6 +203,38 @@ def _job_schema() -> dict[str, Any]:
                 "type": ["string", "null"],
                 "description": "Why the payload is shown as it is, when it is not shown whole "
                 "as it was stored: JSON nested too deeply for any reader is text, cut short.",
+            },
+        }
+    )
+
+
+def _schedule_schema() -> dict[str, Any]:
+    nullable_time = {"type": ["string", "null"], "format": "date-time"}
+    return _object(
+        {
+            "name": {"type": "string"},
+            "declared": {
+                "type": "boolean",
+                "description": "Whether the dashboard's queue declares it; false for a name only "
+                "the store knows (declared by workers elsewhere, or by none any more).",
+            },
+            "schedule": {"type": ["string", "null"], "description": "The cron expression."},
+            "interval_seconds": {
+                "type": ["number", "null"],
+                "description": "The interval of a schedule declared as a timedelta.",
+            },
+            "tz": {"type": ["string", "null"]},
+            "misfire": {"enum": ["skip", "once", None]},
+            "next_run": {**nullable_time, "description": "The next slot, in the schedule's zone."},
+            "last_run": {**nullable_time, "description": "The last slot enqueued, in UTC."},
+            "last_job_id": {
+                "type": ["string", "null"],
+                "description": "The last slot's job id, periodic:<name>:<slot in epoch ms>.",
+            },
+            "last_job_found": {
+                "type": "boolean",
+                "description": "Whether that job is still in the store (GET /queues/{queue}/jobs/"
+                "{job_id} answers it).",
             },
         }
     )

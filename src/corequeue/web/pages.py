@@ -122,7 +122,7 @@ class Pages:
         return self._redirect(request, "channel", queue=name, channel=Channel.WAITING.value)
 
     async def channel(self, request: Request) -> Response:
-        """One channel: its jobs, a page at a time, filterable by type."""
+        """One channel: its jobs, a page at a time, filterable by type; the queue's schedules."""
         name, channel = request.path_params["queue"], request.path_params["channel"]
         offset = _offset(request.query_params.get("offset"))
         job_type = request.query_params.get("type", "").strip() or None
@@ -148,6 +148,7 @@ class Pages:
             job_type=job_type or "",
             can_list=can_list,
             reloadable=channel in RELOADABLE,
+            schedules=await self.dashboard.schedules(name),
         )
 
     async def job(self, request: Request) -> Response:
@@ -340,6 +341,7 @@ def _when(moment: datetime | None) -> str:
     """Show an instant in UTC with how far it is from now: `2024-05-01 12:00:05 UTC (in 3m)`."""
     if moment is None:
         return ""
+    moment = moment.astimezone(UTC)  # a schedule's next run is in its own zone
     seconds = int((moment - datetime.now(UTC)).total_seconds())
     span = abs(seconds)
     amount = f"{span}s" if span < 120 else f"{span // 60}m" if span < 7200 else f"{span // 3600}h"

@@ -11,12 +11,14 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from corequeue.codec import MAX_DEPTH, nested_deeper
 from corequeue.drivers.base import Channel, InspectDriver, JobView, QueueInfo, reloadable
 from corequeue.errors import InvalidOption
 from corequeue.metrics import FanOut, JobMetrics
+from corequeue.periodic import PeriodicInfo, slot_job_id
 from corequeue.queue import Queue
 from corequeue.web.activity import ActivityRecorder
 
@@ -44,6 +46,47 @@ class Payload:
     text: str
     value: Any = None  # the parsed JSON value, for the API
     note: str = ""  # why it is shown as it is, when that is not plain
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleView:
+    """One periodic schedule of a queue as the dashboard shows it.
+
+    Attributes:
+        name: The schedule's name.
+        info: What the queue declares (schedule, zone, misfire, next run); None for a name only
+            the store knows (declared by workers elsewhere, or by none any more).
+        last_slot_ms: The last slot the store recorded as enqueued; None if none.
+        last_job_found: Whether the last slot's job is still in the store (it can be opened).
+    """
+
+    name: str
+    info: PeriodicInfo | None
+    last_slot_ms: int | None
+    last_job_found: bool = False
+
+    @property
+    def when(self) -> str:
+        """The schedule as declared: the cron expression, or `every <interval>`."""
+        if self.info is None:
+            return ""
+        schedule = self.info.schedule
+        return schedule if isinstance(schedule, str) else f"every {schedule}"
+
+    @property
+    def last_job_id(self) -> str | None:
+        """The id of the last slot's job, `periodic:<name>:<slot ms>`."""
+        return None if self.last_slot_ms is None else slot_job_id(self.name, self.last_slot_ms)
+
+    @property
+    def last_run(self) -> datetime | None:
+        """The last slot enqueued, in UTC."""
+        if self.last_slot_ms is None:
+            return None
+        return _EPOCH + timedelta(milliseconds=self.last_slot_ms)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Dashboard:
@@ -98,6 +141,23 @@ class Dashboard:
         for name in self.queues:
             if self.recorder.needs_sample(name):
                 await self.info(name)
+
+    async def schedules(self, name: str) -> list[ScheduleView]:
+        """Return the schedules queue `name` declares, then the other names its store knows."""
+        queue = self.queue(name)
+        declared = await queue.periodic_schedules()
+        stored = await queue.driver.schedule_slots()
+        inspector = self.inspector(name)
+        named = {info.name: info for info in declared}
+        names = [*named, *sorted(set(stored) - set(named))]
+        views = []
+        for schedule in names:
+            view = ScheduleView(schedule, named.get(schedule), stored.get(schedule))
+            if inspector is not None and view.last_job_id is not None:
+                found = await inspector.get_job(view.last_job_id) is not None
+                view = ScheduleView(view.name, view.info, view.last_slot_ms, found)
+            views.append(view)
+        return views
 
     async def list_jobs(
         self, name: str, channel: str, *, offset: int, limit: int, job_type: str | None
@@ -231,6 +291,26 @@ def job_document(dashboard: Dashboard, queue: str, view: JobView) -> dict[str, A
     elif payload.encoding != "hidden":
         document["payload"] = payload.text
     return document
+
+
+def schedule_document(view: ScheduleView) -> dict[str, Any]:
+    """Return the JSON API's form of a schedule (see the OpenAPI schema `Schedule`)."""
+    info = view.info
+    schedule = None if info is None else info.schedule
+    next_run = None if info is None else info.next_run
+    last_run = view.last_run
+    return {
+        "name": view.name,
+        "declared": info is not None,
+        "schedule": schedule if isinstance(schedule, str) else None,
+        "interval_seconds": schedule.total_seconds() if isinstance(schedule, timedelta) else None,
+        "tz": None if info is None else info.tz,
+        "misfire": None if info is None else info.misfire,
+        "next_run": None if next_run is None else next_run.isoformat(),
+        "last_run": None if last_run is None else last_run.isoformat(),
+        "last_job_id": view.last_job_id,
+        "last_job_found": view.last_job_found,
+    }
 
 
 def _observe_with(queue: Queue, recorder: ActivityRecorder) -> None:

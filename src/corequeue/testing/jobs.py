@@ -1,0 +1,45 @@
+"""Small helpers for driver tests: build a persisted job, drain a driver.
+
+They need nothing beyond corequeue itself, so tests of any kind may use them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from corequeue.drivers.base import Driver
+from corequeue.errors import QueueEmpty
+from corequeue.job import PersistedJob
+
+
+def persisted(job_id: str, **fields: Any) -> PersistedJob:
+    """Return a persisted job with id `job_id` and a small JSON payload.
+
+    Args:
+        job_id: The job's id.
+        fields: Any other PersistedJob field, replacing the defaults.
+
+    Example:
+        >>> persisted("a", attempts=2).attempts
+        2
+    """
+    values: dict[str, Any] = {
+        "type": "tests.Job",
+        "value": b'{"n":1}',
+        "handle_timeout": timedelta(minutes=1),
+    }
+    values.update(fields)
+    return PersistedJob(id=job_id, **values)
+
+
+async def pop_all(driver: Driver) -> list[str]:
+    """Pop until the driver is empty, acking each job; return the ids popped, in order."""
+    ids: list[str] = []
+    while True:
+        try:
+            job = await driver.pop()
+        except QueueEmpty:
+            return ids
+        ids.append(job.id)
+        await driver.ack(job)

@@ -1,31 +1,38 @@
-"""corequeue's side of the benchmark: the three workloads on one driver, and the worker process.
+"""corequeue's side of the benchmark: enqueue, drain and lateness on one driver, and the worker.
 
 The parent process enqueues and measures; workers are separate processes (`bench.py worker`)
 that a line on stdin starts and a second line stops, so each measured drain starts with warm
 connections and ends when the store says every job is gone (acked), not when handlers ran.
+A worker told how many jobs to expect also says "done" once its listener has run them all (the
+drains at scale use that, so they never count a table of a million rows while timing).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import corequeue as cq
 from corequeue.drivers.base import Channel, Driver
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 BENCH_DIR = Path(__file__).resolve().parent
 POLL_SECONDS = 0.005  # how often the parent asks the store whether the queue is empty
 WORKER_START_SECONDS = 60.0
+FILL_BATCH = 10_000  # jobs per dispatch_many when filling a queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,30 @@ class Target:
     def as_args(self) -> list[str]:
         """Return the worker command-line arguments naming this target."""
         return ["--driver", self.driver, "--url", self.url, "--queue", self.queue]
+
+    @property
+    def io_key(self) -> str:
+        """Return the Redis key the I/O listener increments for this queue."""
+        return f"bench-io:{self.queue}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a worker process (or an in-process drain) runs its listener."""
+
+    parallelism: int = 100
+    prefetch: int = 0
+    io_url: str = ""  # when set, the listener makes one Redis INCR per job with its own client
+    expect: int = 0  # when set, say "done" once the listener has run this many jobs
+    rss_at: tuple[int, ...] = ()  # jobs counts at which to read the worker's VmRSS
+
+    def as_args(self) -> list[str]:
+        """Return the worker command-line arguments for these options."""
+        return [
+            "--parallelism", str(self.parallelism), "--prefetch", str(self.prefetch),
+            "--io-url", self.io_url, "--expect", str(self.expect),
+            "--rss-at", ",".join(str(n) for n in self.rss_at),
+        ]  # fmt: skip
 
 
 def make_driver(target: Target) -> Driver:
@@ -83,10 +114,33 @@ async def enqueue_many(queue: cq.Queue, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+Workload = Callable[[], Awaitable[Any]]
+
+
+async def attempt(label: str, workload: Workload) -> Any:
+    """Run one workload; a failure becomes its figure (`{"error": ...}`), so the others run."""
+    try:
+        return await workload()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        print(f"-- {label} failed: {error}", file=sys.stderr, flush=True)
+        return {"error": error}
+
+
 async def empty(queue: cq.Queue) -> None:
     """Delete every job of the queue, in every channel."""
     for channel in Channel:
         await queue.driver.flush(channel)
+
+
+async def fill(queue: cq.Queue, count: int, defer: timedelta | None = None) -> None:
+    """Store `count` jobs (deferred by `defer` when given) in batches of `FILL_BATCH`."""
+    for first in range(0, count, FILL_BATCH):
+        numbers = range(first, min(count, first + FILL_BATCH))
+        if defer is None:
+            await queue.dispatch_many([payload(n) for n in numbers])
+        else:
+            await queue.dispatch_many([cq.adjust(payload(n), defer=defer) for n in numbers])
 
 
 # --- workers -----------------------------------------------------------------------------------
@@ -99,21 +153,14 @@ class WorkerProcess:
         self.process = process
 
     @classmethod
-    async def start(
-        cls, target: Target, mode: str, parallelism: int, prefetch: int = 0
-    ) -> WorkerProcess:
+    async def start(cls, target: Target, options: WorkerOptions) -> WorkerProcess:
         """Start a worker and wait until it is connected and ready."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(BENCH_DIR / "bench.py"),
             "worker",
             *target.as_args(),
-            "--mode",
-            mode,
-            "--parallelism",
-            str(parallelism),
-            "--prefetch",
-            str(prefetch),
+            *options.as_args(),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -127,6 +174,12 @@ class WorkerProcess:
         """Let the worker start consuming."""
         self._write_line("go")
 
+    async def wait_done(self, deadline_seconds: float) -> None:
+        """Return once the worker says its listener ran every job it was told to expect."""
+        line = await asyncio.wait_for(self._read_line(), deadline_seconds)
+        if line != "done":
+            raise RuntimeError(f"worker stopped before it ran every job: {line!r}")
+
     async def stop(self) -> dict[str, Any]:
         """Stop the worker gracefully and return what it recorded."""
         self._write_line("stop")
@@ -135,6 +188,12 @@ class WorkerProcess:
         report: dict[str, Any] = json.loads(line)
         return report
 
+    async def kill(self) -> None:
+        """End the worker at once, after a measurement that failed."""
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
     def _write_line(self, line: str) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(line.encode() + b"\n")
@@ -142,6 +201,21 @@ class WorkerProcess:
     async def _read_line(self) -> str:
         assert self.process.stdout is not None
         return (await self.process.stdout.readline()).decode().strip()
+
+
+@contextlib.asynccontextmanager
+async def started(
+    target: Target, options: WorkerOptions, processes: int = 1
+) -> AsyncIterator[list[WorkerProcess]]:
+    """Start `processes` workers; kill them if the measurement inside fails."""
+    workers = list(
+        await asyncio.gather(*(WorkerProcess.start(target, options) for _ in range(processes)))
+    )
+    try:
+        yield workers
+    except BaseException:
+        await asyncio.gather(*(worker.kill() for worker in workers))
+        raise
 
 
 async def wait_until_empty(driver: Driver, deadline_seconds: float) -> None:
@@ -154,39 +228,81 @@ async def wait_until_empty(driver: Driver, deadline_seconds: float) -> None:
 # --- drain -------------------------------------------------------------------------------------
 
 
-async def drain(
-    target: Target, queue: cq.Queue, processes: int, parallelism: int, prefetch: int = 0
-) -> float:
+async def drain(target: Target, queue: cq.Queue, processes: int, options: WorkerOptions) -> float:
     """Drain the filled queue with `processes` worker processes; return jobs per second."""
     count = (await queue.info()).pending
     if target.driver == "in_process":
-        return await _drain_here(queue, count)
-    workers = await asyncio.gather(
-        *(WorkerProcess.start(target, "drain", parallelism, prefetch) for _ in range(processes))
-    )
-    start = time.perf_counter()
-    for worker in workers:
-        worker.go()
-    await wait_until_empty(queue.driver, deadline_seconds=600)
-    elapsed = time.perf_counter() - start
-    reports = await asyncio.gather(*(worker.stop() for worker in workers))
+        return await _drain_here(target, queue, count, options)
+    async with started(target, options, processes) as workers:
+        start = time.perf_counter()
+        for worker in workers:
+            worker.go()
+        await wait_until_empty(queue.driver, deadline_seconds=600)
+        elapsed = time.perf_counter() - start
+        reports = await asyncio.gather(*(worker.stop() for worker in workers))
     handled = sum(report["handled"] for report in reports)
     if handled < count:
         raise RuntimeError(f"{handled} of {count} jobs ran")
     return count / elapsed
 
 
-async def _drain_here(queue: cq.Queue, count: int) -> float:
+async def _drain_here(target: Target, queue: cq.Queue, count: int, options: WorkerOptions) -> float:
     """Drain in this process (the in-process driver lives in this process's memory)."""
-    recorder = Recorder()
-    queue.subscribe(cq.listen(dict, recorder.handle))
+    drainer = cq.Queue(
+        queue.driver, parallelism=options.parallelism, prefetch=options.prefetch, name=queue.name
+    )  # a queue of its own, so listeners of earlier drains do not run again
+    io_client = redis_client(options.io_url) if options.io_url else None
+    recorder = Recorder(_io_call(io_client, target))
+    drainer.subscribe(cq.listen(dict, recorder.handle))
     start = time.perf_counter()
-    consuming = asyncio.create_task(queue.consume(handle_signals=False))
+    consuming = asyncio.create_task(drainer.consume(handle_signals=False))
     await wait_until_empty(queue.driver, deadline_seconds=600)
     elapsed = time.perf_counter() - start
     consuming.cancel()
     await asyncio.gather(consuming, return_exceptions=True)
+    if io_client is not None:
+        await io_client.aclose()
     return count / elapsed
+
+
+async def drain_io(target: Target, queue: cq.Queue, options: WorkerOptions) -> dict[str, float]:
+    """Drain the filled queue with one process whose listener makes one Redis call per job.
+
+    Returns jobs per second and how many calls the listeners made (all of them, or it raises).
+    """
+    client = redis_client(options.io_url)
+    try:
+        await client.delete(target.io_key)
+        count = (await queue.info()).pending
+        rate = await drain(target, queue, 1, options)
+        calls = int(await client.get(target.io_key) or 0)
+        await client.delete(target.io_key)
+    finally:
+        await client.aclose()
+    if calls < count:
+        raise RuntimeError(f"{calls} of {count} listener calls reached Redis")
+    return {"rate": rate, "calls": float(calls)}
+
+
+async def drain_counted(
+    target: Target, queue: cq.Queue, count: int, options: WorkerOptions
+) -> tuple[float, dict[str, Any]]:
+    """Drain `count` waiting jobs with one worker process; return jobs/s and its report.
+
+    Timed until the worker's listener has run `count` jobs (acks trail by at most a batch and
+    are checked afterwards), so the drain with a million delayed jobs stored beside is never
+    timed by counting those rows. Other jobs may be delayed in the queue meanwhile.
+    """
+    async with started(target, replace(options, expect=count)) as (worker,):
+        start = time.perf_counter()
+        worker.go()
+        await worker.wait_done(deadline_seconds=max(600.0, count / 1000))
+        elapsed = time.perf_counter() - start
+        report = await worker.stop()
+    info = await queue.info()
+    if info.waiting or info.reserved:
+        raise RuntimeError(f"after the drain: {info.waiting} waiting, {info.reserved} reserved")
+    return count / elapsed, report
 
 
 # --- deferred lateness -------------------------------------------------------------------------
@@ -211,12 +327,12 @@ async def lateness(
         consuming.cancel()
         await asyncio.gather(consuming, return_exceptions=True)
     else:
-        worker = await WorkerProcess.start(target, "lateness", 8)
-        worker.go()
-        await asyncio.sleep(0.2)  # the worker is idle, blocked in its pop
-        await _defer_jobs(queue, samples, defer_ms, None)
-        await wait_until_empty(queue.driver, deadline_seconds=60)
-        report = await worker.stop()
+        async with started(target, WorkerOptions(parallelism=8)) as (worker,):
+            worker.go()
+            await asyncio.sleep(0.2)  # the worker is idle, blocked in its pop
+            await _defer_jobs(queue, samples, defer_ms, None)
+            await wait_until_empty(queue.driver, deadline_seconds=60)
+            report = await worker.stop()
     return summarise(report["late_ms"], report["early"])
 
 
@@ -262,19 +378,35 @@ def percentile(ordered: list[float], fraction: float) -> float:
 
 
 class Recorder:
-    """What a worker's no-op listener records: how many jobs ran, and deferred lateness.
+    """What a worker's listener does and records: how many jobs ran, and deferred lateness.
 
     A deferred job carries `due_ns`, its exact due instant; one that starts before it is early.
+    With `io`, the listener first awaits that call (one Redis round trip of its own). At the job
+    counts in `rss_at` it reads the process's VmRSS; at `expect` it says "done" on stdout.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        io: Callable[[], Awaitable[Any]] | None = None,
+        expect: int = 0,
+        rss_at: Collection[int] = (),
+    ) -> None:
         self.handled = 0
         self.late_ms: list[float] = []
         self.early = 0
+        self.rss_kb: dict[str, int] = {}
+        self._io = io
+        self._expect = expect
+        self._rss_at = frozenset(rss_at)
+        self._marks = self._rss_at | {expect}
 
     async def handle(self, job: cq.ReceivedJob) -> None:
         """The listener: count the job, and note its lateness when it was deferred."""
+        if self._io is not None:
+            await self._io()
         self.handled += 1
+        if self.handled in self._marks:
+            self._mark()
         due_ns = job.data.get("due_ns")
         if due_ns is not None:
             now_ns = time.time_ns()
@@ -282,19 +414,45 @@ class Recorder:
             if now_ns < due_ns:
                 self.early += 1
 
+    def _mark(self) -> None:
+        if self.handled in self._rss_at:
+            self.rss_kb[str(self.handled)] = vm_rss_kb()
+        if self.handled == self._expect:
+            sys.stdout.write("done\n")
+            sys.stdout.flush()
+
     def report(self) -> dict[str, Any]:
         """Return what was recorded, as JSON-ready data."""
-        return {"handled": self.handled, "late_ms": self.late_ms, "early": self.early}
+        return {
+            "handled": self.handled,
+            "late_ms": self.late_ms,
+            "early": self.early,
+            "rss_kb": self.rss_kb,
+        }
 
 
-async def run_worker(target: Target, parallelism: int, prefetch: int) -> None:
+def vm_rss_kb() -> int:
+    """Return this process's resident set size in KiB (Linux: VmRSS of /proc/self/status)."""
+    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def run_worker(target: Target, options: WorkerOptions) -> None:
     """Body of `bench.py worker`: ready, wait for "go", consume until "stop", then report."""
     queue = cq.Queue(
-        make_driver(target), parallelism=parallelism, prefetch=prefetch, name=target.queue
+        make_driver(target),
+        parallelism=options.parallelism,
+        prefetch=options.prefetch,
+        name=target.queue,
     )
-    recorder = Recorder()
+    io_client = redis_client(options.io_url) if options.io_url else None
+    recorder = Recorder(_io_call(io_client, target), options.expect, options.rss_at)
     queue.subscribe(cq.listen(dict, recorder.handle))
     await queue.info()  # connect before saying ready
+    if io_client is not None:
+        await io_client.ping()
     await _say("ready")
     await _read_line()
     consuming = asyncio.create_task(queue.consume(handle_signals=False))
@@ -302,7 +460,24 @@ async def run_worker(target: Target, parallelism: int, prefetch: int) -> None:
     consuming.cancel()
     await asyncio.gather(consuming, return_exceptions=True)
     await queue.close()
+    if io_client is not None:
+        await io_client.aclose()
     await _say(json.dumps(recorder.report()))
+
+
+def redis_client(url: str) -> Redis:
+    """Return a redis-py asyncio client of `url` (imported here: only some workloads need it)."""
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url)
+
+
+def _io_call(client: Redis | None, target: Target) -> Callable[[], Awaitable[Any]] | None:
+    """Return the listener's own Redis call (one INCR), or None without a client."""
+    if client is None:
+        return None
+    key = target.io_key
+    return lambda: client.incr(key)
 
 
 async def _say(line: str) -> None:

@@ -1,9 +1,9 @@
 """Fill a queue and drain it in this one process, for a profiler to look at the consumer's hot path.
 
-    bench/.venv-peers/bin/py-spy record -r 500 -o drain.svg -- \\
+    bench/.venv-peers-a/bin/py-spy record -r 500 -o drain.svg -- \\
         .venv/bin/python bench/profile_drain.py --driver redis --url redis://127.0.0.1:6379/0
 
-`bench/run --peers` installs py-spy into bench/.venv-peers (or `pip install py-spy` anywhere:
+`bench/run --peers` installs py-spy into bench/.venv-peers-a (or `pip install py-spy` anywhere:
 it attaches to any Python). Prints the drain rate; the figures of record come from bench.py.
 """
 

@@ -1,4 +1,9 @@
-"""The benchmark's output: one rich table of corequeue and its peers side by side, and JSON."""
+"""The benchmark's output: corequeue and its peers side by side in one report, and JSON.
+
+The main table has one row per library (and the raw redis-py reference under corequeue Redis);
+below it come the one-call-at-a-time comparison, the bursts, and with `--scale` the cost at
+scale. A workload that failed shows n/a, and its error is listed under the table.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 LABELS = {
@@ -18,6 +24,35 @@ LABELS = {
     "postgres": "corequeue PostgreSQL",
     "in_process": "corequeue InProcess (not durable)",
 }
+MAIN_CAPTION = (
+    "enqueue/s: one awaited dispatch at a time (a peer: its one-call enqueue); sync/s: "
+    "dispatch_sync one at a time from sync code (a peer: its enqueue when that is a sync call); "
+    "many/s: dispatch_many; I/O drain/s: the handler makes one Redis INCR with its own client"
+)
+MAIN_COLUMNS = (
+    "enqueue/s",
+    "sync/s",
+    "many/s",
+    "drain/s",
+    "I/O drain/s",
+    "late p50 ms",
+    "p99 ms",
+    "max ms",
+    "early",
+    "Redis drain x",
+)
+BURST_COLUMNS = ("jobs/s", "p50 ms", "p99 ms", "max ms", "failed", "stored")
+SCALE_COLUMNS = (
+    "RSS MiB at 1/10",
+    "RSS MiB at all",
+    "growth",
+    "drain/s",
+    "used_memory: drained - before",
+    "drain/s of 1/10",
+    "same, all delayed beside",
+    "beside / alone",
+)
+NAN = math.nan
 
 
 def write_json(results: dict[str, Any], folder: Path) -> Path:
@@ -28,25 +63,69 @@ def write_json(results: dict[str, Any], folder: Path) -> Path:
     return path
 
 
-def print_table(results: dict[str, Any]) -> None:
-    """Print every figure, with the Redis drain as a multiple of each peer's."""
+def print_report(results: dict[str, Any]) -> None:
+    """Print the main table, then each section measured in this run, then any failures."""
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(_main_table(results))
     redis = next((row for row in results["corequeue"] if row["driver"] == "redis"), None)
-    reference = redis["drain"] if redis else math.nan
-    table = Table(title=_title(results))
-    for column in ("library (worker)", "enqueue/s", "dispatch_many/s", "drain/s (1 proc)"):
-        table.add_column(column, justify="left" if column.startswith("library") else "right")
-    for column in ("late p50 ms", "p99 ms", "max ms", "early", "corequeue Redis x"):
+    if redis:
+        console.print(_scaling_line(redis))
+        console.print(_one_call_line(redis, results["peers"]))
+    if any("burst" in row for row in results["corequeue"]):
+        console.print(_burst_table(results["corequeue"]))
+    if any("scale" in row for row in results["corequeue"]):
+        console.print(_memory_table(results))
+        console.print(_scale_table(results))
+    for line in failures(results):
+        console.print(f"[red]failed:[/] {escape(line)}")
+
+
+def figure(figures: Any, *path: str) -> Any:
+    """Return the figure at `path`, or NaN when it is missing or its workload failed."""
+    for key in path:
+        if not isinstance(figures, dict) or "error" in figures or key not in figures:
+            return NAN
+        figures = figures[key]
+    return NAN if isinstance(figures, dict) and "error" in figures else figures
+
+
+def failures(results: dict[str, Any]) -> list[str]:
+    """Return one line per failed workload: who, which workload, the error."""
+    lines = []
+    for row in results["corequeue"]:
+        lines += _errors_in(LABELS[row["driver"]], row)
+    for peer in results["peers"] + results.get("peer_memory", []):
+        lines += _errors_in(peer["peer"], peer)
+    return lines
+
+
+def _errors_in(label: str, figures: dict[str, Any]) -> list[str]:
+    if "error" in figures:
+        return [f"{label}: {figures['error']}"]
+    lines = []
+    for name, value in figures.items():
+        if isinstance(value, dict):
+            lines += _errors_in(f"{label}, {name}", value)
+    return lines
+
+
+# --- the main table ----------------------------------------------------------------------------
+
+
+def _main_table(results: dict[str, Any]) -> Table:
+    redis = next((row for row in results["corequeue"] if row["driver"] == "redis"), None)
+    reference = figure(redis, "drain")
+    table = Table(title=_title(results), caption=MAIN_CAPTION)
+    table.add_column("library (worker)")
+    for column in MAIN_COLUMNS:
         table.add_column(column, justify="right")
     for row in results["corequeue"]:
         table.add_row(*_corequeue_cells(row))
+        if "raw" in row:
+            table.add_row(*_raw_cells(row["raw"]))
     for peer in results["peers"]:
         table.add_row(*_peer_cells(peer, reference))
-    console = Console(width=None if sys.stdout.isatty() else 170)
-    console.print(table)
-    if redis:
-        scaling = [f"{p}: {redis[f'drain_{p}p']:,.0f}" for p in _processes(redis)]
-        console.print(f"Redis drain by worker processes: 1: {redis['drain']:,.0f}; ", end="")
-        console.print("; ".join(scaling) + " jobs/s")
+    return table
 
 
 def _title(results: dict[str, Any]) -> str:
@@ -61,47 +140,179 @@ def _title(results: dict[str, Any]) -> str:
 
 
 def _corequeue_cells(row: dict[str, Any]) -> list[str]:
-    late = row["lateness"]
+    late = row.get("lateness", {})
     return [
         LABELS[row["driver"]],
-        _rate(row["enqueue"]),
-        _rate(row["enqueue_many"]),
-        _rate(row["drain"]),
-        _ms(late["p50"]),
-        _ms(late["p99"]),
-        _ms(late["max"]),
-        _early(late),
+        _rate(figure(row, "enqueue")),
+        _rate(figure(row, "dispatch_sync")),
+        _rate(figure(row, "enqueue_many")),
+        _rate(figure(row, "drain")),
+        _rate(figure(row, "drain_io", "rate")),
+        *_lateness_cells(late),
         "",
     ]
 
 
+def _raw_cells(raw: dict[str, Any]) -> list[str]:
+    keys = figure(raw, "keys")
+    label = f"  redis-py EVALSHA of `return 1`, {keys:.0f} KEYS, push's ARGV (reference)"
+    cells = [label, _rate(figure(raw, "evalsha")), _rate(figure(raw, "evalsha_sync"))]
+    return cells + [""] * (len(MAIN_COLUMNS) + 1 - len(cells))
+
+
 def _peer_cells(peer: dict[str, Any], reference: float) -> list[str]:
     if "error" in peer:
-        return [f"{peer['peer']}: n/a ({peer['error']})", "", "", "", "", "", "", "", ""]
-    late = peer.get("lateness", {})
-    drain = peer.get("drain", math.nan)
-    ratio = reference / drain if drain and not math.isnan(drain) else math.nan
+        return [f"{peer['peer']}: n/a ({escape(peer['error'])})"] + [""] * len(MAIN_COLUMNS)
+    drain = figure(peer, "drain")
+    ratio = reference / drain if drain and not math.isnan(drain) else NAN
+    sync = _rate(peer["enqueue_sync"]) if "enqueue_sync" in peer else "async only"
     return [
         f"{peer['peer']} ({peer.get('worker', '')})",
-        _rate(peer.get("enqueue", math.nan)),
-        _rate(peer.get("enqueue_many", math.nan)),
+        _rate(figure(peer, "enqueue")),
+        sync,
+        "",
         _rate(drain),
-        _ms(late.get("p50", math.nan)),
-        _ms(late.get("p99", math.nan)),
-        _ms(late.get("max", math.nan)),
-        _early(late),
+        _rate(figure(peer, "drain_io", "rate")),
+        *_lateness_cells(peer.get("lateness", {})),
         "" if math.isnan(ratio) else f"{ratio:.1f}x",
     ]
 
 
-def _processes(row: dict[str, Any]) -> list[int]:
-    return sorted(int(key[6:-1]) for key in row if key.startswith("drain_") and key.endswith("p"))
+def _lateness_cells(late: dict[str, Any]) -> list[str]:
+    cells = [_ms(figure(late, "p50")), _ms(figure(late, "p99")), _ms(figure(late, "max"))]
+    return [*cells, _early(late)]
+
+
+def _scaling_line(redis: dict[str, Any]) -> str:
+    processes = sorted(
+        int(key[6:-1]) for key in redis if key.startswith("drain_") and key.endswith("p")
+    )
+    scaling = [f"{p}: {_rate(figure(redis, f'drain_{p}p'))}" for p in processes]
+    return f"Redis drain by worker processes: 1: {_rate(figure(redis, 'drain'))}; " + (
+        "; ".join(scaling) + " jobs/s"
+    )
+
+
+def _one_call_line(redis: dict[str, Any], peers: list[dict[str, Any]]) -> str:
+    """Say how one call at a time compares with raw redis-py and with the fastest peer."""
+    dispatch, sync = figure(redis, "enqueue"), figure(redis, "dispatch_sync")
+    raw, raw_sync = figure(redis, "raw", "evalsha"), figure(redis, "raw", "evalsha_sync")
+    text = (
+        f"One call at a time on Redis: dispatch {_rate(dispatch)}/s = {_share(dispatch, raw)} "
+        f"of redis-py EVALSHA ({_rate(raw)}/s); dispatch_sync {_rate(sync)}/s = "
+        f"{_share(sync, raw_sync)} of sync redis-py EVALSHA ({_rate(raw_sync)}/s)"
+    )
+    enqueues = [(figure(p, "enqueue"), p["peer"]) for p in peers if "enqueue" in p]
+    if enqueues:
+        best, name = max(enqueues)
+        text += f"; fastest peer enqueue: {name} {_rate(best)}/s"
+    return text
+
+
+# --- bursts ------------------------------------------------------------------------------------
+
+
+def _burst_table(rows: list[dict[str, Any]]) -> Table:
+    """One row per driver for the burst of concurrent dispatches, its failures below."""
+    count = next((r["burst"]["jobs"] for r in rows if "jobs" in r.get("burst", {})), 0)
+    title = f"Bursts: {count:,} concurrent `await queue.dispatch(...)` from one event loop"
+    errors = []
+    for row in rows:
+        found = figure(row, "burst", "errors")
+        if isinstance(found, dict):
+            errors += [f"{LABELS[row['driver']]}: {n:,} x {text}" for text, n in found.items()]
+    table = Table(title=title, caption=escape("\n".join(errors)) or None)
+    table.add_column("driver")
+    for column in BURST_COLUMNS:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(LABELS[row["driver"]], *_burst_cells(row.get("burst", {})))
+    return table
+
+
+def _burst_cells(burst: dict[str, Any]) -> list[str]:
+    if "jobs" not in burst:
+        return ["n/a"] + [""] * (len(BURST_COLUMNS) - 1)
+    failed = f"[bold red]{burst['failed']:,}[/]" if burst["failed"] else "0"
+    stored = f"{burst['stored']:,}"
+    if burst["stored"] != burst["jobs"] - burst["failed"]:
+        stored = f"[bold red]{stored}[/]"
+    latency = [_ms(burst["p50"]), _ms(burst["p99"]), _ms(burst["max"])]
+    return [_rate(burst["rate"]), *latency, failed, stored]
+
+
+# --- cost at scale -----------------------------------------------------------------------------
+
+
+def _memory_table(results: dict[str, Any]) -> Table:
+    """Redis used_memory per waiting and per delayed job, corequeue beside RQ, arq and Huey."""
+    table = Table(title="Redis used_memory per job, small dict payload")
+    for column in ("library", "jobs", "bytes per waiting job", "bytes per delayed job"):
+        table.add_column(column, justify="left" if column == "library" else "right")
+    for row in results["corequeue"]:
+        if row["driver"] == "redis" and "scale" in row:
+            jobs = figure(row, "scale", "jobs")
+            table.add_row(LABELS["redis"], f"{jobs:,}", *_memory_cells(row["scale"]))
+    jobs = results["settings"]["scale_peer_jobs"]
+    for peer in results.get("peer_memory", []):
+        table.add_row(peer["peer"], f"{jobs:,}", *_memory_cells(peer))
+    return table
+
+
+def _memory_cells(figures: dict[str, Any]) -> list[str]:
+    return [_rate(figure(figures, "memory", name)) for name in ("waiting", "delayed")]
+
+
+def _scale_table(results: dict[str, Any]) -> Table:
+    jobs = results["settings"]["scale_jobs"]
+    title = (
+        f"At scale: {jobs:,} jobs drained by one worker process (its VmRSS after 1/10 and after "
+        f"all); a 1/10 of it drained alone, then with {jobs:,} delayed jobs stored beside"
+    )
+    table = Table(title=title)
+    table.add_column("driver")
+    for column in SCALE_COLUMNS:
+        table.add_column(column, justify="right")
+    for row in results["corequeue"]:
+        if "scale" in row:
+            table.add_row(LABELS[row["driver"]], *_scale_cells(row["scale"]))
+    return table
+
+
+def _scale_cells(scale: dict[str, Any]) -> list[str]:
+    rss, beside = scale.get("rss", {}), scale.get("beside", {})
+    tenth, jobs = figure(rss, "tenth"), figure(scale, "jobs")
+    growth = figure(rss, "growth")
+    growth_cell = "n/a" if math.isnan(growth) else f"{growth:+.1%}"
+    if abs(growth) > 0.10:
+        growth_cell = f"[bold red]{growth_cell}[/]"
+    alone, next_to = figure(beside, "alone"), figure(beside, "beside")
+    return [
+        _mib(figure(rss, "rss_kb", str(tenth))),
+        _mib(figure(rss, "rss_kb", str(jobs))),
+        growth_cell,
+        _rate(figure(rss, "rate")),
+        _used_memory_delta(rss.get("used_memory")),
+        _rate(alone),
+        _rate(next_to),
+        _share(next_to, alone),
+    ]
+
+
+def _used_memory_delta(memory: dict[str, int] | None) -> str:
+    if not memory:
+        return ""
+    delta = memory["drained"] - memory["baseline"]
+    return f"{delta:+,} B (full: {memory['filled'] - memory['baseline']:+,})"
+
+
+# --- cells -------------------------------------------------------------------------------------
 
 
 def _early(late: dict[str, Any]) -> str:
     """Return how many deferred jobs started before their exact due instant, flagged if any."""
-    early = late.get("early")
-    if early is None:
+    early = figure(late, "early")
+    if math.isnan(early):
         return "n/a"
     samples = late.get("samples")
     of = f" of {samples:.0f}" if samples else ""
@@ -114,3 +325,11 @@ def _rate(value: float) -> str:
 
 def _ms(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:,.1f}"
+
+
+def _mib(kib: float) -> str:
+    return "n/a" if math.isnan(kib) else f"{kib / 1024:,.1f}"
+
+
+def _share(part: float, whole: float) -> str:
+    return "n/a" if math.isnan(part) or math.isnan(whole) or not whole else f"{part / whole:.0%}"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from recorder import hit
+from recorder import hit, io_sync
 
 WORKER = "1 process, 8 threads"
 
@@ -17,16 +17,23 @@ app.conf.worker_hijack_root_logger = False
 
 
 def _handle(data: dict[str, Any]) -> None:
+    if data.get("io"):
+        io_sync()
     hit(data)
 
 
 handle = app.task(name="handle")(_handle)
 
 
-async def enqueue(payloads: list[dict[str, Any]]) -> None:
-    """One delay() per job."""
+def enqueue_sync(payloads: list[dict[str, Any]]) -> None:
+    """One delay() per job, from plain synchronous code."""
     for data in payloads:
         handle.delay(data)
+
+
+async def enqueue(payloads: list[dict[str, Any]]) -> None:
+    """The same calls, from a coroutine."""
+    enqueue_sync(payloads)
 
 
 async def defer(data: dict[str, Any], delay_seconds: float) -> None:

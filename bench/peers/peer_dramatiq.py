@@ -8,7 +8,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from recorder import hit
+from recorder import hit, io_sync
 
 WORKER = "1 process, 8 threads"
 
@@ -17,16 +17,23 @@ dramatiq.set_broker(broker)
 
 
 def _handle(data: dict[str, Any]) -> None:
+    if data.get("io"):
+        io_sync()
     hit(data)
 
 
 handle = dramatiq.actor(_handle, actor_name="handle", max_retries=0)
 
 
-async def enqueue(payloads: list[dict[str, Any]]) -> None:
-    """One send per job."""
+def enqueue_sync(payloads: list[dict[str, Any]]) -> None:
+    """One send per job, from plain synchronous code."""
     for data in payloads:
         handle.send(data)
+
+
+async def enqueue(payloads: list[dict[str, Any]]) -> None:
+    """The same calls, from a coroutine."""
+    enqueue_sync(payloads)
 
 
 async def defer(data: dict[str, Any], delay_seconds: float) -> None:

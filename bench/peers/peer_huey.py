@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from huey import RedisHuey
-from recorder import hit
+from recorder import hit, io_sync
 
 WORKER = "1 process, 8 threads"
 
@@ -15,16 +15,23 @@ huey = RedisHuey("bench", url=os.environ["BENCH_REDIS_URL"])
 
 
 def _handle(data: dict[str, Any]) -> None:
+    if data.get("io"):
+        io_sync()
     hit(data)
 
 
 handle = huey.task(name="handle")(_handle)
 
 
-async def enqueue(payloads: list[dict[str, Any]]) -> None:
-    """One call per job."""
+def enqueue_sync(payloads: list[dict[str, Any]]) -> None:
+    """One call per job, from plain synchronous code."""
     for data in payloads:
         handle(data)
+
+
+async def enqueue(payloads: list[dict[str, Any]]) -> None:
+    """The same calls, from a coroutine."""
+    enqueue_sync(payloads)
 
 
 async def defer(data: dict[str, Any], delay_seconds: float) -> None:

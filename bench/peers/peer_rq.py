@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from recorder import hit
+from recorder import hit, io_sync
 from redis import Redis
 from rq import Queue
 
@@ -17,14 +17,21 @@ _queue = Queue("bench", connection=Redis.from_url(os.environ["BENCH_REDIS_URL"])
 
 
 def handle(data: dict[str, Any]) -> None:
-    """The no-op task."""
+    """The task: no-op, or one Redis call of its own for an I/O job."""
+    if data.get("io"):
+        io_sync()
     hit(data)
 
 
-async def enqueue(payloads: list[dict[str, Any]]) -> None:
-    """One enqueue per job."""
+def enqueue_sync(payloads: list[dict[str, Any]]) -> None:
+    """One enqueue per job, from plain synchronous code."""
     for data in payloads:
         _queue.enqueue(handle, data)
+
+
+async def enqueue(payloads: list[dict[str, Any]]) -> None:
+    """The same calls, from a coroutine."""
+    enqueue_sync(payloads)
 
 
 async def defer(data: dict[str, Any], delay_seconds: float) -> None:

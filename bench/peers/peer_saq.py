@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recorder import hit
+from recorder import hit, io_async
 from saq import Queue
 
 WORKER = "1 process, concurrency 50"
@@ -16,7 +16,9 @@ queue = Queue.from_url(os.environ["BENCH_REDIS_URL"], name="bench")
 
 
 async def handle(ctx: dict[str, Any], *, data: dict[str, Any]) -> None:
-    """The no-op task."""
+    """The task: no-op, or one Redis call of its own for an I/O job."""
+    if data.get("io"):
+        await io_async()
     hit(data)
 
 

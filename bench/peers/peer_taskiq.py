@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from recorder import hit
+from recorder import hit, io_async
 from taskiq import TaskiqScheduler
 from taskiq_redis import ListQueueBroker, ListRedisScheduleSource
 
@@ -20,6 +20,8 @@ scheduler = TaskiqScheduler(broker, [source])
 
 
 async def _handle(data: dict[str, Any]) -> None:
+    if data.get("io"):
+        await io_async()
     hit(data)
 
 

@@ -18,6 +18,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
         ("defer.py", "hello world\n"),
         ("faulty.py", "faulty\nfaulty\nhello world\n"),
         ("minimum.py", "foo\n"),
+        (
+            "periodic.py",
+            "heartbeat ran\n" * 3
+            + "heartbeat: every 0:00:01 UTC, misfire skip\n"
+            + "nightly-report: 0 3 * * * Europe/Berlin, misfire once, next run at 03:00\n",
+        ),
     ],
 )
 def test_example_prints_its_documented_output(script: str, expected: str) -> None:

@@ -96,7 +96,7 @@ def _workloads(
     steps.append(("burst", partial(burst, queue, options.burst)))
     late = partial(lateness, target, queue, options.samples, options.defer_ms)
     steps.append(("lateness", late))
-    if options.scale:
+    if options.scale and target.driver != "in_process":  # its jobs live in the worker itself
         steps.append(("scale", partial(measure_scale, target, queue, options.scale_jobs, worker)))
     return steps
 

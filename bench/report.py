@@ -184,13 +184,12 @@ def _lateness_cells(late: dict[str, Any]) -> list[str]:
 
 
 def _scaling_line(redis: dict[str, Any]) -> str:
+    redis = dict(redis, drain_1p=redis.get("drain"))
     processes = sorted(
         int(key[6:-1]) for key in redis if key.startswith("drain_") and key.endswith("p")
     )
     scaling = [f"{p}: {_rate(figure(redis, f'drain_{p}p'))}" for p in processes]
-    return f"Redis drain by worker processes: 1: {_rate(figure(redis, 'drain'))}; " + (
-        "; ".join(scaling) + " jobs/s"
-    )
+    return "Redis drain by worker processes: " + "; ".join(scaling) + " jobs/s"
 
 
 def _one_call_line(redis: dict[str, Any], peers: list[dict[str, Any]]) -> str:
@@ -269,7 +268,8 @@ def _scale_table(results: dict[str, Any]) -> Table:
         f"At scale: {jobs:,} jobs drained by one worker process (its VmRSS after 1/10 and after "
         f"all); a 1/10 of it drained alone, then with {jobs:,} delayed jobs stored beside"
     )
-    table = Table(title=title)
+    caption = "InProcess is left out: its jobs live in the worker's own memory"
+    table = Table(title=title, caption=caption)
     table.add_column("driver")
     for column in SCALE_COLUMNS:
         table.add_column(column, justify="right")

@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from corequeue_workloads import (
-    Target,
-    WorkerOptions,
     Workload,
     attempt,
     drain,
@@ -38,12 +36,11 @@ from corequeue_workloads import (
     enqueue_one_by_one,
     fill,
     lateness,
-    make_driver,
-    run_worker,
 )
 from enqueue_workloads import burst, dispatch_sync_rate, raw_round_trips
 from report import print_report, write_json
 from scale import measure_scale
+from worker import Target, WorkerOptions, make_driver, run_worker
 
 import corequeue as cq
 

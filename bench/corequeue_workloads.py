@@ -1,10 +1,11 @@
-"""corequeue's side of the benchmark: enqueue, drain and lateness on one driver, and the worker.
+"""corequeue's side of the benchmark: enqueue, drain and lateness on one driver.
 
-The parent process enqueues and measures; workers are separate processes (`bench.py worker`)
-that a line on stdin starts and a second line stops, so each measured drain starts with warm
-connections and ends when the store says every job is gone (acked), not when handlers ran.
-A worker told how many jobs to expect also says "done" once its listener has run them all (the
-drains at scale use that, so they never count a table of a million rows while timing).
+The parent process enqueues and measures; workers are separate processes (`bench.py worker`,
+see worker.py) that a line on stdin starts and a second line stops, so each measured drain
+starts with warm connections and ends when the store says every job is gone (acked), not when
+handlers ran. A worker told how many jobs to expect also says "done" once its listener has run
+them all (the drains at scale use that, so they never count a table of a million rows while
+timing).
 """
 
 from __future__ import annotations
@@ -16,82 +17,21 @@ import math
 import random
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from worker import Recorder, Target, WorkerOptions, io_call, payload, redis_client
 
 import corequeue as cq
 from corequeue.drivers.base import Channel, Driver
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 BENCH_DIR = Path(__file__).resolve().parent
 POLL_SECONDS = 0.005  # how often the parent asks the store whether the queue is empty
 WORKER_START_SECONDS = 60.0
 FILL_BATCH = 10_000  # jobs per dispatch_many when filling a queue
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Which corequeue driver to measure and where its store is."""
-
-    driver: str  # "in_process", "sqlite", "redis" or "postgres"
-    url: str = ""  # Redis URL, PostgreSQL DSN or SQLite file; unused for in_process
-    queue: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:12]}")
-
-    def as_args(self) -> list[str]:
-        """Return the worker command-line arguments naming this target."""
-        return ["--driver", self.driver, "--url", self.url, "--queue", self.queue]
-
-    @property
-    def io_key(self) -> str:
-        """Return the Redis key the I/O listener increments for this queue."""
-        return f"bench-io:{self.queue}"
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    """How a worker process (or an in-process drain) runs its listener."""
-
-    parallelism: int = 100
-    prefetch: int = 0
-    io_url: str = ""  # when set, the listener makes one Redis INCR per job with its own client
-    expect: int = 0  # when set, say "done" once the listener has run this many jobs
-    rss_at: tuple[int, ...] = ()  # jobs counts at which to read the worker's VmRSS
-
-    def as_args(self) -> list[str]:
-        """Return the worker command-line arguments for these options."""
-        return [
-            "--parallelism", str(self.parallelism), "--prefetch", str(self.prefetch),
-            "--io-url", self.io_url, "--expect", str(self.expect),
-            "--rss-at", ",".join(str(n) for n in self.rss_at),
-        ]  # fmt: skip
-
-
-def make_driver(target: Target) -> Driver:
-    """Return a fresh driver of `target` (one per process)."""
-    if target.driver == "in_process":
-        return cq.InProcessDriver()
-    if target.driver == "sqlite":
-        return cq.SQLiteDriver(target.url, name=target.queue)
-    if target.driver == "redis":
-        from corequeue.drivers.redis import RedisDriver
-
-        return RedisDriver.from_url(target.url, name=target.queue)
-    if target.driver == "postgres":
-        from corequeue.drivers.postgres import PostgresDriver
-
-        return PostgresDriver(target.url, name=target.queue)
-    raise ValueError(f"unknown driver {target.driver!r}")
-
-
-def payload(n: int) -> dict[str, Any]:
-    """Return the small dict payload every job carries."""
-    return {"to": "user@example.com", "subject": "welcome", "n": n}
 
 
 # --- enqueue -----------------------------------------------------------------------------------
@@ -252,7 +192,7 @@ async def _drain_here(target: Target, queue: cq.Queue, count: int, options: Work
         queue.driver, parallelism=options.parallelism, prefetch=options.prefetch, name=queue.name
     )  # a queue of its own, so listeners of earlier drains do not run again
     io_client = redis_client(options.io_url) if options.io_url else None
-    recorder = Recorder(_io_call(io_client, target))
+    recorder = Recorder(io_call(io_client, target))
     drainer.subscribe(cq.listen(dict, recorder.handle))
     start = time.perf_counter()
     consuming = asyncio.create_task(drainer.consume(handle_signals=False))
@@ -372,120 +312,3 @@ def percentile(ordered: list[float], fraction: float) -> float:
     """Return the nearest-rank percentile of an already sorted list."""
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[rank - 1]
-
-
-# --- inside a worker process -------------------------------------------------------------------
-
-
-class Recorder:
-    """What a worker's listener does and records: how many jobs ran, and deferred lateness.
-
-    A deferred job carries `due_ns`, its exact due instant; one that starts before it is early.
-    With `io`, the listener first awaits that call (one Redis round trip of its own). At the job
-    counts in `rss_at` it reads the process's VmRSS; at `expect` it says "done" on stdout.
-    """
-
-    def __init__(
-        self,
-        io: Callable[[], Awaitable[Any]] | None = None,
-        expect: int = 0,
-        rss_at: Collection[int] = (),
-    ) -> None:
-        self.handled = 0
-        self.late_ms: list[float] = []
-        self.early = 0
-        self.rss_kb: dict[str, int] = {}
-        self._io = io
-        self._expect = expect
-        self._rss_at = frozenset(rss_at)
-        self._marks = self._rss_at | {expect}
-
-    async def handle(self, job: cq.ReceivedJob) -> None:
-        """The listener: count the job, and note its lateness when it was deferred."""
-        if self._io is not None:
-            await self._io()
-        self.handled += 1
-        if self.handled in self._marks:
-            self._mark()
-        due_ns = job.data.get("due_ns")
-        if due_ns is not None:
-            now_ns = time.time_ns()
-            self.late_ms.append((now_ns - due_ns) / 1_000_000)
-            if now_ns < due_ns:
-                self.early += 1
-
-    def _mark(self) -> None:
-        if self.handled in self._rss_at:
-            self.rss_kb[str(self.handled)] = vm_rss_kb()
-        if self.handled == self._expect:
-            sys.stdout.write("done\n")
-            sys.stdout.flush()
-
-    def report(self) -> dict[str, Any]:
-        """Return what was recorded, as JSON-ready data."""
-        return {
-            "handled": self.handled,
-            "late_ms": self.late_ms,
-            "early": self.early,
-            "rss_kb": self.rss_kb,
-        }
-
-
-def vm_rss_kb() -> int:
-    """Return this process's resident set size in KiB (Linux: VmRSS of /proc/self/status)."""
-    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-async def run_worker(target: Target, options: WorkerOptions) -> None:
-    """Body of `bench.py worker`: ready, wait for "go", consume until "stop", then report."""
-    queue = cq.Queue(
-        make_driver(target),
-        parallelism=options.parallelism,
-        prefetch=options.prefetch,
-        name=target.queue,
-    )
-    io_client = redis_client(options.io_url) if options.io_url else None
-    recorder = Recorder(_io_call(io_client, target), options.expect, options.rss_at)
-    queue.subscribe(cq.listen(dict, recorder.handle))
-    await queue.info()  # connect before saying ready
-    if io_client is not None:
-        await io_client.ping()
-    await _say("ready")
-    await _read_line()
-    consuming = asyncio.create_task(queue.consume(handle_signals=False))
-    await _read_line()
-    consuming.cancel()
-    await asyncio.gather(consuming, return_exceptions=True)
-    await queue.close()
-    if io_client is not None:
-        await io_client.aclose()
-    await _say(json.dumps(recorder.report()))
-
-
-def redis_client(url: str) -> Redis:
-    """Return a redis-py asyncio client of `url` (imported here: only some workloads need it)."""
-    from redis.asyncio import Redis
-
-    return Redis.from_url(url)
-
-
-def _io_call(client: Redis | None, target: Target) -> Callable[[], Awaitable[Any]] | None:
-    """Return the listener's own Redis call (one INCR), or None without a client."""
-    if client is None:
-        return None
-    key = target.io_key
-    return lambda: client.incr(key)
-
-
-async def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-async def _read_line() -> str:
-    read: Callable[[], str] = sys.stdin.readline
-    waiting: Awaitable[str] = asyncio.get_running_loop().run_in_executor(None, read)
-    return await waiting

@@ -17,7 +17,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from corequeue_workloads import Target, make_driver, payload, percentile
+from corequeue_workloads import percentile
+from worker import Target, make_driver, payload
 
 import corequeue as cq
 

@@ -13,7 +13,8 @@ import argparse
 import asyncio
 import time
 
-from corequeue_workloads import Recorder, Target, empty, make_driver, payload, wait_until_empty
+from corequeue_workloads import empty, wait_until_empty
+from worker import Recorder, Target, io_call, make_driver, payload, redis_client
 
 import corequeue as cq
 
@@ -27,9 +28,10 @@ async def profile(options: argparse.Namespace) -> float:
         prefetch=options.prefetch,
         name=target.queue,
     )
+    io_client = redis_client(options.io_url) if options.io_url else None
     try:
         await queue.dispatch_many([payload(n) for n in range(options.jobs)])
-        queue.subscribe(cq.listen(dict, Recorder().handle))
+        queue.subscribe(cq.listen(dict, Recorder(io_call(io_client, target)).handle))
         start = time.perf_counter()
         consuming = asyncio.create_task(queue.consume(handle_signals=False))
         await wait_until_empty(queue.driver, deadline_seconds=600)
@@ -39,6 +41,9 @@ async def profile(options: argparse.Namespace) -> float:
     finally:
         await empty(queue)
         await queue.close()
+        if io_client is not None:
+            await io_client.delete(target.io_key)
+            await io_client.aclose()
     jobs: int = options.jobs
     return jobs / elapsed
 
@@ -51,6 +56,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=50_000)
     parser.add_argument("--parallelism", type=int, default=100)
     parser.add_argument("--prefetch", type=int, default=0)
+    parser.add_argument("--io-url", default="", help="the listener makes one INCR here per job")
     options = parser.parse_args()
     rate = asyncio.run(profile(options))
     print(f"{options.driver}: drained {options.jobs:,} jobs at {rate:,.0f} jobs/s")

@@ -19,16 +19,8 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from corequeue_workloads import (
-    Target,
-    WorkerOptions,
-    Workload,
-    attempt,
-    drain_counted,
-    empty,
-    fill,
-    redis_client,
-)
+from corequeue_workloads import Workload, attempt, drain_counted, empty, fill
+from worker import Target, WorkerOptions, redis_client
 
 import corequeue as cq
 

@@ -237,18 +237,7 @@ def _settings(options: argparse.Namespace) -> dict[str, Any]:
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     """Read the command line of `bench.py` (measure) or `bench.py worker` (a worker process)."""
     if argv[:1] == ["worker"]:
-        worker = argparse.ArgumentParser(prog="bench.py worker")
-        worker.add_argument("--driver", required=True)
-        worker.add_argument("--url", default="")
-        worker.add_argument("--queue", required=True)
-        worker.add_argument("--parallelism", type=int, default=100)
-        worker.add_argument("--prefetch", type=int, default=0)
-        worker.add_argument("--io-url", default="", help="one Redis INCR per job, own client")
-        worker.add_argument("--expect", type=int, default=0, help='say "done" after this many')
-        worker.add_argument("--rss-at", type=_counts, default=[], help="read VmRSS at these")
-        options = worker.parse_args(argv[1:])
-        options.command = "worker"
-        return options
+        return _worker_arguments(argv[1:])
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--redis-url", default=os.environ.get("COREQUEUE_BENCH_REDIS_URL"))
     parser.add_argument("--postgres-dsn", default=os.environ.get("COREQUEUE_BENCH_POSTGRES_DSN"))
@@ -275,6 +264,21 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
     options = parser.parse_args(argv)
     options.command = "run"
+    return options
+
+
+def _worker_arguments(argv: list[str]) -> argparse.Namespace:
+    worker = argparse.ArgumentParser(prog="bench.py worker")
+    worker.add_argument("--driver", required=True)
+    worker.add_argument("--url", default="")
+    worker.add_argument("--queue", required=True)
+    worker.add_argument("--parallelism", type=int, default=100)
+    worker.add_argument("--prefetch", type=int, default=0)
+    worker.add_argument("--io-url", default="", help="one Redis INCR per job, own client")
+    worker.add_argument("--expect", type=int, default=0, help='say "done" after this many')
+    worker.add_argument("--rss-at", type=_counts, default=[], help="read VmRSS at these")
+    options = worker.parse_args(argv)
+    options.command = "worker"
     return options
 
 

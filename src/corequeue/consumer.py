@@ -109,25 +109,29 @@ class Consumer:
             WorkerCrashed: A side task (lease renewal, acks, gauge) died; the consumer shut
                 down first, releasing what it held.
         """
-        popper = asyncio.create_task(self._pop_loop(), name=f"pop {self.name}")
+        # The popper and the ticker stop first: a stopping worker takes and enqueues nothing.
+        producers = {
+            asyncio.create_task(self._pop_loop(), name=f"pop {self.name}"),
+            asyncio.create_task(self._tick(), name=f"periodic {self.name}"),
+        }
         helpers = {
             asyncio.create_task(self._report_lengths(), name=f"gauge {self.name}"),
             asyncio.create_task(self.settlement.renew_loop(), name=f"leases {self.name}"),
-            asyncio.create_task(self._tick(), name=f"periodic {self.name}"),
         }
         acker = asyncio.create_task(self.settlement.ack_loop(), name=f"acks {self.name}")
         crashed: tuple[str, BaseException] | None = None
         try:
             with self._signals_cancel_me():
-                crashed = await _first_crash({popper, acker, *helpers})
+                crashed = await _first_crash({*producers, acker, *helpers})
         except asyncio.CancelledError:
             if not self._signalled:
                 raise
             # Stopped by SIGTERM/SIGINT: a clean exit, not an error.
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
         finally:
-            popper.cancel()
-            await asyncio.gather(popper, return_exceptions=True)
+            for producer in producers:
+                producer.cancel()
+            await asyncio.gather(*producers, return_exceptions=True)
             await self._shut_down(acker)
             self.attempts.deadlines.close()
             for helper in helpers:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -33,7 +32,6 @@ from corequeue.job import Job, PersistedJob, is_deferrable, is_job, job_from, ne
 from corequeue.metrics import Gauge, JobMetrics, LabelledGauge, SlotMetrics
 from corequeue.periodic import PeriodicInfo, Schedules, Ticker
 
-T = TypeVar("T")
 F = TypeVar("F", bound=ListenerCallable)
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -114,8 +112,6 @@ class Queue:
         self._pushes = PushCoalescer(driver)
         self._schedules = Schedules()
         self._payload_classes: dict[str, type[Any] | None] = {}
-        self._sync_runner: _LoopThread | None = None
-        self._sync_runner_lock = threading.Lock()  # threads of a web server dispatch at once
 
     def __repr__(self) -> str:
         return f"Queue({self.driver!r}, name={self.name!r})"
@@ -192,12 +188,22 @@ class Queue:
     def dispatch_sync(self, job: Any, **push_options: Any) -> str:
         """Dispatch from synchronous code (a Django or Flask view, a script); return the id.
 
-        Runs `dispatch` on a helper event loop owned by this queue.
+        Thread-safe. Persists the job here and stores it with the driver's `push_sync`, which
+        the corequeue drivers run with a synchronous client of their own: no event loop is
+        involved. Extra keyword arguments go to `push_sync` (PostgreSQL takes `connection=`,
+        a psycopg Connection whose transaction the job joins). Unlike `dispatch`, concurrent
+        calls are not batched: each is one round trip, on a connection of its own.
 
         Raises:
             CoreQueueError: When called from a running event loop (use `await dispatch()`).
+            EncodeError: The codec cannot encode the payload.
+            PayloadTooLarge: The encoded payload is over `max_payload_bytes`.
+            StoreUnavailable: The store did not take the job; nothing was enqueued.
         """
-        return self._run_sync(self.dispatch(job, **push_options))
+        _refuse_running_loop()
+        persisted, delay = self.persist(job)
+        self.driver.push_sync(persisted, delay, **push_options)
+        return persisted.id
 
     # --- periodic jobs ---------------------------------------------------------------------
 
@@ -325,48 +331,19 @@ class Queue:
         )
 
     async def close(self) -> None:
-        """Close the driver, then the helper loop of `dispatch_sync`.
-
-        In that order: a driver may hold connections opened on the helper loop, which it can
-        only close while that loop still runs.
-        """
+        """Close the driver: its connections, those of `dispatch_sync` included."""
         await self.driver.close()
-        if self._sync_runner is not None:
-            self._sync_runner.stop()
-            self._sync_runner = None
-
-    def _run_sync(self, work: Coroutine[Any, Any, T]) -> T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            work.close()
-            raise CoreQueueError(
-                "dispatch_sync() was called from a running event loop: use await dispatch()"
-            )
-        with self._sync_runner_lock:
-            if self._sync_runner is None:
-                self._sync_runner = _LoopThread(f"corequeue-sync-{self.name}")
-            runner = self._sync_runner
-        return runner.run(work)
 
 
-class _LoopThread:
-    """An event loop in a daemon thread, so sync callers reuse one loop and its connections."""
-
-    def __init__(self, name: str) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def run(self, work: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+def _refuse_running_loop() -> None:
+    """Raise CoreQueueError when an event loop runs in this thread: it would block."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise CoreQueueError(
+        "dispatch_sync() was called from a running event loop: use await dispatch()"
+    )
 
 
 def _check_options(

@@ -136,6 +136,17 @@ class Driver(Protocol):
         """Push every `(job, delay)` pair, in as few round trips as the store allows."""
         ...
 
+    def push_sync(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
+        """The same as `push`, from synchronous code; thread-safe.
+
+        `Queue.dispatch_sync` calls it from any thread that runs no event loop (a web
+        server's worker threads, a script), many at once. The corequeue drivers push with a
+        synchronous client of their own, with no event loop; `BatchFromSingle` derives it for
+        a driver of your own by running `push` on a private loop thread. Connections it opens
+        are closed by `close()`.
+        """
+        ...
+
     async def pop(self) -> PersistedJob:
         """Reserve the next due job under a lease and a fresh token.
 

@@ -1,10 +1,15 @@
-"""InProcessDriver: the Driver contract kept in memory, for tests and examples. Not durable."""
+"""InProcessDriver: the Driver contract kept in memory, for tests and examples. Not durable.
+
+One lock guards the state: `push_sync` comes from other threads while pops and settles run on
+an event loop. No await comes while it is held, so a loop never waits on it for long.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import itertools
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -63,6 +68,7 @@ class InProcessDriver:
         }
         self._pushed = Wakeup()
         self._slots: dict[str, int] = {}  # periodic schedule name -> last enqueued slot, ms
+        self._lock = threading.RLock()
 
     @property
     def pop_interval(self) -> timedelta:
@@ -81,7 +87,18 @@ class InProcessDriver:
             InvalidOption: For any option: this driver takes none.
         """
         _refuse(options)
-        self._push(job, delay)
+        with self._lock:
+            self._push(job, delay)
+
+    def push_sync(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
+        """Put `job` in `waiting` or `delayed` from any thread; wake pops on any event loop.
+
+        Raises:
+            InvalidOption: For any option: this driver takes none.
+        """
+        _refuse(options)
+        with self._lock:
+            self._push(job, delay)
 
     async def push_many(
         self, jobs: Sequence[tuple[PersistedJob, timedelta]], **options: Any
@@ -92,8 +109,9 @@ class InProcessDriver:
             InvalidOption: For any option: this driver takes none.
         """
         _refuse(options)
-        for job, delay in jobs:
-            self._push(job, delay)
+        with self._lock:
+            for job, delay in jobs:
+                self._push(job, delay)
 
     async def pop(self) -> PersistedJob:
         """Reserve the next due job under a fresh token; raise QueueEmpty after the timeout."""
@@ -111,123 +129,135 @@ class InProcessDriver:
         while True:
             now_us = self._clock.now_us()
             now = now_us // 1_000  # rounded down: what is due at `now` is due at `now_us`
-            self._recover_expired(now)
-            jobs = self._reserve_due(now, due_ms(now_us, self.lease), max(limit, 1))
+            with self._lock:
+                self._recover_expired(now)
+                jobs = self._reserve_due(now, due_ms(now_us, self.lease), max(limit, 1))
+                next_event_ms = self._next_event_ms(now)
             if jobs:
                 return jobs
-            wait = min(deadline - loop.time(), self._next_event_ms(now) / 1000)
+            wait = min(deadline - loop.time(), next_event_ms / 1000)
             if wait <= 0:
                 raise QueueEmpty()
             await self._pushed.wait(wait)
 
     async def ack(self, job: PersistedJob) -> bool:
         """Remove a reserved job; False (nothing changed) when its token is stale."""
-        return self._settle(job) is not None
+        with self._lock:
+            return self._settle(job) is not None
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
         """Remove every job still reserved under its token; return the stale ones."""
-        return [job for job in jobs if self._settle(job) is None]
+        with self._lock:
+            return [job for job in jobs if self._settle(job) is None]
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`; False (nothing changed) when its token is stale."""
-        if self._settle(job) is None:
-            return False
-        self._parked[Channel.FAILED][job.id] = replace(job, token=None)
-        return True
+        with self._lock:
+            if self._settle(job) is None:
+                return False
+            self._parked[Channel.FAILED][job.id] = replace(job, token=None)
+            return True
 
     async def retry(self, job: PersistedJob) -> bool:
         """Move a reserved job to `delayed` for its backoff; False when its token is stale."""
-        if self._settle(job) is None:
-            return False
-        self._enqueue(replace(job, token=None), due_ms(self._clock.now_us(), job.backoff))
-        return True
+        with self._lock:
+            if self._settle(job) is None:
+                return False
+            self._enqueue(replace(job, token=None), due_ms(self._clock.now_us(), job.backoff))
+            return True
 
     async def renew(self, job: PersistedJob) -> bool:
         """Extend the lease of a reserved job; False when the lease is lost."""
-        held = self._reserved.get(job.id)
-        if held is None or not held.is_held_by(job):
-            return False
-        expiry_ms = due_ms(self._clock.now_us(), self.lease)
-        self._reserved[job.id] = held._replace(expiry_ms=expiry_ms)
-        return True
+        with self._lock:
+            return self._renew(job)
 
     async def renew_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
         """Extend the leases of several reserved jobs; return those whose lease is lost."""
-        return [job for job in jobs if not await self.renew(job)]
+        with self._lock:
+            return [job for job in jobs if not self._renew(job)]
 
     async def release(self, job: PersistedJob) -> bool:
         """Put a reserved job back in `waiting` as stored, without counting an attempt.
 
         Returns False, changing nothing, when the caller's token is stale.
         """
-        held = self._settle(job)
-        if held is None:
-            return False
-        self._enqueue(held.job, self._clock.now_ms())
-        return True
+        with self._lock:
+            held = self._settle(job)
+            if held is None:
+                return False
+            self._enqueue(held.job, self._clock.now_ms())
+            return True
 
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job."""
-        return self._pending.pop(job_id, None) is not None
+        with self._lock:
+            return self._pending.pop(job_id, None) is not None
 
     async def reload(self, channel: Channel | str) -> int:
         """Move every job of `failed` or `timeout` back to `waiting`."""
         parked = self._parked[reloadable(channel)]
         now = self._clock.now_ms()
-        moved = list(parked.values())
-        parked.clear()
-        for job in moved:
-            self._enqueue(job, now)
+        with self._lock:
+            moved = list(parked.values())
+            parked.clear()
+            for job in moved:
+                self._enqueue(job, now)
         return len(moved)
 
     async def flush(self, channel: Channel | str) -> None:
         """Delete every job of `channel`."""
         parsed = parse_channel(channel)
-        if parsed in self._parked:
-            self._parked[parsed].clear()
-        elif parsed is Channel.RESERVED:
-            self._reserved.clear()
-        else:
-            now = self._clock.now_ms()
-            delayed = parsed is Channel.DELAYED
-            for job_id in [i for i, (due, _) in self._pending.items() if (due > now) == delayed]:
-                del self._pending[job_id]
+        now = self._clock.now_ms()
+        with self._lock:
+            if parsed in self._parked:
+                self._parked[parsed].clear()
+            elif parsed is Channel.RESERVED:
+                self._reserved.clear()
+            else:
+                delayed = parsed is Channel.DELAYED
+                pending = self._pending.items()
+                for job_id in [i for i, (due, _) in pending if (due > now) == delayed]:
+                    del self._pending[job_id]
 
     async def info(self) -> QueueInfo:
         """Return the number of jobs in each channel."""
         now = self._clock.now_ms()
-        delayed = sum(1 for due, _ in self._pending.values() if due > now)
-        return QueueInfo(
-            waiting=len(self._pending) - delayed,
-            delayed=delayed,
-            reserved=len(self._reserved),
-            failed=len(self._parked[Channel.FAILED]),
-            timeout=len(self._parked[Channel.TIMEOUT]),
-        )
+        with self._lock:
+            delayed = sum(1 for due, _ in self._pending.values() if due > now)
+            return QueueInfo(
+                waiting=len(self._pending) - delayed,
+                delayed=delayed,
+                reserved=len(self._reserved),
+                failed=len(self._parked[Channel.FAILED]),
+                timeout=len(self._parked[Channel.TIMEOUT]),
+            )
 
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Advance schedule `name` to `slot_ms` and push `job`, unless it is to come or taken.
 
-        No await comes between the check and the change, so callers on the driver's event loop
-        cannot interleave (see `Driver.enqueue_slot`): a slot in the clock's future, or not
-        after the last one, changes nothing.
+        The check and the change happen under the driver's lock with no await between them,
+        so no caller can interleave (see `Driver.enqueue_slot`): a slot in the clock's future,
+        or not after the last one, changes nothing.
         """
         if slot_ms * 1_000 > self._clock.now_us():
             return False
-        last = self._slots.get(name)
-        if last is not None and last >= slot_ms:
-            return False
-        self._slots[name] = slot_ms
-        self._push(job, timedelta(0))
-        return True
+        with self._lock:
+            last = self._slots.get(name)
+            if last is not None and last >= slot_ms:
+                return False
+            self._slots[name] = slot_ms
+            self._push(job, timedelta(0))
+            return True
 
     async def schedule_slots(self) -> dict[str, int]:
         """Return the last enqueued slot of every schedule, by name."""
-        return dict(self._slots)
+        with self._lock:
+            return dict(self._slots)
 
     async def forget_schedule(self, name: str) -> bool:
         """Delete the last slot of schedule `name`; return whether there was one."""
-        return self._slots.pop(name, None) is not None
+        with self._lock:
+            return self._slots.pop(name, None) is not None
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -242,35 +272,36 @@ class InProcessDriver:
     ) -> list[JobView]:
         """Return up to `limit` jobs of `channel` after `offset` (see InspectDriver)."""
         parsed = check_listing(channel, offset, limit)
-        views = [
-            view
-            for view in self._views(parsed, self._clock.now_ms())
-            if job_type is None or view.job.type == job_type
-        ]
-        return views[offset : offset + limit]
+        with self._lock:
+            views = self._views(parsed, self._clock.now_ms())
+        matching = [view for view in views if job_type is None or view.job.type == job_type]
+        return matching[offset : offset + limit]
 
     async def get_job(self, job_id: str) -> JobView | None:
         """Return the job with id `job_id` wherever it is, or None."""
         now = self._clock.now_ms()
-        for channel in Channel:
-            for view in self._views(channel, now):
-                if view.job.id == job_id:
-                    return view
+        with self._lock:
+            for channel in Channel:
+                for view in self._views(channel, now):
+                    if view.job.id == job_id:
+                        return view
         return None
 
     async def delete_job(self, job_id: str) -> bool:
         """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
-        if self._pending.pop(job_id, None) is not None:
-            return True
-        return any(parked.pop(job_id, None) is not None for parked in self._parked.values())
+        with self._lock:
+            if self._pending.pop(job_id, None) is not None:
+                return True
+            return any(parked.pop(job_id, None) is not None for parked in self._parked.values())
 
     async def retry_job(self, job_id: str) -> bool:
         """Move one failed or timeout job back to `waiting`; return whether it was there."""
-        for parked in self._parked.values():
-            job = parked.pop(job_id, None)
-            if job is not None:
-                self._enqueue(job, self._clock.now_ms())
-                return True
+        with self._lock:
+            for parked in self._parked.values():
+                job = parked.pop(job_id, None)
+                if job is not None:
+                    self._enqueue(job, self._clock.now_ms())
+                    return True
         return False
 
     def _views(self, channel: Channel, now: int) -> list[JobView]:
@@ -292,6 +323,14 @@ class InProcessDriver:
             JobView(replace(job), channel, instant_of_ms(due) if delayed else None)
             for due, job in entries
         ]
+
+    def _renew(self, job: PersistedJob) -> bool:
+        held = self._reserved.get(job.id)
+        if held is None or not held.is_held_by(job):
+            return False
+        expiry_ms = due_ms(self._clock.now_us(), self.lease)
+        self._reserved[job.id] = held._replace(expiry_ms=expiry_ms)
+        return True
 
     def _push(self, job: PersistedJob, delay: timedelta) -> None:
         if job.id in self._pending or job.id in self._reserved:

@@ -10,7 +10,8 @@ to exactly one of them.
 
 A reserved row carries the `token` of the pop that reserved it; settling statements match it in
 their WHERE clause, and every move out of `reserved` clears it. One thread per driver owns the
-connection: every sqlite3 object is created, used and freed there.
+connection: every sqlite3 object is created, used and freed there. Async calls reach it through
+the event loop's executor machinery; `push_sync` submits to it directly and waits, with no loop.
 
 Periodic schedules keep their last enqueued slot in `corequeue_periodic`; the conditional
 upsert that advances it and the push of the slot's job share one `BEGIN IMMEDIATE`.
@@ -21,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -233,13 +235,22 @@ class SQLiteDriver:
         Raises:
             InvalidOption: For any option: this driver takes none.
         """
-        if options:
-            names = ", ".join(sorted(options))
-            raise InvalidOption(f"{type(self).__name__} takes no push options: {names}")
-        now_us = self._clock.now_us()
-        # Built here, in full, before the driver's thread sees it.
-        rows = [(self.name, due_ms(now_us, delay), *_row(job)) for job, delay in jobs]
+        rows = self._push_rows(jobs, options)
         await self._run(partial(_execute_many, sql=_PUSH, rows=rows))
+        self._pushed.notify()
+
+    def push_sync(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
+        """Put `job` in `waiting` or `delayed` from synchronous code, on any thread.
+
+        The push runs on the driver's connection thread, as every call does; the caller waits
+        for it without an event loop.
+
+        Raises:
+            InvalidOption: For any option: this driver takes none.
+        """
+        rows = self._push_rows([(job, delay)], options)
+        with self._store_errors():
+            self._connection_thread().run_sync(partial(_execute_many, sql=_PUSH, rows=rows))
         self._pushed.notify()
 
     async def pop(self) -> PersistedJob:
@@ -484,6 +495,17 @@ class SQLiteDriver:
 
     # --- plumbing --------------------------------------------------------------------------
 
+    def _push_rows(
+        self, jobs: Sequence[tuple[PersistedJob, timedelta]], options: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """Return the `_PUSH` parameters of `jobs`; refuse any option."""
+        if options:
+            names = ", ".join(sorted(options))
+            raise InvalidOption(f"{type(self).__name__} takes no push options: {names}")
+        now_us = self._clock.now_us()
+        # Built here, in full, before the driver's thread sees it.
+        return [(self.name, due_ms(now_us, delay), *_row(job)) for job, delay in jobs]
+
     def _held(self, job: PersistedJob) -> tuple[str, str, str | None]:
         """Return the parameters of `_HELD` for `job`: the row it holds under its token."""
         return (self.name, job.id, job.token)
@@ -512,14 +534,24 @@ class SQLiteDriver:
         `work` must return plain values, never a cursor: a cursor freed on another thread
         resets its statement there, racing the driver's thread (SQLite's "API misuse").
         """
+        thread = self._connection_thread()
+        with self._store_errors():
+            return await thread.run(work)
+
+    def _connection_thread(self) -> _ConnectionThread:
+        """Return the thread that owns the connection, starting it on first use."""
         with self._thread_lock:
-            # Pops on a consumer's loop and pushes from dispatch_sync's helper loop may come
-            # at once: the lock makes them share one thread, the only one using the connection.
+            # Pops on a consumer's loop and pushes from dispatch_sync's threads may come at
+            # once: the lock makes them share one thread, the only one using the connection.
             if self._thread is None:
                 self._thread = _ConnectionThread(self._connect, f"corequeue-sqlite-{self.name}")
-            thread = self._thread
+            return self._thread
+
+    @contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """Re-raise sqlite3 errors as StoreUnavailable naming the file."""
         try:
-            return await thread.run(work)
+            yield
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(self.path), str(exc)) from exc
 
@@ -536,6 +568,10 @@ class _ConnectionThread:
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` on the thread, connecting first if need be."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, work)
+
+    def run_sync(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the thread and wait for it, from a thread with no event loop."""
+        return self._executor.submit(self._call, work).result()
 
     async def close(self) -> None:
         """Close the connection on the thread, then end the thread."""

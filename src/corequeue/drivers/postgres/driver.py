@@ -6,6 +6,7 @@ when a reserved job's lease runs out; due times are rounded up from the microsec
 nothing runs before its exact due instant. Each move is one statement, so one transaction; pop
 reserves with `FOR UPDATE SKIP LOCKED`, so any number of workers take each job exactly once.
 A push sends a NOTIFY on commit, which wakes idle pops in every process within milliseconds.
+`push_sync` (`Queue.dispatch_sync`) runs the same statement on a synchronous pool of its own.
 
 Settlement is fenced: each pop stores a fresh token in the rows it reserves, and every ack,
 fail, retry, release and renew matches it in the statement that moves the row, so a worker
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from datetime import timedelta
 from typing import Any, TypeAlias
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from corequeue.drivers.base import (
     DEFAULT_LEASE,
@@ -45,6 +47,7 @@ from corequeue.drivers.postgres import migrations
 from corequeue.drivers.postgres.dsn import connect_options, parse_dsn, redact, store_errors
 from corequeue.drivers.postgres.inspection import inspection_queries
 from corequeue.drivers.postgres.listener import Bell, Listener
+from corequeue.drivers.postgres.pooling import SyncPool, pool_waits
 from corequeue.drivers.postgres.queries import Queries
 from corequeue.drivers.sql_state import (
     FAILED,
@@ -74,6 +77,9 @@ Params: TypeAlias = dict[str, Any]
 _RECONNECT_PAUSE_SECONDS = 0.1
 """How long a pop waits before trying again on a connection the server dropped."""
 
+_DUE_RETRY_SECONDS = 0.001
+"""How soon a pop looks again at a due job another worker has locked."""
+
 _MICROSECOND = timedelta(microseconds=1)
 """Delays travel in whole microseconds: the statements round due times up from them."""
 
@@ -95,10 +101,12 @@ class PostgresDriver:
         clock: Source of time; tests pass a FakeClock. When None, every statement reads the
             database server's clock, so clock skew between machines does not matter.
         pool_min_size: Connections the pool keeps open.
-        pool_max_size: Connections the pool opens at most (plus one per event loop that pops,
-            for LISTEN).
+        pool_max_size: Connections a pool opens at most: the pool of each event loop that
+            uses the driver, and the synchronous pool of `push_sync` (plus one connection per
+            event loop that pops, for LISTEN). Callers beyond it wait for a free connection.
         pool_timeout: How long an operation waits for a connection before raising
-            StoreUnavailable (it is also the connect timeout).
+            StoreUnavailable, whose message names both settings (it is also the connect
+            timeout).
 
     Example:
         >>> driver = PostgresDriver("postgresql://app@localhost/app", name="emails")
@@ -138,6 +146,8 @@ class PostgresDriver:
         # One pool per event loop: `dispatch_sync` runs on a helper loop, `consume` on the
         # caller's, and psycopg connections belong to the loop that opened them.
         self._loops: dict[asyncio.AbstractEventLoop, _LoopResources] = {}
+        self._sync_pool = SyncPool(self._new_sync_pool, self._store, pool_timeout)
+        self._sync_migrate_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"PostgresDriver({self._store!r}, name={self.name!r}, schema={self.schema!r})"
@@ -195,6 +205,35 @@ class PostgresDriver:
         await self._execute(self._queries.push, params)
         self._bell.ring()
 
+    def push_sync(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
+        """Put `job` in `waiting` or `delayed` from synchronous code, on any thread.
+
+        Runs the statement of `push()` on the driver's synchronous pool (opened on first use),
+        with no event loop.
+
+        Args:
+            job: See `push()`.
+            delay: See `push()`.
+            **options: Only `connection`: an open synchronous psycopg Connection whose
+                transaction the job joins, as for `push()`.
+
+        Raises:
+            InvalidOption: For any other option, or a connection that is not a psycopg
+                Connection.
+        """
+        connection = _connection_option(options)
+        if isinstance(connection, psycopg.AsyncConnection):
+            raise InvalidOption("push_sync takes a psycopg Connection, not an AsyncConnection")
+        params = self._push_params([(job, delay)])
+        self._migrate_sync()  # the schema must exist before the insert
+        with self._translate_errors():
+            if connection is not None:
+                connection.execute(self._queries.push, params)
+                return
+            with self._sync_pool.connection() as pooled:
+                pooled.execute(self._queries.push, params)
+        self._bell.ring()
+
     async def pop(self) -> PersistedJob:
         """Reserve the next due job under a fresh token; raise QueueEmpty after `pop_timeout`."""
         jobs = await self.pop_many(1)
@@ -207,6 +246,7 @@ class PostgresDriver:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pop_timeout.total_seconds()
         await self._listening()
+        looked_again = False
         while True:
             seen = self._bell.rings
             try:
@@ -220,10 +260,15 @@ class PostgresDriver:
                 continue
             if jobs:
                 return jobs
+            if wait_seconds <= 0 and not looked_again:
+                # Due now, yet not reserved: the statement's one snapshot could not reserve the
+                # jobs it had just recovered from expired leases. The next look takes them.
+                looked_again = True
+                continue
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise QueueEmpty()
-            await self._bell.wait(seen, min(remaining, wait_seconds))
+            await self._bell.wait(seen, min(remaining, max(wait_seconds, _DUE_RETRY_SECONDS)))
 
     async def ack(self, job: PersistedJob) -> bool:
         """Remove a reserved job; return False, changing nothing, when `job.token` is stale."""
@@ -362,6 +407,7 @@ class PostgresDriver:
             elif not loop.is_closed():  # stopped: run it once more, in a thread, to close
                 await asyncio.to_thread(loop.run_until_complete, resources.close())
             # A closed loop can run nothing more: its connections end with the process.
+        await self._sync_pool.close()
 
     async def list_jobs(
         self,
@@ -451,9 +497,9 @@ class PostgresDriver:
         poll_seconds = self.poll_interval.total_seconds()
         if next_ms is None:
             return poll_seconds
-        # At least a millisecond: a job already due was just recovered from an expired lease
-        # (the next look takes it) or is locked by a worker about to take it.
-        return min(poll_seconds, max(next_ms - now_ms, 1) / 1000)
+        # Zero: a job is already due, just recovered from an expired lease (the next look
+        # takes it) or locked by a worker about to take it.
+        return min(poll_seconds, max(next_ms - now_ms, 0) / 1000)
 
     async def _settle(self, job: PersistedJob, state: int, delay: timedelta) -> bool:
         """Move a reserved job to `state` after `delay`; return False when its token is stale."""
@@ -515,8 +561,9 @@ class PostgresDriver:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         resources = await self._resources()
-        with self._translate_errors():
-            async with resources.pool.connection() as connection:
+        pool = resources.pool
+        with self._translate_errors(), pool_waits(self._store, pool.get_stats, self._pool_timeout):
+            async with pool.connection() as connection:
                 yield connection
 
     async def _resources(self) -> _LoopResources:
@@ -559,6 +606,29 @@ class PostgresDriver:
             timeout=self._pool_timeout.total_seconds(),
             name=f"corequeue {self.schema}.{self.name}",
         )
+
+    def _new_sync_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        min_size, max_size = self._pool_sizes
+        return ConnectionPool(
+            self._dsn,
+            kwargs=self._connect_options(),
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            check=ConnectionPool.check_connection,
+            timeout=self._pool_timeout.total_seconds(),
+            name=f"corequeue sync {self.schema}.{self.name}",
+        )
+
+    def _migrate_sync(self) -> None:
+        """Create or migrate the schema once, before the first synchronous push."""
+        if self._migrated:
+            return
+        with self._sync_migrate_lock:
+            if not self._migrated:
+                # Once per driver: the migration steps exist in async form only, so they run
+                # on a short-lived event loop in this thread (no thread of the driver's).
+                asyncio.run(self.migrate())
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(self._dsn, **self._connect_options())

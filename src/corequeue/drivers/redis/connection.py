@@ -20,20 +20,30 @@ refused.
 
 Every command of a queue names keys of one hash slot; `execute()` runs it there, following a
 Cluster that reshards that slot (MOVED, ASK, TRYAGAIN).
+
+The clients the driver builds from a URL keep to `PoolLimits` (see `pools.py`): a caller waits
+for a free connection rather than fail at a limit. Beside the async clients of each event loop,
+`UrlSource.open_sync()` builds the one synchronous client of `push_sync` (see `sync.py`) from
+the same URL and options.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import redis
+import redis.cluster
+import redis.retry
+import redis.sentinel
 from redis import exceptions as redis_errors
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
@@ -43,6 +53,15 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 
+from corequeue.drivers.redis.pools import (
+    PoolLimits,
+    SyncWaitingCluster,
+    SyncWaitingPool,
+    SyncWaitingSentinelPool,
+    WaitingCluster,
+    WaitingPool,
+    WaitingSentinelPool,
+)
 from corequeue.errors import DriverError, InvalidOption, StoreUnavailable
 from corequeue.redact import redact as redact  # re-exported: tests and tools import it here
 from corequeue.redact import refuse_ambiguous
@@ -50,14 +69,20 @@ from corequeue.redact import refuse_ambiguous
 AnyRedis = Redis | RedisCluster
 """A client the driver can use: standalone (or Sentinel-managed) Redis, or Redis Cluster."""
 
+SyncRedis = redis.Redis | redis.cluster.RedisCluster
+"""A synchronous client for `push_sync`: standalone (or Sentinel-managed) Redis, or Cluster."""
+
 LONGEST_BLOCK_SECONDS = 2.0
 """The longest one BLPOP waits; a longer pop timeout blocks several times in a row."""
 
 TRYAGAIN_BUDGET_SECONDS: Final = 5.0
 """How long a command answered TRYAGAIN (its slot is half moved) is retried before it fails."""
 
-_TRYAGAIN_FIRST_PAUSE: Final = 0.005
-_TRYAGAIN_LONGEST_PAUSE: Final = 0.1
+TRYAGAIN_FIRST_PAUSE: Final = 0.005
+"""The first pause before a command answered TRYAGAIN is sent again; each next one doubles."""
+
+TRYAGAIN_LONGEST_PAUSE: Final = 0.1
+"""The longest pause between two tries of a command answered TRYAGAIN."""
 
 _STANDALONE_SCHEMES = {"redis", "rediss", "unix"}
 _CLUSTER_SCHEMES = {"redis+cluster", "rediss+cluster"}
@@ -102,8 +127,21 @@ class Clients:
         return _longest_block(self.blocking)
 
 
+@dataclass(frozen=True, slots=True)
+class SyncClients:
+    """The synchronous client of `push_sync`, and what `close()` closes (not a given client)."""
+
+    main: SyncRedis
+    owned: tuple[Callable[[], None], ...]
+
+    def close(self) -> None:
+        """Close what the driver opened."""
+        for close in self.owned:
+            close()
+
+
 class ClientSource(Protocol):
-    """Opens the clients of one event loop."""
+    """Opens the clients of one event loop, and the synchronous client."""
 
     display: str
     """Where the store is, with no password: for messages and repr()."""
@@ -112,14 +150,26 @@ class ClientSource(Protocol):
         """Return clients for the running event loop; `first` for the first loop of a driver."""
         ...
 
+    def open_sync(self) -> SyncClients | None:
+        """Return the synchronous client; None when there is none (push on a loop thread)."""
+        ...
+
 
 class UrlSource:
     """Opens fresh clients from a URL for every event loop that uses the driver."""
 
-    def __init__(self, url: str, *, cluster: bool = False, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        cluster: bool = False,
+        options: dict[str, Any],
+        limits: PoolLimits | None = None,
+    ) -> None:
         refuse_ambiguous(url, "Redis URL")
         self._url = url
         self._kind = _kind_of(url, cluster)
+        self._limits = limits or PoolLimits()
         self._options = {"retry": _default_retry(), **options, "decode_responses": False}
         self._options.update(_hostname_check(url, self._options))
         self.display = redact(url)
@@ -127,15 +177,29 @@ class UrlSource:
     def open(self, first: bool) -> Clients:
         """Build a main and a blocking client, each with its own connections."""
         if self._kind == "sentinel":
-            sentinel, main, blocking = _open_sentinel(self._url, self._options)
+            sentinel, main, blocking = _open_sentinel(self._url, self._options, self._limits)
             return Clients(main, blocking, owned=(main, blocking, _Sentinels(sentinel)))
         first_client, second_client = self._open_one(), self._open_one()
         return Clients(first_client, second_client, owned=(first_client, second_client))
 
+    def open_sync(self) -> SyncClients:
+        """Build the synchronous client, from the same URL, options and limits."""
+        options = {**self._options, "retry": _sync_retry(self._options["retry"])}
+        if self._kind == "sentinel":
+            return _open_sentinel_sync(self._url, options, self._limits)
+        client: SyncRedis
+        if self._kind == "cluster":
+            client = _open_cluster_sync(self._url, options, self._limits)
+        else:
+            pool = SyncWaitingPool.from_url(self._url, **options, **self._limits.pool_options)
+            client = redis.Redis.from_pool(pool)
+        return SyncClients(client, owned=(client.close,))
+
     def _open_one(self) -> AnyRedis:
         if self._kind == "cluster":
-            return _open_cluster(self._url, self._options)
-        return Redis.from_url(self._url, **self._options)
+            return _open_cluster(self._url, self._options, self._limits)
+        pool = WaitingPool.from_url(self._url, **self._options, **self._limits.pool_options)
+        return Redis.from_pool(pool)
 
 
 class _Sentinels:
@@ -150,12 +214,25 @@ class _Sentinels:
 
 
 class GivenSource:
-    """Uses a client the caller built; other event loops get copies of a standalone client."""
+    """Uses a client the caller built; other event loops get copies of a standalone client.
 
-    def __init__(self, client: AnyRedis, blocking: AnyRedis | None) -> None:
+    The synchronous client is the one given, if any: a driver built on clients of the
+    caller's own has no URL to build one from.
+    """
+
+    def __init__(
+        self, client: AnyRedis, blocking: AnyRedis | None, sync_client: SyncRedis | None = None
+    ) -> None:
         self._client = client
         self._blocking = blocking
+        self._sync_client = sync_client
         self.display = _describe(client)
+
+    def open_sync(self) -> SyncClients | None:
+        """Return the synchronous client given (the driver does not close it), or None."""
+        if self._sync_client is None:
+            return None
+        return SyncClients(self._sync_client, owned=())
 
     def open(self, first: bool) -> Clients:
         """Return the given client on the first loop, copies on the others."""
@@ -170,7 +247,8 @@ class GivenSource:
         if main is None or blocking is None:
             raise DriverError(
                 f"the Redis client given for {self.display} serves one event loop only; "
-                "use RedisDriver.from_url(...) to use the driver from several loops"
+                "use RedisDriver.from_url(...) to use the driver from several loops (or "
+                "give RedisDriver a sync_client= for push_sync)"
             )
         return Clients(main, blocking, owned=(main, blocking))
 
@@ -186,14 +264,21 @@ class LoopClients:
         self._opened = False
         self._lock = threading.Lock()
 
-    async def current(self) -> Clients:
-        """Return the clients of the running loop, opening them on first use."""
+    async def current(self, *, given: bool = True) -> Clients:
+        """Return the clients of the running loop, opening them on first use.
+
+        Args:
+            given: Whether this loop may take the clients given to the driver, when it is the
+                first to open any. The private loop of `push_sync` never does: they stay for
+                the caller's own loop.
+        """
         loop = asyncio.get_running_loop()
         with self._lock:
             clients = self._by_loop.get(loop)
             if clients is None:
-                clients = self._source.open(first=not self._opened)
-                self._opened = True
+                first = given and not self._opened
+                clients = self._source.open(first=first)
+                self._opened = self._opened or first
                 self._by_loop[loop] = clients
         for client in (clients.main, clients.blocking):
             if isinstance(client, RedisCluster):
@@ -233,18 +318,20 @@ async def execute(client: AnyRedis, slot: int, *args: Any) -> Any:
     """
     if not isinstance(client, RedisCluster):
         return await client.execute_command(*args)  # type: ignore[no-untyped-call]  # redis-py
-    pause, waited = _TRYAGAIN_FIRST_PAUSE, 0.0
-    while True:
-        try:
-            return await _execute_in_slot(client, slot, args)
-        except (redis_errors.TryAgainError, redis_errors.AskError):
-            # An AskError (or MovedError) here is the answer to ASKING: the slot moved on
-            # meanwhile. The next try starts again from the owner.
-            if waited >= TRYAGAIN_BUDGET_SECONDS:
-                raise
-            await asyncio.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, _TRYAGAIN_LONGEST_PAUSE)
+    turn = client.turn() if isinstance(client, WaitingCluster) else contextlib.nullcontext()
+    async with turn:
+        pause, waited = TRYAGAIN_FIRST_PAUSE, 0.0
+        while True:
+            try:
+                return await _execute_in_slot(client, slot, args)
+            except (redis_errors.TryAgainError, redis_errors.AskError):
+                # An AskError (or MovedError) here is the answer to ASKING: the slot moved on
+                # meanwhile. The next try starts again from the owner.
+                if waited >= TRYAGAIN_BUDGET_SECONDS:
+                    raise
+                await asyncio.sleep(pause)
+                waited += pause
+                pause = min(pause * 2, TRYAGAIN_LONGEST_PAUSE)
 
 
 async def _execute_in_slot(cluster: RedisCluster, slot: int, args: tuple[Any, ...]) -> Any:
@@ -336,6 +423,14 @@ def _default_retry() -> Retry:
     return Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.02), retries=3)
 
 
+def _sync_retry(retry: Any) -> Any:
+    """Return the synchronous twin of an asyncio `Retry` (a sync client cannot await one)."""
+    if not isinstance(retry, Retry):
+        return retry  # a sync Retry given by the caller, or None
+    # redis-py offers no public accessor for the backoff and the errors retried.
+    return redis.retry.Retry(retry._backoff, retry.get_retries(), retry._supported_errors)
+
+
 @dataclass(frozen=True, slots=True)
 class _MultiHostUrl:
     """A cluster or sentinel URL: several hosts, then redis-py's connection options."""
@@ -377,19 +472,64 @@ def _host_port(host: str, default_port: int) -> tuple[str, int]:
         raise InvalidOption(f"bad port in Redis host {host!r}") from None
 
 
-def _open_cluster(url: str, options: dict[str, Any]) -> RedisCluster:
+def _open_cluster(url: str, options: dict[str, Any], limits: PoolLimits) -> WaitingCluster:
+    hosts, kwargs, limits = _cluster_settings(url, options, limits)
+    nodes = [ClusterNode(host, port) for host, port in hosts]
+    return WaitingCluster(limits=limits, startup_nodes=nodes, **kwargs)
+
+
+def _open_cluster_sync(url: str, options: dict[str, Any], limits: PoolLimits) -> SyncWaitingCluster:
+    hosts, kwargs, limits = _cluster_settings(url, options, limits)
+    nodes = [
+        redis.cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call]  # redis-py
+        for host, port in hosts
+    ]
+    return SyncWaitingCluster(limits=limits, startup_nodes=nodes, **kwargs)
+
+
+def _cluster_settings(
+    url: str, options: dict[str, Any], limits: PoolLimits
+) -> tuple[list[tuple[str, int]], dict[str, Any], PoolLimits]:
+    """Return a Cluster URL's startup nodes, its client options and the pool limits."""
     parsed = _parse_multi_host(url, 6379)
     if parsed.path not in ([], ["0"]):
         raise InvalidOption(f"Redis Cluster has database 0 only, got {redact(url)!r}")
-    nodes = [ClusterNode(host, port) for host, port in parsed.hosts]
     # A queue lives in one slot: on MOVED, moving that slot in the client's map is enough.
     # redis-py's periodic full reset on MOVED would close connections other calls are using.
     kwargs = {"reinitialize_steps": 0, **parsed.options, **options}
     kwargs.pop("db", None)
-    return RedisCluster(startup_nodes=nodes, **kwargs)
+    if "max_connections" in kwargs:  # from the URL's query: it wins, as for standalone URLs
+        limits = replace(limits, max_connections=int(kwargs.pop("max_connections")))
+    return parsed.hosts, kwargs, limits
 
 
-def _open_sentinel(url: str, options: dict[str, Any]) -> tuple[Sentinel, Redis, Redis]:
+def _open_sentinel(
+    url: str, options: dict[str, Any], limits: PoolLimits
+) -> tuple[Sentinel, Redis, Redis]:
+    hosts, service, kwargs, sentinel_kwargs = _sentinel_settings(url, options)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        hosts, sentinel_kwargs=sentinel_kwargs, **kwargs
+    )
+    pool = {"connection_pool_class": WaitingSentinelPool, **limits.pool_options}
+    return sentinel, sentinel.master_for(service, **pool), sentinel.master_for(service, **pool)
+
+
+def _open_sentinel_sync(url: str, options: dict[str, Any], limits: PoolLimits) -> SyncClients:
+    """Return the synchronous client of a Sentinel-managed master, closing the sentinels too."""
+    hosts, service, kwargs, sentinel_kwargs = _sentinel_settings(url, options)
+    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # redis-py
+        hosts, sentinel_kwargs=sentinel_kwargs, **kwargs
+    )
+    pool = {"connection_pool_class": SyncWaitingSentinelPool, **limits.pool_options}
+    main: redis.Redis = sentinel.master_for(service, **pool)  # type: ignore[no-untyped-call]
+    closers = [main.close, *(client.close for client in sentinel.sentinels)]
+    return SyncClients(main, owned=tuple(closers))
+
+
+def _sentinel_settings(
+    url: str, options: dict[str, Any]
+) -> tuple[list[tuple[str, int]], str, dict[str, Any], Any]:
+    """Return a Sentinel URL's sentinels, service name, client options and sentinel options."""
     parsed = _parse_multi_host(url, 26379)
     if not parsed.path or len(parsed.path) > 2:
         raise InvalidOption(
@@ -399,11 +539,7 @@ def _open_sentinel(url: str, options: dict[str, Any]) -> tuple[Sentinel, Redis, 
     if len(parsed.path) == 2:
         kwargs["db"] = int(parsed.path[1])
     sentinel_kwargs = kwargs.pop("sentinel_kwargs", None)
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-        parsed.hosts, sentinel_kwargs=sentinel_kwargs, **kwargs
-    )
-    service = parsed.path[0]
-    return sentinel, sentinel.master_for(service), sentinel.master_for(service)
+    return parsed.hosts, parsed.path[0], kwargs, sentinel_kwargs
 
 
 def _copy(client: AnyRedis) -> Redis | None:

@@ -20,6 +20,11 @@ the token the caller's copy carries. Every move out of `reserved` deletes the st
 
 Periodic schedules keep their last enqueued slot in the queue's `periodic` hash; one script
 compares and advances it and pushes the slot's job.
+
+`push_sync` (`Queue.dispatch_sync`) runs the push script with a synchronous redis-py client of
+its own (see `sync.py`), with the KEYS and ARGV `push_many` builds. Every client the driver
+builds from a URL keeps to `max_connections` and makes callers beyond it wait up to
+`pool_timeout` (see `pools.py`).
 """
 
 from __future__ import annotations
@@ -47,18 +52,22 @@ from corequeue.drivers.base import (
     parse_channel,
     reloadable,
 )
+from corequeue.drivers.derived import LoopThread
 from corequeue.drivers.redis.connection import (
     AnyRedis,
     Clients,
     ClientSource,
     GivenSource,
     LoopClients,
+    SyncRedis,
     UrlSource,
     execute,
     store_errors,
 )
 from corequeue.drivers.redis.keys import LAYOUT_VERSION, SCRIPT_KEY_COUNT, RedisKeys
+from corequeue.drivers.redis.pools import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT, PoolLimits
 from corequeue.drivers.redis.scripts import Script
+from corequeue.drivers.redis.sync import SyncClient
 from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, quads, text, view
 from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
 from corequeue.job import PersistedJob, new_token
@@ -98,6 +107,10 @@ class RedisDriver:
         blocking_client: A client for the blocking waits of `pop()`; by default a copy of
             `client` with its own connections (a Cluster client is shared: each of its calls
             takes its own connection).
+        sync_client: A redis-py synchronous client (`redis.Redis`, or
+            `redis.cluster.RedisCluster`) on the same server, for `push_sync`; the driver
+            does not close it. Without one, `push_sync` runs the async push on a private event
+            loop thread (`RedisDriver.from_url` builds a synchronous client itself).
 
     Example:
         >>> driver = RedisDriver.from_url("redis://localhost:6379/0", name="emails")
@@ -114,9 +127,10 @@ class RedisDriver:
         lease: timedelta = DEFAULT_LEASE,
         clock: Clock | None = None,
         blocking_client: AnyRedis | None = None,
+        sync_client: SyncRedis | None = None,
     ) -> None:
         self._setup(
-            GivenSource(client, blocking_client),
+            GivenSource(client, blocking_client, sync_client),
             name,
             channels or ChannelConfig.for_queue(name, prefix),
             pop_timeout,
@@ -136,9 +150,14 @@ class RedisDriver:
         pop_timeout: timedelta = DEFAULT_POP_TIMEOUT,
         lease: timedelta = DEFAULT_LEASE,
         clock: Clock | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: timedelta = DEFAULT_POOL_TIMEOUT,
         **client_options: Any,
     ) -> RedisDriver:
         """Return a driver that connects to `url` (see `corequeue.drivers.redis.connection`).
+
+        The driver builds, for each event loop that uses it, a client for commands and one for
+        the blocking waits of `pop()`, and one synchronous client for `push_sync`.
 
         Args:
             url: redis://, rediss://, unix://, redis+cluster://, redis+sentinel:// (and TLS
@@ -150,14 +169,22 @@ class RedisDriver:
             pop_timeout: See the class.
             lease: See the class.
             clock: See the class.
-            **client_options: Passed to the redis-py client (`socket_timeout`, `retry`, ...).
+            max_connections: Connections each client opens at most (a `max_connections` in
+                the URL's query wins). A call that finds them all in use waits for one.
+            pool_timeout: How long a call waits for a free connection before it raises
+                StoreUnavailable, naming both settings.
+            **client_options: Passed to the redis-py clients (`socket_timeout`, `retry`, ...).
+
+        Raises:
+            InvalidOption: A bad URL, or limits that are not positive.
 
         Example:
             >>> RedisDriver.from_url("rediss://worker:secret@cache:6380/2", name="emails")
             RedisDriver('rediss://worker@cache:6380/2', name='emails')
         """
         driver = cls.__new__(cls)
-        source = UrlSource(url, cluster=cluster, options=client_options)
+        limits = PoolLimits(max_connections, pool_timeout)
+        source = UrlSource(url, cluster=cluster, options=client_options, limits=limits)
         channels = channels or ChannelConfig.for_queue(name, prefix)
         driver._setup(source, name, channels, pop_timeout, lease, clock)
         return driver
@@ -184,6 +211,8 @@ class RedisDriver:
         self.lease = lease
         self._clock = clock
         self._clients = LoopClients(source)
+        self._sync = SyncClient(source)
+        self._sync_loop = LoopThread(f"corequeue-sync-redis-{name}")  # only without a sync client
         slot = self.keys.slot
         self._scripts = {
             script: Script(script, slot, SCRIPT_KEY_COUNT)
@@ -214,19 +243,35 @@ class RedisDriver:
         Raises:
             InvalidOption: for any option: the Redis driver takes none.
         """
-        if options:
-            raise InvalidOption(f"the Redis driver takes no push options, got {sorted(options)}")
-        calls: list[list[Any]] = []
-        for start in range(0, len(jobs), PUSH_CHUNK):
-            args: list[Any] = []
-            for job, delay in jobs[start : start + PUSH_CHUNK]:
-                args += [job.id, _microseconds(delay), job.to_bytes()]
-            calls.append(args)
+        calls = self._push_calls(jobs, options)
         if not calls:
             return
         clients = await self._clients.current()
         with self._errors():
-            await self._scripts["push"].run_many(clients.main, self._args_of(calls))
+            await self._scripts["push"].run_many(clients.main, calls)
+
+    def push_sync(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
+        """Put `job` in `waiting` or `delayed` from synchronous code, on any thread.
+
+        Runs the push script with the driver's synchronous client, opened on first use (a
+        driver given clients of the caller's own and no `sync_client` runs `push` on a
+        private event loop thread instead).
+
+        Raises:
+            InvalidOption: for any option: the Redis driver takes none.
+        """
+        (call,) = self._push_calls([(job, delay)], options)
+        with self._errors():
+            client = self._sync.current()
+            if client is None:
+                self._sync_loop.run(self._push_on_private_loop(call))
+                return
+            self._scripts["push"].run_sync(client, call)
+
+    async def _push_on_private_loop(self, call: list[Any]) -> None:
+        """Run one push script with clients of their own (never those given to the driver)."""
+        clients = await self._clients.current(given=False)
+        await self._scripts["push"].run(clients.main, call)
 
     async def pop(self) -> PersistedJob:
         """Reserve the next due job; raise QueueEmpty after `pop_timeout`."""
@@ -331,8 +376,10 @@ class RedisDriver:
         return bool(await self._command("HDEL", self.keys.periodic, name))
 
     async def close(self) -> None:
-        """Close the connections the driver opened (not a client given to it)."""
+        """Close the connections the driver opened (not a client given to it), sync ones too."""
         await self._clients.close()
+        await asyncio.to_thread(self._sync.close)
+        self._sync_loop.stop()
 
     async def list_jobs(
         self,
@@ -534,6 +581,20 @@ class RedisDriver:
         while moved := int(await self._run(script, *args)):
             total += moved
         return total
+
+    def _push_calls(
+        self, jobs: Sequence[tuple[PersistedJob, timedelta]], options: dict[str, Any]
+    ) -> list[list[Any]]:
+        """Return the KEYS and ARGV of the push scripts for `jobs`, one per `PUSH_CHUNK`."""
+        if options:
+            raise InvalidOption(f"the Redis driver takes no push options, got {sorted(options)}")
+        calls: list[list[Any]] = []
+        for start in range(0, len(jobs), PUSH_CHUNK):
+            args: list[Any] = []
+            for job, delay in jobs[start : start + PUSH_CHUNK]:
+                args += [job.id, _microseconds(delay), job.to_bytes()]
+            calls.append(args)
+        return self._args_of(calls)
 
     def _args_of(self, calls: list[list[Any]]) -> list[list[Any]]:
         keys, now = self.keys.for_script(), self._now()

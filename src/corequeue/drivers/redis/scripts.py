@@ -1,4 +1,8 @@
-"""The Lua scripts of the Redis driver: loaded once, run by EVALSHA with a fallback to EVAL."""
+"""The Lua scripts of the Redis driver: loaded once, run by EVALSHA with a fallback to EVAL.
+
+The server caches a script EVAL ran, so the next EVALSHA of it finds it (until a restart or
+SCRIPT FLUSH, after which the fallback runs once more).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-from corequeue.drivers.redis.connection import AnyRedis, execute
+from corequeue.drivers.redis.connection import AnyRedis, SyncRedis, execute
+from corequeue.drivers.redis.sync import execute_sync
 
 
 class Script:
@@ -44,6 +49,14 @@ class Script:
             return await execute(client, self.slot, "EVALSHA", self.sha, count, *keys_and_args)
         except NoScriptError:
             return await execute(client, self.slot, "EVAL", self.source, count, *keys_and_args)
+
+    def run_sync(self, client: SyncRedis, keys_and_args: list[Any]) -> Any:
+        """Run the script once from synchronous code, as `run()` does (same fallback)."""
+        count = self.key_count
+        try:
+            return execute_sync(client, self.slot, "EVALSHA", self.sha, count, *keys_and_args)
+        except NoScriptError:
+            return execute_sync(client, self.slot, "EVAL", self.source, count, *keys_and_args)
 
     async def run_many(self, client: AnyRedis, calls: list[list[Any]]) -> list[Any]:
         """Run the script once per argument list, in one round trip where the client allows.

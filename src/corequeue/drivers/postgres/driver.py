@@ -143,8 +143,8 @@ class PostgresDriver:
         self._channel = f"{schema}.jobs"
         self._bell = Bell()
         self._migrated = False
-        # One pool per event loop: `dispatch_sync` runs on a helper loop, `consume` on the
-        # caller's, and psycopg connections belong to the loop that opened them.
+        # One pool per event loop (an application may use the driver from several), as psycopg
+        # connections belong to the loop that opened them; one sync pool for `push_sync`.
         self._loops: dict[asyncio.AbstractEventLoop, _LoopResources] = {}
         self._sync_pool = SyncPool(self._new_sync_pool, self._store, pool_timeout)
         self._sync_migrate_lock = threading.Lock()

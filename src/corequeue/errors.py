@@ -90,3 +90,36 @@ class StoreUnavailable(DriverError):
         self.store = store
         message = f"store {store} is unavailable"
         super().__init__(f"{message}: {reason}" if reason else message)
+
+
+def shown(value: object) -> str:
+    """A short repr of `value` and its type, for error messages (at most 60 characters).
+
+    Example:
+        >>> shown(1.5)
+        '1.5 (float)'
+    """
+    try:
+        text = repr(value)
+    except Exception:  # a repr that raises must not hide the real mistake
+        text = "<unprintable>"
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def is_clean_text(value: str) -> bool:
+    """Return whether `value` has no NUL character and no lone surrogate (it encodes as UTF-8).
+
+    Example:
+        >>> is_clean_text("a"), is_clean_text("a" + chr(0)), is_clean_text(chr(0xD800))
+        (True, False, False)
+    """
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from corequeue.errors import DecodeError, InvalidOption
+from corequeue.errors import DecodeError, InvalidOption, is_clean_text, shown
 
 DEFAULT_HANDLE_TIMEOUT = timedelta(hours=1)
 """How long all listeners of one job may run, unless `adjust(timeout=...)` says otherwise."""
@@ -426,7 +426,7 @@ def adjust(
     if not is_job(job):
         job = job_from(job)
     elif not isinstance(job.type, str) or not job.type:
-        raise InvalidOption(f"adjust(): job.type must be a non-empty str, got {_shown(job.type)}")
+        raise InvalidOption(f"adjust(): job.type must be a non-empty str, got {shown(job.type)}")
     given = {name: value for name, value in options.items() if value is not None}
     return AdjustedJob(job, defer_by=given.pop("defer", None), **given)
 
@@ -483,30 +483,12 @@ def _check_text(name: str, value: object) -> None:
     longest = _TEXT_LENGTHS[name]
     if not isinstance(value, str) or not 1 <= len(value) <= longest:
         raise _wrong(name, f"a str of 1 to {longest} characters", value)
-    if "\x00" in value or not (value.isascii() or _encodes(value)):
+    if not is_clean_text(value):
         raise _wrong(name, "a str without NUL characters or lone surrogates", value)
 
 
-def _encodes(value: str) -> bool:
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _wrong(name: str, expected: str, value: object) -> InvalidOption:
-    return InvalidOption(f"adjust(): {name} must be {expected}, got {_shown(value)}")
-
-
-def _shown(value: object) -> str:
-    """A short, safe description of `value` for an error message: its repr and its type."""
-    try:
-        text = repr(value)
-    except Exception:  # a repr that raises must not hide the real mistake
-        text = "<unprintable>"
-    text = text if len(text) <= 60 else text[:57] + "..."
-    return f"{text} ({type(value).__name__})"
+    return InvalidOption(f"adjust(): {name} must be {expected}, got {shown(value)}")
 
 
 _WHOLE_RANGES = {"max_attempts": (1, MAX_ATTEMPTS_LIMIT), "priority": PRIORITY_RANGE}

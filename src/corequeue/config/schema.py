@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from corequeue.errors import is_clean_text
 from corequeue.redact import ambiguity, is_ambiguous, redact
 
 DEFAULT_QUEUE: Final = "default"
@@ -72,7 +73,7 @@ def text(value: object) -> str:
             f"expected a non-empty string of at most {MAX_TEXT_CHARS} characters, "
             f"got {shown(value)}"
         )
-    if "\x00" in value or not _encodes(value):
+    if not is_clean_text(value):
         raise Invalid(
             f"expected a string without NUL characters or lone surrogates, got {shown(value)}"
         )
@@ -178,14 +179,6 @@ def _check_port(host: str) -> None:
 
 
 def _no_nul(value: str, what: str) -> str:
-    if "\x00" in value or not _encodes(value):
+    if not is_clean_text(value):
         raise Invalid(f"expected a {what} without NUL characters or lone surrogates")
     return value
-
-
-def _encodes(value: str) -> bool:
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True

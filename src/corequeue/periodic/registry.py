@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo
 
-from corequeue.errors import InvalidOption
+from corequeue.errors import InvalidOption, is_clean_text, shown
 from corequeue.job import AdjustedJob, is_job
-from corequeue.periodic.schedule import Schedule, parse_schedule, shown, slot_datetime
+from corequeue.periodic.schedule import Schedule, parse_schedule, slot_datetime
 
 Misfire = Literal["skip", "once"]
 """What happens to slots that passed while no worker ran: dropped, or one catch-up job."""
@@ -210,8 +210,7 @@ def check_name(name: object) -> str:
         or not name.strip()
         or len(name) > MAX_NAME_CHARS
         or ":" in name
-        or "\x00" in name
-        or not _encodes(name)
+        or not is_clean_text(name)
     ):
         raise InvalidOption(
             f"periodic(): name must be a str of 1 to {MAX_NAME_CHARS} characters without ':' "
@@ -247,11 +246,3 @@ def _parsed(schedule: str | timedelta, tz: str | ZoneInfo) -> Schedule:
         return parse_schedule(schedule, tz)
     except InvalidOption as exc:
         raise InvalidOption(f"periodic(): {exc}") from None
-
-
-def _encodes(value: str) -> bool:
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True

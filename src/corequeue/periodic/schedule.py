@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from corequeue.errors import InvalidOption
+from corequeue.errors import InvalidOption, shown
 
 CRON_NICKNAMES = {
     "@yearly": "0 0 1 1 *",
@@ -303,21 +303,6 @@ def _naive_utc(epoch_s: int) -> datetime:
 
 def _now_ms() -> int:
     return (datetime.now(UTC) - _EPOCH) // _MILLISECOND
-
-
-def shown(value: object) -> str:
-    """A short repr of `value` and its type, for error messages.
-
-    Example:
-        >>> shown(1.5)
-        '1.5 (float)'
-    """
-    try:
-        text = repr(value)
-    except Exception:  # a repr that raises must not hide the real mistake
-        text = "<unprintable>"
-    text = text if len(text) <= 60 else text[:57] + "..."
-    return f"{text} ({type(value).__name__})"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

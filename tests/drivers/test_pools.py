@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 from redis.asyncio import Redis
@@ -26,7 +28,12 @@ from corequeue.drivers.redis import RedisDriver
 from corequeue.drivers.redis.pools import SyncWaitingCluster, WaitingCluster
 from corequeue.errors import InvalidOption, StoreUnavailable
 from corequeue.job import PersistedJob
-from tests.support.driver_postgres import TEST_SCHEMA, delete_queue, postgres_dsn
+from tests.support.driver_postgres import (
+    TEST_SCHEMA,
+    delete_queue,
+    postgres_dsn,
+    with_application_name,
+)
 from tests.support.driver_redis import (
     die_with_parent,
     poll,
@@ -137,8 +144,8 @@ def test_redis_pool_limits_are_checked(options: dict[str, Any], message: str) ->
 
 
 @asynccontextmanager
-async def postgres_driver(**options: Any) -> AsyncIterator[PostgresDriver]:
-    dsn, name = postgres_dsn(), unique_queue_name()
+async def postgres_driver(dsn: str = "", **options: Any) -> AsyncIterator[PostgresDriver]:
+    dsn, name = dsn or postgres_dsn(), unique_queue_name()
     driver = PostgresDriver(dsn, name=name, schema=TEST_SCHEMA, **options)
     try:
         yield driver
@@ -173,6 +180,22 @@ async def test_a_full_postgres_sync_pool_raises_store_unavailable_naming_its_lim
 
         assert _POSTGRES_FULL in str(raised.value)
         assert await driver.info() == QueueInfo(waiting=1)
+
+
+async def test_a_postgres_sync_push_rides_out_connections_the_server_dropped() -> None:
+    application = f"cq-{uuid.uuid4().hex[:12]}"
+    async with postgres_driver(with_application_name(postgres_dsn(), application)) as driver:
+        await asyncio.to_thread(driver.push_sync, _job(1), timedelta(0))  # opens the sync pool
+        async with await psycopg.AsyncConnection.connect(postgres_dsn()) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                (application,),
+            )
+
+        await asyncio.to_thread(driver.push_sync, _job(2), timedelta(0))
+
+        assert await driver.info() == QueueInfo(waiting=2)
 
 
 # --- helpers -------------------------------------------------------------------------------

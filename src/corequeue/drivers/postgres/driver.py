@@ -230,8 +230,7 @@ class PostgresDriver:
             if connection is not None:
                 connection.execute(self._queries.push, params)
                 return
-            with self._sync_pool.connection() as pooled:
-                pooled.execute(self._queries.push, params)
+            self._sync_pool.run(lambda pooled: pooled.execute(self._queries.push, params))
         self._bell.ring()
 
     async def pop(self) -> PersistedJob:
@@ -614,8 +613,7 @@ class PostgresDriver:
             kwargs=self._connect_options(),
             min_size=min_size,
             max_size=max_size,
-            open=False,
-            check=ConnectionPool.check_connection,
+            open=False,  # and no check before lending: SyncPool.run() retries on a dead one
             timeout=self._pool_timeout.total_seconds(),
             name=f"corequeue sync {self.schema}.{self.name}",
         )

@@ -13,15 +13,17 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from corequeue.errors import StoreUnavailable
 
+T = TypeVar("T")
+
 SyncPoolFactory = Callable[[], "ConnectionPool[psycopg.Connection[Any]]"]
-"""Builds the (closed) synchronous pool on first use."""
+"""Builds the (closed) synchronous pool on first use, lending connections unchecked."""
 
 
 @contextmanager
@@ -59,6 +61,11 @@ def timeout_reason(stats: Mapping[str, int], timeout: timedelta) -> str:
 class SyncPool:
     """The synchronous pool `push_sync` uses, opened on first use by any thread.
 
+    It lends connections without checking them first (a check is one more round trip per
+    push): `run()` instead runs idempotent work again on another connection when the one it
+    got turns out dead (a server restart leaves every idle connection so), and the pool
+    replaces the dead one.
+
     Args:
         build: Builds the pool, not yet open.
         store: The redacted DSN, for errors.
@@ -72,6 +79,22 @@ class SyncPool:
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._lock = threading.Lock()
 
+    def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run idempotent `work` on a pooled connection; again on another if that one was dead.
+
+        At most once more per connection the pool may hold, then the error is raised.
+        """
+        attempts = 0
+        while True:
+            lent: psycopg.Connection[Any] | None = None
+            try:
+                with self.connection() as lent:
+                    return work(lent)
+            except psycopg.OperationalError:
+                attempts += 1
+                if lent is None or not lent.broken or attempts > self._most_connections():
+                    raise
+
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """Lend a connection of the pool for the block, opening the pool on first use."""
@@ -82,6 +105,10 @@ class SyncPool:
             pool = self._pool
         with pool_waits(self._store, pool.get_stats, self._timeout), pool.connection() as lent:
             yield lent
+
+    def _most_connections(self) -> int:
+        with self._lock:
+            return 0 if self._pool is None else self._pool.max_size
 
     async def close(self) -> None:
         """Close the pool and its worker threads, if it was opened; it reopens on next use."""

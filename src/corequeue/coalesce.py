@@ -33,8 +33,8 @@ class _LoopState:
 class PushCoalescer:
     """Pushes jobs through `driver`, batching those that arrive while a push is in flight.
 
-    One state per event loop, so a queue used from `dispatch_sync`'s helper loop and from the
-    application's loop keeps the two apart.
+    One state per event loop, so a queue used from several loops keeps them apart: futures
+    and connections belong to the loop that made them.
     """
 
     def __init__(self, driver: Driver, max_batch: int = MAX_BATCH) -> None:

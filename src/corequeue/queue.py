@@ -69,7 +69,8 @@ class Queue:
         >>> queue = cq.Queue(cq.SQLiteDriver("jobs.db"), parallelism=8)  # doctest: +SKIP
         >>> @queue.listener(SendEmail)  # doctest: +SKIP
         ... async def send_email(job: cq.Job) -> None: ...
-        >>> await queue.dispatch(cq.adjust(SendEmail("a@example.com"), max_attempts=5))
+        >>> later = cq.adjust(SendEmail("a@example.com"), max_attempts=5)  # doctest: +SKIP
+        >>> await queue.dispatch(later)  # doctest: +SKIP
     """
 
     def __init__(

@@ -218,4 +218,3 @@ async def _settled(queue: cq.Queue, expected: QueueInfo) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
-

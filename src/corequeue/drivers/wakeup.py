@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 
 class Wakeup:
     """Wakes `pop()` calls waiting in this process when a job arrives, on any event loop.
 
-    Bound to no loop, so one driver may serve `dispatch_sync` (the queue's helper loop) and
-    `consume()` (the caller's loop) at once.
+    Bound to no loop, so one driver may serve pushes from other threads (`dispatch_sync`) and
+    pops on any number of event loops at once.
     """
 
     def __init__(self) -> None:
@@ -35,7 +36,8 @@ class Wakeup:
         with self._lock:
             waiters = list(self._waiters)
         for waiter in waiters:
-            waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
+            with contextlib.suppress(RuntimeError):  # its loop closed: nobody waits any more
+                waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from corequeue.drivers.redis import RedisDriver
 from corequeue.drivers.redis.connection import UrlSource
 from corequeue.errors import StoreUnavailable
 from tests.support.jobs import persisted
+from tests.support.tls import free_port, make_certificates
 
 STARTUP_SECONDS = 10.0
 
@@ -49,8 +49,10 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
             pytest.fail(message)
         pytest.skip(message)
     folder = tmp_path_factory.mktemp("tls-redis")
-    ca_file, cert, key = _certificates(openssl, folder)
-    port, tls_port = _free_port(), _free_port()
+    ca_file, cert, key = make_certificates(
+        openssl, folder, common_name="other.example", alt_names="DNS:other.example,DNS:localhost"
+    )
+    port, tls_port = free_port(), free_port()
     server = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(folder), "--tls-port", str(tls_port), "--tls-cert-file", str(cert),
@@ -129,30 +131,6 @@ def test_the_check_is_left_to_an_explicit_setting_or_plain_connections(
     source = UrlSource(url, options=options)
 
     assert source._options.get("ssl_check_hostname", False) is False
-
-
-def _certificates(openssl: str, folder: Path) -> tuple[Path, Path, Path]:
-    """Make a throwaway CA and a server certificate for other.example and localhost."""
-    ca_key, ca_file = folder / "ca.key", folder / "ca.crt"
-    key, request, cert = folder / "server.key", folder / "server.csr", folder / "server.crt"
-    extensions = folder / "server.ext"
-    extensions.write_text("subjectAltName=DNS:other.example,DNS:localhost\n")
-    for command in (
-        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca_file,
-         "-days", "1", "-subj", "/CN=corequeue test CA"],
-        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request,
-         "-subj", "/CN=other.example"],
-        ["x509", "-req", "-in", request, "-CA", ca_file, "-CAkey", ca_key, "-CAcreateserial",
-         "-out", cert, "-days", "1", "-extfile", extensions],
-    ):  # fmt: skip
-        subprocess.run([openssl, *map(str, command)], check=True, capture_output=True)
-    return ca_file, cert, key
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_until_answering(port: int) -> None:

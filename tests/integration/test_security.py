@@ -12,7 +12,6 @@ import os
 import pickle
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from corequeue.drivers.redis import RedisDriver
 from corequeue.factory import QueueFactory
 from corequeue.redact import redact
 from tests.integration.conftest import consuming, eventually
+from tests.support.tls import free_port, make_certificates
 
 PASSWORD = "correct-horse-battery-staple"
 WRONG = "not-the-password-at-all"
@@ -110,7 +110,9 @@ def secure_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureRed
             pytest.fail(message)
         pytest.skip(message)
     folder = tmp_path_factory.mktemp("secure-redis")
-    ca_file, cert, key = make_certificates(openssl, folder)
+    ca_file, cert, key = make_certificates(
+        openssl, folder, common_name="127.0.0.1", alt_names="IP:127.0.0.1,DNS:localhost"
+    )
     port, tls_port = free_port(), free_port()
     server = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -126,30 +128,6 @@ def secure_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureRed
     finally:
         server.terminate()
         server.wait(timeout=10)
-
-
-def make_certificates(openssl: str, folder: Path) -> tuple[Path, Path, Path]:
-    """Make a throwaway CA and a server certificate for 127.0.0.1 signed by it."""
-    ca_key, ca_file = folder / "ca.key", folder / "ca.crt"
-    key, request, cert = folder / "server.key", folder / "server.csr", folder / "server.crt"
-    extensions = folder / "server.ext"
-    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for command in (
-        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca_file,
-         "-days", "1", "-subj", "/CN=corequeue test CA"],
-        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request,
-         "-subj", "/CN=127.0.0.1"],
-        ["x509", "-req", "-in", request, "-CA", ca_file, "-CAkey", ca_key, "-CAcreateserial",
-         "-out", cert, "-days", "1", "-extfile", extensions],
-    ):  # fmt: skip
-        subprocess.run([openssl, *map(str, command)], check=True, capture_output=True)
-    return ca_file, cert, key
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_until_answering(port: int) -> None:

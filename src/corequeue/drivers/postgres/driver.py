@@ -281,7 +281,7 @@ class PostgresDriver:
         if not jobs:
             return []
         rows = await self._fetch(self._queries.ack_many, self._held_params(jobs))
-        return _not_matched(jobs, rows)
+        return [jobs[position - 1] for (position,) in rows]
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`, keeping its envelope.

@@ -102,12 +102,19 @@ WHERE queue = %(queue)s AND id = %(id)s AND state = 1 AND token = %(token)s;
 
 -- name: ack_many
 -- One statement for a batch of (id, token) pairs: each pair finds its row by primary key and
--- removes it only under that token. The caller reads which pairs were removed; the rest are
--- stale.
-DELETE FROM {jobs} AS j
-USING unnest(%(ids)s::text[], %(tokens)s::text[]) AS held (id, token)
-WHERE j.queue = %(queue)s AND j.id = held.id AND j.state = 1 AND j.token = held.token
-RETURNING j.id, j.token;
+-- removes it only under that token. Returns the positions (from 1) of the stale pairs only,
+-- so a batch of current holders, the usual case, sends no rows back.
+WITH held AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[])
+        WITH ORDINALITY AS h (id, token, position)
+),
+acked AS (
+    DELETE FROM {jobs} AS j
+    USING held
+    WHERE j.queue = %(queue)s AND j.id = held.id AND j.state = 1 AND j.token = held.token
+    RETURNING held.position
+)
+SELECT position FROM held WHERE position NOT IN (SELECT position FROM acked);
 
 -- name: settle
 -- fail and retry: move a reserved job, storing its updated envelope; wake pops on commit.

@@ -45,7 +45,7 @@ from corequeue.drivers.base import LEASE_EXPIRED, Channel, Driver, QueueInfo
 from corequeue.errors import InvalidOption, QueueEmpty
 from corequeue.testing import FakeClock
 from corequeue.testing.contract_fencing import *  # noqa: F403 (its tests are part of the suite)
-from corequeue.testing.jobs import persisted, pop_all
+from corequeue.testing.jobs import persisted, pop_all, with_every_field
 
 MINUTE = timedelta(minutes=1)
 
@@ -54,15 +54,7 @@ MINUTE = timedelta(minutes=1)
 
 
 async def test_pop_returns_the_pushed_envelope_unchanged(driver: Driver) -> None:
-    job = persisted(
-        "a",
-        value=b"\x00\xffnot utf-8",
-        handle_timeout=timedelta(seconds=7),
-        backoff=timedelta(seconds=3),
-        attempts=2,
-        max_attempts=4,
-        last_error="boom",
-    )
+    job = with_every_field()
 
     await driver.push(job, timedelta(0))
     popped = await driver.pop()

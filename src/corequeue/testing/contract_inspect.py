@@ -26,7 +26,7 @@ from corequeue.drivers.base import (
 )
 from corequeue.errors import QueueEmpty
 from corequeue.testing import FakeClock
-from corequeue.testing.jobs import persisted
+from corequeue.testing.jobs import persisted, with_every_field
 
 MINUTE = timedelta(minutes=1)
 
@@ -86,15 +86,7 @@ async def test_list_jobs_shows_every_channel_in_channel_order(
 
 
 async def test_listed_job_is_the_stored_envelope(driver: Driver) -> None:
-    job = persisted(
-        "a",
-        value=b"\x00\xffnot utf-8",
-        handle_timeout=timedelta(seconds=7),
-        backoff=timedelta(seconds=3),
-        attempts=2,
-        max_attempts=4,
-        last_error="boom",
-    )
+    job = with_every_field()
     await driver.push(job, timedelta(0))
 
     listed = await inspected(driver).list_jobs(Channel.WAITING)

@@ -33,6 +33,24 @@ def persisted(job_id: str, **fields: Any) -> PersistedJob:
     return PersistedJob(id=job_id, **values)
 
 
+def with_every_field(job_id: str = "a") -> PersistedJob:
+    """Return a job whose every envelope field differs from its default (and a binary payload).
+
+    Example:
+        >>> with_every_field().last_error
+        'boom'
+    """
+    return persisted(
+        job_id,
+        value=b"\x00\xffnot utf-8",
+        handle_timeout=timedelta(seconds=7),
+        backoff=timedelta(seconds=3),
+        attempts=2,
+        max_attempts=4,
+        last_error="boom",
+    )
+
+
 async def pop_all(driver: Driver) -> list[str]:
     """Pop until the driver is empty, acking each job; return the ids popped, in order."""
     ids: list[str] = []

@@ -21,6 +21,16 @@ ensure_redis_installed() {
     apt-get install -y -qq redis-server >/dev/null
 }
 
+# The TLS tests make throwaway certificates with the openssl command.
+ensure_openssl_installed() {
+    if command -v openssl >/dev/null; then
+        return
+    fi
+    log "installing openssl (apt-get)"
+    apt_update_once
+    apt-get install -y -qq openssl >/dev/null
+}
+
 # The browser tests drive Debian's Chromium (Playwright with executable_path, never a browser
 # download). Installed from the distribution's packages when missing.
 ensure_chromium_installed() {
@@ -128,6 +138,7 @@ as_postgres() {
 
 start_servers() {
     ensure_redis_installed
+    ensure_openssl_installed
     ensure_chromium_installed
     log "starting redis-server on 127.0.0.1:$REDIS_PORT"
     start_redis

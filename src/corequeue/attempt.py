@@ -148,6 +148,11 @@ class Attempts:
     async def _emit(self, payload: BeforeRetryPayload | BeforeAbortPayload) -> None:
         try:
             await self.listeners.event_dispatcher.dispatch(job_from(payload))
+        except asyncio.CancelledError:
+            if _is_cancelling():
+                raise
+            # Raised by the listener, not asked for by us: the job is settled all the same.
+            self.log.exception("queue %s: event listener raised CancelledError", self.name)
         except Exception:  # an event listener must never lose the job
             self.log.exception("queue %s: event listener failed", self.name)
 

@@ -224,7 +224,12 @@ class Consumer:
         if failure is None:  # the acker removes it from the store, with others, then observes
             self.settlement.ack_later(job, duration)
             return
-        self._observe(job, await self._settle_failure(job, failure), duration)
+        try:
+            outcome = await self._settle_failure(job, failure)
+        except asyncio.CancelledError:  # shut down while an event listener ran: never stranded
+            await self.settlement.release(job)
+            raise
+        self._observe(job, outcome, duration)
 
     async def _settle_failure(self, job: PersistedJob, failure: Failure) -> Outcome:
         try:

@@ -227,15 +227,19 @@ async def test_a_reservation_from_before_the_migration_comes_back_when_its_lease
     await driver.close()
 
 
-async def test_the_schema_refuses_a_token_on_a_job_that_is_not_reserved(
+async def test_a_token_left_on_a_pending_row_settles_nothing(
     driver: PostgresDriver, dsn: str, schema: str
 ) -> None:
+    # As a worker of the previous release leaves it: recovered to pending, its token kept.
     await driver.push(persisted("a"), timedelta(0))
+    await fetch_one(dsn, f"UPDATE \"{schema}\".jobs SET token = 'left' WHERE id = 'a' RETURNING id")
 
-    with pytest.raises(psycopg.errors.CheckViolation):
-        await fetch_one(
-            dsn, f"UPDATE \"{schema}\".jobs SET token = 'forged' WHERE id = 'a' RETURNING id"
-        )
+    assert not await driver.ack(persisted("a", token="left"))
+    popped = await driver.pop()
+
+    assert popped.token != "left"
+    assert await driver.ack(popped)
+    assert await driver.info() == QueueInfo()
 
 
 async def test_migrate_refuses_a_target_this_release_does_not_have(dsn: str, schema: str) -> None:

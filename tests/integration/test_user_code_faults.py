@@ -218,3 +218,24 @@ async def _settled(queue: cq.Queue, expected: QueueInfo) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_event_listener_raising_cancelled_error_still_settles_the_job(
+    driver: Driver,
+) -> None:
+    async def leak_cancellation(job: cq.ReceivedJob) -> None:
+        raise asyncio.CancelledError("leaked by a library")
+
+    events = cq.SyncDispatcher()
+    events.subscribe(cq.listen(cq.BeforeAbortPayload, leak_cancellation))
+    queue = cq.Queue(driver, event_dispatcher=events, parallelism=1)
+    queue.subscribe(cq.listen(int, _raise_runtime_error))
+    greeted: list[str] = []
+    queue.subscribe(cq.listen(str, lambda job: greeted.append(job.data)))
+    await queue.dispatch(1)
+    await queue.dispatch("after")
+
+    async with consuming(queue) as worker:
+        await eventually(lambda: _settled(queue, QueueInfo(failed=1)))
+        await eventually(lambda: _true(greeted == ["after"]))  # the slot is free again
+        assert not worker.done()

@@ -528,3 +528,27 @@ async def test_run_ticks_until_stopped(
 
     assert running.done()
     assert recorder.ids == [f"periodic:minute:{ms(START + timedelta(minutes=1))}"]
+
+
+async def test_a_slot_the_store_refuses_as_early_runs_when_its_clock_reaches_it(
+    queue: Queue,
+) -> None:
+    """A worker whose clock runs ahead of the store's never loses the slot to misfire=skip."""
+    store_clock = FakeClock(START - timedelta(seconds=3))  # the store runs 3 s behind
+    worker_clock = FakeClock(START)
+    recorder = Recorder(store_clock)
+    store = MemorySlotStore(recorder, clock=store_clock)
+    schedules = Schedules()
+    schedules.add(timedelta(minutes=1), "x", name="minute")
+    ticker = ticker_of(store, worker_clock, schedules, queue)
+
+    reports = []
+    for _ in range(5):  # one tick a second; the tolerance (2 s) passes on the worker's clock
+        reports.append(await ticker.tick())
+        store_clock.advance(timedelta(seconds=1))
+        worker_clock.advance(timedelta(seconds=1))
+
+    assert [outcomes(report) for report in reports[:3]] == [[("minute", "early")]] * 3
+    assert outcomes(reports[3]) == [("minute", "enqueued")]
+    assert recorder.ids == [f"periodic:minute:{ms(START)}"]
+    assert recorder.pushed[0][1] >= ms(START) * 1_000  # never before the slot on the store's clock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -104,3 +105,44 @@ async def test_stale_retry_fail_or_release_changes_nothing_and_is_logged(
     assert any("no longer this worker's" in r.getMessage() for r in caplog.records)
     assert settlement.held_count == 0
     assert recorder.settled == 1
+
+
+async def test_a_ring_between_a_look_and_a_wait_is_not_missed() -> None:
+    from corequeue.drivers.wakeup import Bell
+
+    bell = Bell()
+    seen = bell.rings  # a pop reads this before it looks for jobs
+    bell.ring()  # a push from another thread lands while the pop looks
+
+    async with asyncio.timeout(1):  # the wait returns at once, not after its 60 s
+        await bell.wait(seen, 60)
+
+
+def test_stopping_a_loop_thread_releases_a_caller_still_waiting_in_run() -> None:
+    import threading
+
+    from corequeue.drivers.derived import LoopThread
+
+    loop_thread = LoopThread("test-loop")
+    outcome: list[BaseException] = []
+    started = threading.Event()
+
+    async def long_work() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    def call() -> None:
+        try:
+            loop_thread.run(long_work())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert started.wait(5)
+
+    loop_thread.stop()
+    caller.join(5)
+
+    assert not caller.is_alive()
+    assert len(outcome) == 1

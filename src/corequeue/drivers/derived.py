@@ -76,7 +76,7 @@ class BatchFromSingle:
         """Stop the private loop of `push_sync`, if it was started."""
         holder = vars(self).get(_LOOP_ATTRIBUTE)
         if holder is not None:
-            holder.stop()
+            await asyncio.to_thread(holder.stop)  # joins a thread: not on the event loop
 
 
 class LoopThread:
@@ -113,9 +113,20 @@ class LoopThread:
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
         if loop is None or thread is None:
             return
+        # Cancel what still runs, so a caller blocked in `run()` gets CancelledError, not a wait
+        # for ever on a task of a closed loop.
+        asyncio.run_coroutine_threadsafe(_cancel_others(), loop).result()
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+async def _cancel_others() -> None:
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 _LOOP_ATTRIBUTE = "_corequeue_push_sync_loop"

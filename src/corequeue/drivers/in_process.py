@@ -30,7 +30,7 @@ from corequeue.drivers.base import (
     parse_channel,
     reloadable,
 )
-from corequeue.drivers.wakeup import Wakeup
+from corequeue.drivers.wakeup import Bell
 from corequeue.errors import InvalidOption, QueueEmpty
 from corequeue.job import PersistedJob, new_token
 
@@ -66,7 +66,7 @@ class InProcessDriver:
             Channel.FAILED: {},
             Channel.TIMEOUT: {},
         }
-        self._pushed = Wakeup()
+        self._pushed = Bell()
         self._slots: dict[str, int] = {}  # periodic schedule name -> last enqueued slot, ms
         self._lock = threading.RLock()
 
@@ -127,6 +127,7 @@ class InProcessDriver:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pop_timeout.total_seconds()
         while True:
+            seen = self._pushed.rings  # a push from another thread during the look is not missed
             now_us = self._clock.now_us()
             now = now_us // 1_000  # rounded down: what is due at `now` is due at `now_us`
             with self._lock:
@@ -138,7 +139,7 @@ class InProcessDriver:
             wait = min(deadline - loop.time(), next_event_ms / 1000)
             if wait <= 0:
                 raise QueueEmpty()
-            await self._pushed.wait(wait)
+            await self._pushed.wait(seen, wait)
 
     async def ack(self, job: PersistedJob) -> bool:
         """Remove a reserved job; False (nothing changed) when its token is stale."""
@@ -342,7 +343,7 @@ class InProcessDriver:
     def _enqueue(self, job: PersistedJob, due: int) -> None:
         self._pending[job.id] = (due, job)
         heapq.heappush(self._heap, (due, next(self._sequence), job.id))
-        self._pushed.notify()
+        self._pushed.ring()
 
     def _take_due(self, now: int) -> PersistedJob | None:
         while self._heap and self._heap[0][0] <= now:

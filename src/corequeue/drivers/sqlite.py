@@ -54,7 +54,7 @@ from corequeue.drivers.sql_state import (
     job_from_columns,
     readable_or_not,
 )
-from corequeue.drivers.wakeup import Wakeup
+from corequeue.drivers.wakeup import Bell
 from corequeue.errors import DecodeError, InvalidOption, QueueEmpty, StoreUnavailable
 from corequeue.job import PersistedJob, new_token, to_ms
 
@@ -209,7 +209,7 @@ class SQLiteDriver:
         self._clock = clock or SystemClock()
         self._thread: _ConnectionThread | None = None
         self._thread_lock = threading.Lock()
-        self._pushed = Wakeup()
+        self._pushed = Bell()
 
     def __repr__(self) -> str:
         return f"SQLiteDriver({str(self.path)!r}, name={self.name!r})"
@@ -237,7 +237,7 @@ class SQLiteDriver:
         """
         rows = self._push_rows(jobs, options)
         await self._run(partial(_execute_many, sql=_PUSH, rows=rows))
-        self._pushed.notify()
+        self._pushed.ring()
 
     def push_sync(self, job: PersistedJob, delay: timedelta, **options: Any) -> None:
         """Put `job` in `waiting` or `delayed` from synchronous code, on any thread.
@@ -251,7 +251,7 @@ class SQLiteDriver:
         rows = self._push_rows([(job, delay)], options)
         with self._store_errors():
             self._connection_thread().run_sync(partial(_execute_many, sql=_PUSH, rows=rows))
-        self._pushed.notify()
+        self._pushed.ring()
 
     async def pop(self) -> PersistedJob:
         """Reserve the next due job under a fresh token; raise QueueEmpty after `pop_timeout`."""
@@ -268,6 +268,7 @@ class SQLiteDriver:
         deadline = loop.time() + self.pop_timeout.total_seconds()
         poll_seconds = self.poll_interval.total_seconds()
         while True:
+            seen = self._pushed.rings  # a push from another thread during the look is not missed
             now_us = self._clock.now_us()
             now = now_us // 1_000  # rounded down: what is due at `now` is due at `now_us`
             reserve = partial(
@@ -285,7 +286,7 @@ class SQLiteDriver:
                 raise QueueEmpty()
             if next_event_ms is not None:
                 wait = min(wait, max(next_event_ms - now, 0) / 1000)
-            await self._pushed.wait(min(wait, poll_seconds))
+            await self._pushed.wait(seen, min(wait, poll_seconds))
 
     async def ack(self, job: PersistedJob) -> bool:
         """Remove a reserved job; False (nothing changed) when its token is stale."""
@@ -306,7 +307,7 @@ class SQLiteDriver:
         """Move a reserved job to `delayed` for its backoff; False when its token is stale."""
         moved = await self._settle(job, PENDING, due_ms(self._clock.now_us(), job.backoff))
         if moved:
-            self._pushed.notify()
+            self._pushed.ring()
         return moved
 
     async def renew(self, job: PersistedJob) -> bool:
@@ -330,7 +331,7 @@ class SQLiteDriver:
             return False
         moved = await self._write(_RELEASE, (self._clock.now_ms(), *self._held(job))) > 0
         if moved:
-            self._pushed.notify()
+            self._pushed.ring()
         return moved
 
     async def cancel(self, job_id: str) -> bool:
@@ -345,7 +346,7 @@ class SQLiteDriver:
             f"UPDATE corequeue_jobs SET state = {PENDING}, due_ms = ? WHERE queue = ? AND state = ?"
         )
         moved = await self._write(sql, (self._clock.now_ms(), self.name, state))
-        self._pushed.notify()
+        self._pushed.ring()
         return moved
 
     async def flush(self, channel: Channel | str) -> None:
@@ -392,7 +393,7 @@ class SQLiteDriver:
         )
         enqueued = await self._run(step)
         if enqueued:
-            self._pushed.notify()
+            self._pushed.ring()
         return enqueued
 
     async def schedule_slots(self) -> dict[str, int]:
@@ -460,7 +461,7 @@ class SQLiteDriver:
             f"WHERE queue = ? AND id = ? AND state IN ({FAILED}, {TIMEOUT})"
         )
         moved = await self._write(sql, (self._clock.now_ms(), self.name, job_id)) > 0
-        self._pushed.notify()
+        self._pushed.ring()
         return moved
 
     # --- inside the driver's thread --------------------------------------------------------

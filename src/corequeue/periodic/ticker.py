@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from corequeue.drivers.base import Clock
-from corequeue.errors import DriverError, InvalidOption
+from corequeue.errors import InvalidOption
 from corequeue.guard import Guard
 from corequeue.job import PersistedJob
 from corequeue.metrics import SlotMetrics
@@ -190,6 +190,7 @@ class Ticker:
         self._queue = queue
         self._metrics_guard = Guard(self._log, f"queue {queue}: periodic metrics observer")
         self._known: dict[str, int] = {}  # name -> latest slot settled (by anyone) as far as known
+        self._early: dict[str, int] = {}  # name -> slot the store refused: its clock is behind
         self._loaded = False
 
     async def tick(self) -> TickReport:
@@ -234,7 +235,7 @@ class Ticker:
         try:
             slots = await self._store.schedule_slots()
             await self._forget_stale(slots, now_ms)
-        except DriverError as exc:
+        except Exception as exc:  # the store, or its client: try again at the next tick
             self._log.warning("periodic: cannot read the schedules' last slots: %s", exc)
             return False
         for name, slot_ms in slots.items():
@@ -263,7 +264,10 @@ class Ticker:
             return None
         catch_up = entry.misfire == "once" and known is not None
         late_by = timedelta(microseconds=now_us - latest * 1_000)
-        if not catch_up and late_by > self.settings.misfire_tolerance:
+        # A slot the store refused as early is not a misfire, however late this worker's clock
+        # (ahead of the store's) says it is: only the store's clock decides.
+        refused_early = self._early.get(entry.name) == latest
+        if not catch_up and not refused_early and late_by > self.settings.misfire_tolerance:
             self._known[entry.name] = latest
             # A schedule the store never saw missed nothing: its slots before now predate it.
             skipped = SlotOutcome(entry.name, latest, Outcome.SKIPPED, late_by)
@@ -282,10 +286,12 @@ class Ticker:
         try:
             enqueued = await self._store.enqueue_slot(entry.name, slot_ms, job)
             if not enqueued and not await self._taken(entry.name, slot_ms):
+                self._early[entry.name] = slot_ms
                 return SlotOutcome(entry.name, slot_ms, Outcome.EARLY, late_by)
-        except DriverError as exc:  # the slot stays due: the next tick tries again
+        except Exception as exc:  # the store, or its client: the slot stays due for the next tick
             self._log.warning("periodic: cannot enqueue %s: %s", job.id, exc)
             return SlotOutcome(entry.name, slot_ms, Outcome.FAILED, late_by, _error(exc))
+        self._early.pop(entry.name, None)
         self._known[entry.name] = slot_ms
         outcome = Outcome.ENQUEUED if enqueued else Outcome.TAKEN
         return SlotOutcome(entry.name, slot_ms, outcome, late_by)

@@ -10,7 +10,7 @@
 
 ALTER TABLE {schema}.jobs ADD COLUMN token text;
 
--- Only a reserved row holds a token: every move out of reserved clears it. Every row has a NULL
--- token when this runs, so NOT VALID skips a scan of the table that could only succeed.
-ALTER TABLE {schema}.jobs
-    ADD CONSTRAINT jobs_token_only_when_reserved CHECK (state = 1 OR token IS NULL) NOT VALID;
+-- No CHECK ties the token to the reserved state: a worker of the previous release, still
+-- running during a rolling upgrade, recovers expired leases without clearing tokens, and such a
+-- constraint would make its every pop fail. A token left on a pending row settles nothing:
+-- every fenced statement also requires state = 1, and the next pop writes a fresh token.

@@ -46,7 +46,7 @@ from corequeue.drivers.base import (
 from corequeue.drivers.postgres import migrations
 from corequeue.drivers.postgres.dsn import connect_options, parse_dsn, redact, store_errors
 from corequeue.drivers.postgres.inspection import inspection_queries
-from corequeue.drivers.postgres.listener import Bell, Listener
+from corequeue.drivers.postgres.listener import Listener
 from corequeue.drivers.postgres.pooling import SyncPool, pool_waits
 from corequeue.drivers.postgres.queries import Queries
 from corequeue.drivers.sql_state import (
@@ -56,6 +56,7 @@ from corequeue.drivers.sql_state import (
     job_from_columns,
     readable_or_not,
 )
+from corequeue.drivers.wakeup import Bell
 from corequeue.errors import (
     DecodeError,
     DriverError,

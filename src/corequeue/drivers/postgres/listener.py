@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -16,51 +15,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from corequeue.drivers.wakeup import Bell
+
 Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
 """Opens a new autocommit connection to the store."""
-
-
-class Bell:
-    """Wakes the pops of one driver on any event loop, losing no ring between a look and a wait.
-
-    A pop reads `rings` before it looks for jobs and passes it to `wait()`: a ring that comes
-    while it looks makes the wait return at once.
-    """
-
-    def __init__(self) -> None:
-        self._rings = 0
-        self._waiters: set[asyncio.Future[None]] = set()
-        self._lock = threading.Lock()
-
-    @property
-    def rings(self) -> int:
-        """How many times the bell has rung."""
-        with self._lock:
-            return self._rings
-
-    def ring(self) -> None:
-        """Wake every waiter."""
-        with self._lock:
-            self._rings += 1
-            waiters = list(self._waiters)
-        for waiter in waiters:
-            with contextlib.suppress(RuntimeError):  # its loop has closed: nobody to wake
-                waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
-
-    async def wait(self, seen: int, timeout_seconds: float) -> None:
-        """Return when the bell rings, at once if it rang since `seen`, or after the timeout."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        with self._lock:
-            if self._rings != seen:
-                return
-            self._waiters.add(waiter)
-        try:
-            await asyncio.wait_for(waiter, timeout_seconds)
-        except TimeoutError:
-            pass
-        finally:
-            with self._lock:
-                self._waiters.discard(waiter)
 
 
 class Listener:
@@ -142,8 +100,3 @@ class Listener:
                 # The store is down: pops keep polling meanwhile; try again a little later.
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry_seconds)
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

@@ -379,7 +379,7 @@ class RedisDriver:
         """Close the connections the driver opened (not a client given to it), sync ones too."""
         await self._clients.close()
         await asyncio.to_thread(self._sync.close)
-        self._sync_loop.stop()
+        await asyncio.to_thread(self._sync_loop.stop)  # joins a thread: not on the event loop
 
     async def list_jobs(
         self,

@@ -74,32 +74,28 @@ local function forget(id)
   redis.call('HDEL', TOKENS, id)
 end
 
--- Calls each(first, last) over consecutive slices of `items` holding at most BATCH groups of
--- `width` entries: a variadic command never unpacks more than Lua's stack takes.
-local function in_slices(items, width, each)
+-- One variadic command per slice of `items` (at most BATCH groups of `width` entries, so no
+-- call unpacks more than Lua's stack takes): redis.call(command, key, items...).
+local function call_sliced(command, key, items, width)
   local size = BATCH * width
   for first = 1, #items, size do
-    each(first, math.min(first + size - 1, #items))
+    redis.call(command, key, unpack(items, first, math.min(first + size - 1, #items)))
   end
-end
-
--- One variadic command per slice of `items`: redis.call(command, key, items...).
-local function call_sliced(command, key, items, width)
-  in_slices(items, width, function(first, last)
-    redis.call(command, key, unpack(items, first, last))
-  end)
 end
 
 -- HMGET or ZMSCORE of many ids: the replies in id order (false where absent), one call per
 -- BATCH ids instead of one per id.
 local function read_many(command, key, ids)
+  if #ids <= BATCH then
+    return #ids > 0 and redis.call(command, key, unpack(ids)) or {}
+  end
   local values = {}
-  in_slices(ids, 1, function(first, last)
-    local reply = redis.call(command, key, unpack(ids, first, last))
-    for i = 1, last - first + 1 do
+  for first = 1, #ids, BATCH do
+    local reply = redis.call(command, key, unpack(ids, first, math.min(first + BATCH - 1, #ids)))
+    for i = 1, #reply do
       values[first + i - 1] = reply[i]
     end
-  end)
+  end
   return values
 end
 

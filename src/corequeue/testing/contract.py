@@ -420,6 +420,16 @@ async def test_batches_of_thousands_move_every_job_once(driver: Driver, clock: F
     assert await driver.info() == QueueInfo()
 
 
+@pytest.mark.parametrize("limit", [0, -1, 1.5, True])
+async def test_pop_many_refuses_a_limit_below_one(driver: Driver, limit: int) -> None:
+    await driver.push(persisted("kept"), timedelta(0))
+
+    with pytest.raises(InvalidOption, match="limit"):
+        await driver.pop_many(limit)
+
+    assert await driver.info() == QueueInfo(waiting=1)
+
+
 async def test_push_many_stores_an_id_given_twice_once(driver: Driver) -> None:
     first, second = persisted("twice", max_attempts=3), persisted("twice", max_attempts=5)
 

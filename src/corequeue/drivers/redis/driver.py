@@ -49,6 +49,7 @@ from corequeue.drivers.base import (
     JobView,
     QueueInfo,
     check_listing,
+    check_pop_limit,
     parse_channel,
     reloadable,
 )
@@ -280,8 +281,7 @@ class RedisDriver:
 
     async def pop_many(self, limit: int) -> list[PersistedJob]:
         """Reserve up to `limit` due jobs, oldest first; raise QueueEmpty after `pop_timeout`."""
-        if limit < 1:
-            raise InvalidOption(f"limit must be at least 1, got {limit}")
+        check_pop_limit(limit)
         limit = min(limit, MAX_POP)
         clients = await self._clients.current()
         loop = asyncio.get_running_loop()

@@ -20,7 +20,6 @@ from redis.exceptions import NoScriptError
 from corequeue.drivers.redis.connection import AnyRedis, SyncRedis, execute
 from corequeue.drivers.redis.sync import execute_sync
 
-
 _FUNCTION = re.compile(r"^local function (\w+)\(")
 _COMMENT = re.compile(r"(^|\s)--.*$", re.MULTILINE)
 

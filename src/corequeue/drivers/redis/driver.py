@@ -347,7 +347,14 @@ class RedisDriver:
     async def reload(self, channel: Channel | str) -> int:
         """Move every job of `failed` or `timeout` back to `waiting`, a batch per script."""
         source = reloadable(channel)
-        return await self._repeat("reload", source.value)
+        total, position = 0, 0
+        while True:
+            moved, kept = (
+                int(count) for count in await self._run("reload", source.value, position)
+            )
+            if moved == kept == 0:
+                return total
+            total, position = total + moved, position + kept
 
     async def flush(self, channel: Channel | str) -> None:
         """Delete every job of `channel` with its data, a batch per script."""

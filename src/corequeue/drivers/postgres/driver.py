@@ -53,6 +53,7 @@ from corequeue.drivers.sql_state import (
     FAILED,
     PARKED_STATE,
     PENDING,
+    headers_column,
     job_from_columns,
     readable_or_not,
 )
@@ -379,6 +380,7 @@ class PostgresDriver:
             attempts=job.attempts,
             max_attempts=job.max_attempts,
             last_error=job.last_error,
+            headers=headers_column(job.headers),
         )
         enqueued = await self._moved(self._queries.enqueue_slot, params)
         if enqueued:
@@ -539,6 +541,7 @@ class PostgresDriver:
             max_attempts=[job.max_attempts for job, _ in unique],
             last_errors=[job.last_error for job, _ in unique],
             delays_us=[delay // _MICROSECOND for _, delay in unique],
+            headers=[headers_column(job.headers) for job, _ in unique],
         )
 
     # --- plumbing --------------------------------------------------------------------------

@@ -217,13 +217,26 @@ class Queue:
             MiddlewareError: An `on_dispatch` hook raised; nothing was enqueued.
             StoreUnavailable: The store did not take the job; nothing was enqueued.
         """
+        persisted, delay = self.prepare_sync(job)
+        self.driver.push_sync(persisted, delay, **push_options)
+        return persisted.id
+
+    def prepare_sync(self, job: Any) -> tuple[PersistedJob, timedelta]:
+        """Build the envelope `dispatch_sync` would store, middleware headers included.
+
+        For integrations that store it later themselves (after a commit, say) with the
+        driver's `push_sync`: the `on_dispatch` hooks run now, in the caller's context.
+
+        Raises:
+            CoreQueueError: When called from a running event loop.
+            EncodeError, PayloadTooLarge, MiddlewareError: As for `dispatch_sync`.
+        """
         _refuse_running_loop()
         persisted, delay = self.persist(job)
         if self.middleware.dispatch_hooks:
             dispatched = self._dispatched(job, persisted, delay)
             persisted.headers = self.middleware.headers_for_sync(dispatched, persisted.headers)
-        self.driver.push_sync(persisted, delay, **push_options)
-        return persisted.id
+        return persisted, delay
 
     # --- periodic jobs ---------------------------------------------------------------------
 

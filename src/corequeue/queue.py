@@ -178,10 +178,7 @@ class Queue:
             MiddlewareError: An `on_dispatch` hook raised; nothing was enqueued.
             StoreUnavailable: The store did not take the job; nothing was enqueued.
         """
-        persisted, delay = self.persist(job)
-        if self.middleware.dispatch_hooks:
-            dispatched = self._dispatched(job, persisted, delay)
-            persisted.headers = await self.middleware.headers_for(dispatched, persisted.headers)
+        persisted, delay = await self._prepare(job)
         if push_options:  # a transaction of the caller's: never batched with other dispatches
             await self.driver.push(persisted, delay, **push_options)
         else:
@@ -190,13 +187,7 @@ class Queue:
 
     async def dispatch_many(self, jobs: Iterable[Any], **push_options: Any) -> list[str]:
         """Persist many jobs, in one round trip per batch where the driver allows; return ids."""
-        persisted = []
-        for job in jobs:
-            envelope, delay = self.persist(job)
-            if self.middleware.dispatch_hooks:
-                dispatched = self._dispatched(job, envelope, delay)
-                envelope.headers = await self.middleware.headers_for(dispatched, envelope.headers)
-            persisted.append((envelope, delay))
+        persisted = [await self._prepare(job) for job in jobs]
         for start in range(0, len(persisted), _BATCH_SIZE):
             await self.driver.push_many(persisted[start : start + _BATCH_SIZE], **push_options)
         return [job.id for job, _ in persisted]
@@ -312,6 +303,14 @@ class Queue:
         job.decorate(persisted)
         if delay < timedelta(0):
             raise InvalidOption(f"defer() of {job.type} returned a negative delay: {delay}")
+        return persisted, delay
+
+    async def _prepare(self, job: Any) -> tuple[PersistedJob, timedelta]:
+        """Build the envelope of `job` with the headers of the `on_dispatch` hooks."""
+        persisted, delay = self.persist(job)
+        if self.middleware.dispatch_hooks:
+            dispatched = self._dispatched(job, persisted, delay)
+            persisted.headers = await self.middleware.headers_for(dispatched, persisted.headers)
         return persisted, delay
 
     def _dispatched(self, job: Any, persisted: PersistedJob, delay: timedelta) -> DispatchedJob:

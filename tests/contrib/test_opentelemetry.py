@@ -158,3 +158,25 @@ async def test_a_job_without_trace_headers_starts_a_trace_of_its_own(
 
 async def empty(queue: cq.Queue) -> bool:
     return await queue.info() == QueueInfo()
+
+
+def test_dispatch_sync_publishes_under_the_callers_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    queue = cq.Queue(cq.InProcessDriver(), middleware=[TracingMiddleware(provider)])
+
+    with provider.get_tracer("web").start_as_current_span("GET /view") as view:
+        queue.dispatch_sync(1)
+    asyncio.run(queue.close())
+
+    publish, _ = exporter.get_finished_spans()
+    assert publish.parent is not None
+    assert publish.parent.span_id == view.get_span_context().span_id
+    assert publish.context is not None
+    [job] = asyncio.run(_waiting_jobs(queue))
+    assert job.headers["traceparent"].split("-")[2] == f"{publish.context.span_id:016x}"
+
+
+async def _waiting_jobs(queue: cq.Queue) -> list[cq.PersistedJob]:
+    assert isinstance(queue.driver, cq.InspectDriver)
+    return [view.job for view in await queue.driver.list_jobs(cq.Channel.WAITING)]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import corequeue as cq
+from corequeue.config import parse_config
 from corequeue.drivers.base import Channel, Driver, QueueInfo
 from corequeue.middleware import CallNext
 from tests.integration.conftest import consuming, eventually
@@ -274,3 +275,14 @@ async def test_the_base_class_does_nothing_and_lets_the_job_run() -> None:
     async with consuming(queue):
         await asyncio.wait_for(done.wait(), 10)
         await eventually(lambda: info_is(queue, QueueInfo()))
+
+
+async def test_a_factory_gives_every_queue_its_middleware() -> None:
+    config = parse_config({"queue": {"emails": {"driver": "memory"}}})
+    factory = cq.QueueFactory(config, prometheus=False, middleware=[Stamp("a", [])])
+
+    await factory.make("emails").dispatch(1)
+    job = await factory.make("emails").driver.pop()
+
+    assert job.headers == {"a": "builtins.int@emails"}
+    await factory.close()

@@ -179,4 +179,5 @@ class Chain:
 
 
 def _name(item: object) -> str:
-    return type(item).__qualname__
+    """The middleware's class name as written (without the `<locals>` of a nested class)."""
+    return type(item).__qualname__.rsplit("<locals>.", 1)[-1]

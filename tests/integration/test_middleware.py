@@ -286,3 +286,48 @@ async def test_a_factory_gives_every_queue_its_middleware() -> None:
 
     assert job.headers == {"a": "builtins.int@emails"}
     await factory.close()
+
+
+class Gate:
+    """Runs the listeners only for even payloads, and swallows the ValueError they raise."""
+
+    async def around_process(self, job: cq.ReceivedJob, call_next: CallNext) -> Any:
+        if job.data % 2:
+            return None
+        try:
+            return await call_next()
+        except ValueError:
+            return None
+
+
+async def test_a_middleware_may_skip_the_listeners_or_swallow_their_error() -> None:
+    queue = cq.Queue(in_process(), middleware=[Gate()])
+    ran: list[int] = []
+
+    def refuse(job: cq.ReceivedJob) -> None:
+        ran.append(job.data)
+        raise ValueError("refused")
+
+    queue.subscribe(cq.listen(int, refuse))
+    await queue.dispatch(1)
+    await queue.dispatch(2)
+    async with consuming(queue):
+        await eventually(lambda: info_is(queue, QueueInfo()))
+
+    assert ran == [2]  # 1 skipped, 2 ran and failed, and the middleware made it a success
+
+
+async def test_a_plain_function_around_process_fails_the_attempt_with_a_clear_error() -> None:
+    class NotAsync:
+        def around_process(self, job: cq.ReceivedJob, call_next: CallNext) -> Any:
+            return None
+
+    queue = cq.Queue(in_process(), middleware=[NotAsync()])
+    queue.subscribe(cq.listen(int, lambda job: None))
+
+    await queue.dispatch(1)
+    async with consuming(queue):
+        await eventually(lambda: info_is(queue, QueueInfo(failed=1)))
+
+    [error] = await last_errors(queue.driver, Channel.FAILED)
+    assert error.startswith("MiddlewareError: middleware NotAsync.around_process raised: TypeError")

@@ -40,6 +40,9 @@ EXTRA: dict[str, Any] = {
 }
 """Envelope fields of a newer release, unknown to this one."""
 
+HEADERS = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+"""Headers, a field this release knows, kept beside the unknown ones."""
+
 Check = Callable[[PersistedJob, str], Awaitable[None]]
 """Checks, after the move named by its second argument, that the newer fields are still there;
 given the copy of the job a pop handed out after that move."""
@@ -85,10 +88,11 @@ async def test_an_envelope_store_keeps_unknown_fields_through_every_move(
     store: str, clock: FakeClock, tmp_path: Path
 ) -> None:
     async def check(job: PersistedJob, move: str) -> None:
-        assert job.extra == EXTRA, f"after {move}"
+        assert (job.extra, job.headers) == (EXTRA, HEADERS), f"after {move}"
 
     async with FACTORIES[store](clock, tmp_path) as driver:
-        await driver.push(persisted("a", max_attempts=10, extra=dict(EXTRA)), timedelta(0))
+        job = persisted("a", max_attempts=10, extra=dict(EXTRA), headers=dict(HEADERS))
+        await driver.push(job, timedelta(0))
 
         await journey(inspectable(driver), clock, check)
 

@@ -26,6 +26,7 @@ from corequeue.errors import (
     EncodeError,
     HandleTimeout,
     InvalidOption,
+    MiddlewareError,
     NoListener,
     PayloadTooLarge,
     QueueEmpty,
@@ -45,6 +46,7 @@ from corequeue.events import (
 )
 from corequeue.factory import App, QueueFactory
 from corequeue.job import DeferrableJob, Job, PersistedJob, ReceivedJob, adjust, job_from
+from corequeue.middleware import DispatchedJob, Middleware
 from corequeue.periodic import PeriodicInfo
 from corequeue.queue import Queue
 
@@ -80,6 +82,7 @@ __all__ = [
     "CoreQueueError",
     "DecodeError",
     "DeferrableJob",
+    "DispatchedJob",
     "Driver",
     "DriverError",
     "EncodeError",
@@ -93,6 +96,8 @@ __all__ = [
     "JobView",
     "JsonCodec",
     "ListenFunc",
+    "Middleware",
+    "MiddlewareError",
     "NoListener",
     "PayloadTooLarge",
     "PeriodicInfo",

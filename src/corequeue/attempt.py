@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
@@ -23,6 +23,7 @@ from corequeue.events import BeforeAbortPayload, BeforeRetryPayload, JobDispatch
 from corequeue.guard import Logger
 from corequeue.job import PersistedJob, ReceivedJob, job_from
 from corequeue.metrics import Outcome
+from corequeue.middleware import Chain
 from corequeue.settlement import Settlement, job_extra
 
 PayloadLookup = Callable[[str], tuple[bool, type[Any] | None]]
@@ -45,6 +46,7 @@ class Listeners:
     payload_class: PayloadLookup
     job_dispatcher: JobDispatcher
     event_dispatcher: JobDispatcher
+    middleware: Chain = field(default_factory=lambda: Chain(()))
 
 
 class Attempts:
@@ -86,7 +88,9 @@ class Attempts:
         task = cast("asyncio.Task[None]", asyncio.current_task())
         deadline = self.deadlines.watch(task, job.handle_timeout.total_seconds())
         try:
-            await self.listeners.job_dispatcher.dispatch(received)
+            await self.listeners.middleware.process(
+                received, lambda: self.listeners.job_dispatcher.dispatch(received)
+            )
         except asyncio.CancelledError as exc:
             if deadline.expired:
                 deadline.expired = False
@@ -119,7 +123,9 @@ class Attempts:
             target = payload_class.__qualname__ if payload_class is not None else "a payload"
             error = DecodeError(f"payload does not fit {target}: {type(exc).__name__}: {exc}")
             return Failure(error, retryable=False)
-        return ReceivedJob(job.type, data, job.id, job.attempts, job.max_attempts, job)
+        return ReceivedJob(
+            job.type, data, job.id, job.attempts, job.max_attempts, job, queue=self.name
+        )
 
     async def settle_failure(self, job: PersistedJob, failure: Failure) -> Outcome:
         """Retry the job while attempts remain and the failure allows, else fail it."""

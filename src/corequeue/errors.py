@@ -9,6 +9,7 @@ CoreQueueError
 ├── PayloadTooLarge (also a ValueError)
 ├── NoListener
 ├── HandleTimeout
+├── MiddlewareError
 ├── WorkerCrashed
 └── DriverError
     └── StoreUnavailable
@@ -69,6 +70,13 @@ class NoListener(CoreQueueError):
 
 class HandleTimeout(CoreQueueError):
     """The listeners of a job ran longer than its handle timeout and were cancelled."""
+
+
+class MiddlewareError(CoreQueueError):
+    """A middleware hook raised: the dispatch did not happen, or the attempt failed.
+
+    The message names the middleware and the hook; the hook's exception is the `__cause__`.
+    """
 
 
 class WorkerCrashed(CoreQueueError):

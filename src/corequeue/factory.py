@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
@@ -50,6 +50,7 @@ class QueueFactory:
         codec: The codec of every queue (default: JSON).
         event_dispatcher: Receives BeforeRetry / BeforeAbort events of every queue.
         logger: Where the queues log (default: the "corequeue" logger).
+        middleware: The middleware of every queue (see `Queue(middleware=...)`).
 
     Example:
         >>> factory = QueueFactory(load_config("corequeue.yaml"))  # doctest: +SKIP
@@ -70,6 +71,7 @@ class QueueFactory:
         codec: Codec | None = None,
         event_dispatcher: JobDispatcher | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        middleware: Sequence[object] = (),
     ) -> None:
         self.config = config or parse_config({}, source=BUILT_IN)
         self.registry = registry
@@ -81,6 +83,7 @@ class QueueFactory:
             "codec": codec,
             "event_dispatcher": event_dispatcher,
             "logger": logger,
+            "middleware": middleware,
         }
         self._queues: dict[str, Queue] = {}
         self._lock = threading.Lock()

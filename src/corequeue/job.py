@@ -8,9 +8,10 @@ envelope every driver stores.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
@@ -159,7 +160,13 @@ class PersistedJob:
     """Envelope fields this release does not know (a newer one wrote them), kept as read.
 
     `to_bytes()` writes them back beside the known fields, which win on a clash, so a job
-    that passes through a worker of an older release keeps its headers, priority or group.
+    that passes through a worker of an older release keeps its priority or group.
+    """
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    """Text metadata that travels with the job (trace context, a request id): set by the
+    `on_dispatch` hooks of middleware, read by listeners as `ReceivedJob.headers`.
+
+    Checked by `check_headers` when the job is dispatched; stored by every driver.
     """
 
     @property
@@ -201,7 +208,8 @@ class PersistedJob:
 
 class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     """Wire format v2 (v1 has the same fields): one JSON object; the payload as text when it is
-    UTF-8, else base64.
+    UTF-8, else base64. `headers` is optional and left out when empty: a reader of an earlier
+    v2 release keeps it among its unknown fields.
 
     Unknown fields are refused here so that the common envelope, with none, decodes in one
     pass; `_decode_envelope` then takes the slower path that keeps them.
@@ -217,6 +225,7 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     value_b64: bytes | None = None
     backoff_ms: int = 0
     last_error: str | None = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
     @classmethod
     def from_job(cls, job: PersistedJob) -> _Envelope:
@@ -232,6 +241,7 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
             value_b64=raw,
             backoff_ms=to_ms(job.backoff),
             last_error=job.last_error,
+            headers=job.headers,
         )
 
     def to_job(self) -> PersistedJob:
@@ -257,6 +267,7 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
             attempts=self.attempts,
             max_attempts=self.max_attempts,
             last_error=self.last_error,
+            headers=self.headers,
         )
 
 
@@ -362,6 +373,55 @@ MAX_GROUP_CHARS = 200
 
 MAX_UNIQUE_ID_CHARS = 1000
 """The longest `unique_id`."""
+
+MAX_HEADERS = 64
+"""The most headers one job carries."""
+
+MAX_HEADER_NAME_CHARS = 200
+"""The longest header name."""
+
+MAX_HEADERS_CHARS = 8192
+"""The most characters all of one job's header names and values hold together."""
+
+
+def check_headers(headers: object) -> dict[str, str]:
+    """Return `headers` as a plain dict after checking it is a bounded map of text to text.
+
+    Names are 1 to 200 characters, values any length, both without NUL characters or lone
+    surrogates; at most 64 headers of at most 8192 characters in all.
+
+    Raises:
+        InvalidOption: Naming the first header that breaks a rule.
+
+    Example:
+        >>> check_headers({"request-id": "r-42"})
+        {'request-id': 'r-42'}
+        >>> check_headers({"n": 1})
+        Traceback (most recent call last):
+        ...
+        corequeue.errors.InvalidOption: header 'n' must have a str value, got 1 (int)
+    """
+    if not isinstance(headers, Mapping):
+        raise InvalidOption(f"headers must be a mapping of str to str, got {shown(headers)}")
+    if len(headers) > MAX_HEADERS:
+        raise InvalidOption(f"a job carries at most {MAX_HEADERS} headers, got {len(headers)}")
+    total = 0
+    for name, value in headers.items():
+        if not isinstance(name, str) or not 1 <= len(name) <= MAX_HEADER_NAME_CHARS:
+            raise InvalidOption(
+                f"header names must be str of 1 to {MAX_HEADER_NAME_CHARS} characters, "
+                f"got {shown(name)}"
+            )
+        if not isinstance(value, str):
+            raise InvalidOption(f"header {name!r} must have a str value, got {shown(value)}")
+        if not (is_clean_text(name) and is_clean_text(value)):
+            raise InvalidOption(f"header {name!r} holds a NUL character or a lone surrogate")
+        total += len(name) + len(value)
+    if total > MAX_HEADERS_CHARS:
+        raise InvalidOption(
+            f"headers hold {total} characters; a job carries at most {MAX_HEADERS_CHARS}"
+        )
+    return dict(headers)
 
 
 def adjust(
@@ -520,3 +580,10 @@ class ReceivedJob:
     attempt: int
     max_attempts: int
     persisted: PersistedJob = field(repr=False)
+    queue: str = field(default="default", kw_only=True)
+    """The name of the queue the job came from."""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The job's headers, read-only (set by middleware at dispatch; see middleware.py)."""
+        return MappingProxyType(self.persisted.headers)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ from corequeue.events import (
 )
 from corequeue.job import Job, PersistedJob, is_deferrable, is_job, job_from, new_job_id
 from corequeue.metrics import Gauge, JobMetrics, LabelledGauge, SlotMetrics
+from corequeue.middleware import Chain, DispatchedJob
 from corequeue.periodic import PeriodicInfo, Schedules, Ticker
 
 F = TypeVar("F", bound=ListenerCallable)
@@ -63,6 +64,8 @@ class Queue:
             They stay leased in the store and go back to `waiting` at shutdown. The default, 0,
             suits long jobs shared by several workers: no job waits in a busy worker while
             another worker is idle.
+        middleware: Objects with an `on_dispatch` and/or an `around_process` hook, run in
+            this order (see middleware.py): headers at dispatch, wrappers around listeners.
 
     Example:
         >>> import corequeue as cq
@@ -90,6 +93,7 @@ class Queue:
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
         backoff: Callable[[timedelta], timedelta] = next_backoff,
         prefetch: int = 0,
+        middleware: Sequence[object] = (),
     ) -> None:
         _check_options(parallelism, gauge_interval, shutdown_grace, max_payload_bytes)
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
@@ -110,6 +114,7 @@ class Queue:
             gauge_interval=gauge_interval,
             backoff=backoff,
         )
+        self.middleware = Chain(middleware)
         self._pushes = PushCoalescer(driver)
         self._schedules = Schedules()
         self._payload_classes: dict[str, type[Any] | None] = {}
@@ -170,9 +175,10 @@ class Queue:
         Raises:
             EncodeError: The codec cannot encode the payload.
             PayloadTooLarge: The encoded payload is over `max_payload_bytes`.
+            MiddlewareError: An `on_dispatch` hook raised; nothing was enqueued.
             StoreUnavailable: The store did not take the job; nothing was enqueued.
         """
-        persisted, delay = self.persist(job)
+        persisted, delay = await self._prepare(job)
         if push_options:  # a transaction of the caller's: never batched with other dispatches
             await self.driver.push(persisted, delay, **push_options)
         else:
@@ -181,7 +187,7 @@ class Queue:
 
     async def dispatch_many(self, jobs: Iterable[Any], **push_options: Any) -> list[str]:
         """Persist many jobs, in one round trip per batch where the driver allows; return ids."""
-        persisted = [self.persist(job) for job in jobs]
+        persisted = [await self._prepare(job) for job in jobs]
         for start in range(0, len(persisted), _BATCH_SIZE):
             await self.driver.push_many(persisted[start : start + _BATCH_SIZE], **push_options)
         return [job.id for job, _ in persisted]
@@ -199,12 +205,29 @@ class Queue:
             CoreQueueError: When called from a running event loop (use `await dispatch()`).
             EncodeError: The codec cannot encode the payload.
             PayloadTooLarge: The encoded payload is over `max_payload_bytes`.
+            MiddlewareError: An `on_dispatch` hook raised; nothing was enqueued.
             StoreUnavailable: The store did not take the job; nothing was enqueued.
+        """
+        persisted, delay = self.prepare_sync(job)
+        self.driver.push_sync(persisted, delay, **push_options)
+        return persisted.id
+
+    def prepare_sync(self, job: Any) -> tuple[PersistedJob, timedelta]:
+        """Build the envelope `dispatch_sync` would store, middleware headers included.
+
+        For integrations that store it later themselves (after a commit, say) with the
+        driver's `push_sync`: the `on_dispatch` hooks run now, in the caller's context.
+
+        Raises:
+            CoreQueueError: When called from a running event loop.
+            EncodeError, PayloadTooLarge, MiddlewareError: As for `dispatch_sync`.
         """
         _refuse_running_loop()
         persisted, delay = self.persist(job)
-        self.driver.push_sync(persisted, delay, **push_options)
-        return persisted.id
+        if self.middleware.dispatch_hooks:
+            dispatched = self._dispatched(job, persisted, delay)
+            persisted.headers = self.middleware.headers_for_sync(dispatched, persisted.headers)
+        return persisted, delay
 
     # --- periodic jobs ---------------------------------------------------------------------
 
@@ -282,6 +305,19 @@ class Queue:
             raise InvalidOption(f"defer() of {job.type} returned a negative delay: {delay}")
         return persisted, delay
 
+    async def _prepare(self, job: Any) -> tuple[PersistedJob, timedelta]:
+        """Build the envelope of `job` with the headers of the `on_dispatch` hooks."""
+        persisted, delay = self.persist(job)
+        if self.middleware.dispatch_hooks:
+            dispatched = self._dispatched(job, persisted, delay)
+            persisted.headers = await self.middleware.headers_for(dispatched, persisted.headers)
+        return persisted, delay
+
+    def _dispatched(self, job: Any, persisted: PersistedJob, delay: timedelta) -> DispatchedJob:
+        """What the `on_dispatch` hooks see of `job`, about to be stored as `persisted`."""
+        data = job.data if is_job(job) and not isinstance(job, PersistedJob) else job
+        return DispatchedJob(persisted.type, data, persisted.id, self.name, delay)
+
     # --- consume ---------------------------------------------------------------------------
 
     async def consume(self, *, handle_signals: bool = True) -> None:
@@ -299,6 +335,7 @@ class Queue:
             payload_class=self.payload_class,
             job_dispatcher=self.job_dispatcher,
             event_dispatcher=self.event_dispatcher,
+            middleware=self.middleware,
         )
         parts = ConsumerParts(
             name=self.name,

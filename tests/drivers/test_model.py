@@ -264,8 +264,11 @@ class DriverAgainstModel(RuleBasedStateMachine):
 
     def job_for(self, choice: str, max_attempts: int) -> PersistedJob:
         job_id = f"n{next(self.ids)}" if choice == NEW else choice
-        value = f'{{"id":"{job_id}","v":{next(self.ids)}}}'.encode()  # a new version each time
-        return persisted(job_id, value=value, max_attempts=max_attempts)
+        version = next(self.ids)
+        value = f'{{"id":"{job_id}","v":{version}}}'.encode()  # a new version each time
+        # Headers on every other version: the envelope comparisons check them through every move.
+        headers = {"version": str(version)} if version % 2 else {}
+        return persisted(job_id, value=value, max_attempts=max_attempts, headers=headers)
 
     @initialize(choices=st.lists(CHOICES, max_size=3, unique=True))
     def start_with(self, choices: list[str]) -> None:

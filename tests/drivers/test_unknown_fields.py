@@ -1,6 +1,6 @@
 """Envelopes keep fields they do not know, on every driver (SPEC: envelope evolution).
 
-A newer release may store more about a job (headers, priority, group). A worker of an older
+A newer release may store more about a job (priority, group, labels). A worker of an older
 release moves that job through retry, fail, reload, lease recovery and release without losing
 any of it:
 
@@ -34,11 +34,14 @@ from tests.support.drivers import POP_TIMEOUT
 from tests.support.jobs import persisted
 
 EXTRA: dict[str, Any] = {
-    "headers": {"traceparent": "00-4bf92f3577b34da6-00f067aa0ba902b7-01"},
+    "labels": {"team": "billing"},
     "priority": 7,
     "group": "acme",
 }
 """Envelope fields of a newer release, unknown to this one."""
+
+HEADERS = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+"""Headers, a field this release knows, kept beside the unknown ones."""
 
 Check = Callable[[PersistedJob, str], Awaitable[None]]
 """Checks, after the move named by its second argument, that the newer fields are still there;
@@ -85,10 +88,11 @@ async def test_an_envelope_store_keeps_unknown_fields_through_every_move(
     store: str, clock: FakeClock, tmp_path: Path
 ) -> None:
     async def check(job: PersistedJob, move: str) -> None:
-        assert job.extra == EXTRA, f"after {move}"
+        assert (job.extra, job.headers) == (EXTRA, HEADERS), f"after {move}"
 
     async with FACTORIES[store](clock, tmp_path) as driver:
-        await driver.push(persisted("a", max_attempts=10, extra=dict(EXTRA)), timedelta(0))
+        job = persisted("a", max_attempts=10, extra=dict(EXTRA), headers=dict(HEADERS))
+        await driver.push(job, timedelta(0))
 
         await journey(inspectable(driver), clock, check)
 
@@ -147,14 +151,14 @@ async def test_postgres_leaves_columns_it_does_not_know_untouched(schema: str) -
     await run_sql(
         dsn,
         sql.SQL("ALTER TABLE {} ADD COLUMN priority integer NOT NULL DEFAULT 0").format(jobs),
-        sql.SQL("ALTER TABLE {} ADD COLUMN headers jsonb").format(jobs),
-        sql.SQL("""UPDATE {} SET priority = 7, headers = '{{"a": "b"}}' WHERE id = 'a'""").format(
+        sql.SQL("ALTER TABLE {} ADD COLUMN labels jsonb").format(jobs),
+        sql.SQL("""UPDATE {} SET priority = 7, labels = '{{"a": "b"}}' WHERE id = 'a'""").format(
             jobs
         ),
     )
 
     async def check(job: PersistedJob, move: str) -> None:
-        query = sql.SQL("SELECT priority, headers FROM {} WHERE id = 'a'").format(jobs)
+        query = sql.SQL("SELECT priority, labels FROM {} WHERE id = 'a'").format(jobs)
         assert await run_sql(dsn, query) == (7, {"a": "b"}), f"after {move}"
 
     await journey(driver, clock, check)

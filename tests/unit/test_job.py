@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import corequeue as cq
+from corequeue.errors import DecodeError
 from corequeue.job import ENVELOPE_VERSION, AdjustedJob, PersistedJob, to_ms
 
 
@@ -306,12 +307,28 @@ def test_envelope_version_2_is_written_and_1_and_2_are_read() -> None:
 def test_envelope_keeps_fields_it_does_not_know() -> None:
     job = PersistedJob.from_bytes(NEWER)
 
-    assert job.extra == {
-        "headers": {"traceparent": "00-4bf9-00f0-01"},
-        "priority": 7,
-        "group": "acme",
-    }
+    assert job.extra == {"priority": 7, "group": "acme"}
+    assert job.headers == {"traceparent": "00-4bf9-00f0-01"}  # known since headers were added
     assert (job.id, job.value, job.max_attempts) == ("a", b"{}", 3)
+
+
+def test_headers_round_trip_and_are_left_out_when_empty() -> None:
+    job = PersistedJob(id="a", type="t", value=b"1", headers={"k": "v", "ü": ""})
+
+    again = PersistedJob.from_bytes(job.to_bytes())
+
+    assert again.headers == {"k": "v", "ü": ""}
+    assert b"headers" not in PersistedJob(id="a", type="t", value=b"1").to_bytes()
+
+
+def test_an_envelope_whose_headers_are_not_text_is_refused() -> None:
+    raw = (
+        b'{"v":2,"id":"a","type":"t","handle_timeout_ms":1000,"attempts":1,"max_attempts":3,'
+        b'"value":"{}","headers":{"n":1}}'
+    )
+
+    with pytest.raises(DecodeError, match="not a corequeue envelope"):
+        PersistedJob.from_bytes(raw)
 
 
 def test_envelope_writes_back_what_it_does_not_know_after_a_retry() -> None:

@@ -6,9 +6,11 @@ Both keep every job of a queue in one table whose `state` column says where the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Final
+
+import msgspec
 
 from corequeue.drivers.base import Channel
 from corequeue.errors import DecodeError
@@ -23,9 +25,14 @@ PARKED_STATE: Final = {Channel.FAILED: FAILED, Channel.TIMEOUT: TIMEOUT, Channel
 """The state of each channel that is not split by the clock."""
 
 
+def headers_column(headers: dict[str, str]) -> str | None:
+    """Return what the `headers` column stores for `headers`: JSON text, NULL when empty."""
+    return msgspec.json.encode(headers).decode() if headers else None
+
+
 def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
     """Build a job from SQL columns `id, type, value, handle_timeout_ms, backoff_ms, attempts,
-    max_attempts, last_error`.
+    max_attempts, last_error, headers` (`headers` may be left out).
 
     Raises:
         DecodeError: For columns no driver writes (a row edited by hand or by another tool):
@@ -50,6 +57,7 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
         attempts=attempts,
         max_attempts=max_attempts,
         last_error=last_error,
+        headers=_headers(columns[8]) if len(columns) > 8 else {},
     )
 
 
@@ -86,3 +94,19 @@ def _duration(ms: Any, column: str) -> timedelta:
         return timedelta(milliseconds=ms)
     except OverflowError:
         raise DecodeError(f"stored column {column} holds {ms}, out of range") from None
+
+
+def _headers(stored: Any) -> dict[str, str]:
+    """Read the `headers` column: NULL, JSON text (SQLite) or a decoded jsonb value."""
+    if stored is None:
+        return {}
+    if isinstance(stored, str | bytes):
+        try:
+            return msgspec.json.decode(stored, type=dict[str, str])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise DecodeError(f"stored column headers holds {stored!r:.80}: {exc}") from None
+    if isinstance(stored, Mapping) and all(
+        isinstance(name, str) and isinstance(value, str) for name, value in stored.items()
+    ):
+        return dict(stored)
+    raise DecodeError(f"stored column headers holds {stored!r:.80}, not a map of text to text")

@@ -52,6 +52,7 @@ from corequeue.drivers.sql_state import (
     PENDING,
     RESERVED,
     TIMEOUT,
+    headers_column,
     job_from_columns,
     readable_or_not,
 )
@@ -61,9 +62,10 @@ from corequeue.job import PersistedJob, new_token, to_ms
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """Version 2 added the `token` column (fenced settlement), version 3 the `corequeue_periodic`
-table (periodic jobs); an older file is upgraded."""
+table (periodic jobs), version 4 the `headers` column (middleware headers, JSON text or NULL);
+an older file is upgraded."""
 
 _META = "CREATE TABLE IF NOT EXISTS corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -81,6 +83,7 @@ CREATE TABLE IF NOT EXISTS corequeue_jobs (
     max_attempts INTEGER NOT NULL,
     last_error TEXT,
     token TEXT,
+    headers TEXT,
     UNIQUE (queue, id)
 );
 CREATE INDEX IF NOT EXISTS corequeue_jobs_due ON corequeue_jobs (queue, state, due_ms);
@@ -95,19 +98,25 @@ CREATE TABLE IF NOT EXISTS corequeue_periodic (
 )
 """
 
-_UPGRADES: Final = {2: "ALTER TABLE corequeue_jobs ADD COLUMN token TEXT", 3: _PERIODIC_TABLE}
+_UPGRADES: Final = {
+    2: "ALTER TABLE corequeue_jobs ADD COLUMN token TEXT",
+    3: _PERIODIC_TABLE,
+    4: "ALTER TABLE corequeue_jobs ADD COLUMN headers TEXT",
+}
 """The statements that bring a file from version n - 1 to version n."""
 
-_COLUMNS = "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error"
+_COLUMNS = (
+    "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error, headers"
+)
 
 _PUSH = f"""
 INSERT INTO corequeue_jobs (queue, state, due_ms, {_COLUMNS})
-VALUES (?, {PENDING}, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, {PENDING}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (queue, id) DO UPDATE SET
     state = {PENDING}, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
     handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
     attempts = excluded.attempts, max_attempts = excluded.max_attempts,
-    last_error = excluded.last_error, token = NULL
+    last_error = excluded.last_error, headers = excluded.headers, token = NULL
 WHERE corequeue_jobs.state >= {FAILED}
 """
 
@@ -668,6 +677,7 @@ def _row(job: PersistedJob) -> tuple[Any, ...]:
         job.attempts,
         job.max_attempts,
         job.last_error,
+        headers_column(job.headers),
     )
 
 

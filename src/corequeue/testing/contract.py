@@ -23,7 +23,8 @@ then write one test module:
 
     from corequeue.testing.contract import *  # noqa: F403
 
-The fencing tests (`corequeue.testing.contract_fencing`) come with it. For the inspection part
+The fencing and header tests (`corequeue.testing.contract_fencing`, `contract_headers`) come
+with it. For the inspection part
 (InspectDriver, what the dashboard uses), import `corequeue.testing.contract_inspect` the same
 way; the other `corequeue.testing.contract_*` modules say what more they need.
 
@@ -46,6 +47,7 @@ from corequeue.errors import InvalidOption, QueueEmpty
 from corequeue.job import PersistedJob
 from corequeue.testing import FakeClock
 from corequeue.testing.contract_fencing import *  # noqa: F403 (its tests are part of the suite)
+from corequeue.testing.contract_headers import *  # noqa: F403 (its tests are part of the suite)
 from corequeue.testing.jobs import persisted, pop_all, with_every_field
 
 MINUTE = timedelta(minutes=1)

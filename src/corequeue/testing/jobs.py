@@ -48,7 +48,17 @@ def with_every_field(job_id: str = "a") -> PersistedJob:
         attempts=2,
         max_attempts=4,
         last_error="boom",
+        headers=dict(EVERY_HEADER),
     )
+
+
+EVERY_HEADER = {
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "request-id": "r-42",
+    "ünïcode name": 'quotes " and \\ backslash, ✓',
+    "empty": "",
+}
+"""The headers of `with_every_field`: text a store must keep as it is."""
 
 
 async def pop_all(driver: Driver) -> list[str]:

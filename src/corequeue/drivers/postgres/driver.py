@@ -54,6 +54,7 @@ from corequeue.drivers.sql_state import (
     FAILED,
     PARKED_STATE,
     PENDING,
+    headers_column,
     job_from_columns,
     readable_or_not,
 )
@@ -158,6 +159,21 @@ class PostgresDriver:
     def clock(self) -> Clock | None:
         """The clock given; None when every statement reads the database server's clock."""
         return self._clock
+
+    def stores_in(self, connection: psycopg.Connection[Any]) -> bool:
+        """Return whether `connection` reaches the database this driver keeps its jobs in.
+
+        Compares the database name, port and host the DSN names (those it leaves out match
+        anything) with those of the open connection: a push given that connection lands in
+        this driver's tables, inside the connection's transaction. Host names are compared
+        as written: `localhost` and `127.0.0.1` differ.
+        """
+        info = connection.info
+        found = {"dbname": info.dbname, "port": str(info.port), "host": info.host}
+        return all(
+            str(self._dsn_options[key]) == value for key, value in found.items()
+            if self._dsn_options.get(key)
+        )  # fmt: skip
 
     async def migrate(self) -> list[int]:
         """Create the schema or bring it to this release's version; return the versions applied.
@@ -379,6 +395,7 @@ class PostgresDriver:
             attempts=job.attempts,
             max_attempts=job.max_attempts,
             last_error=job.last_error,
+            headers=headers_column(job.headers),
         )
         enqueued = await self._moved(self._queries.enqueue_slot, params)
         if enqueued:
@@ -539,6 +556,7 @@ class PostgresDriver:
             max_attempts=[job.max_attempts for job, _ in unique],
             last_errors=[job.last_error for job, _ in unique],
             delays_us=[delay // _MICROSECOND for _, delay in unique],
+            headers=[headers_column(job.headers) for job, _ in unique],
         )
 
     # --- plumbing --------------------------------------------------------------------------

@@ -22,29 +22,29 @@ WITH incoming AS (
     FROM unnest(
         %(ids)s::text[], %(types)s::text[], %(values)s::bytea[], %(handle_timeouts)s::bigint[],
         %(backoffs)s::bigint[], %(attempts)s::integer[], %(max_attempts)s::integer[],
-        %(last_errors)s::text[], %(delays_us)s::bigint[]
+        %(last_errors)s::text[], %(delays_us)s::bigint[], %(headers)s::text[]
     ) WITH ORDINALITY AS t (
         id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error,
-        delay_us, position
+        delay_us, headers, position
     )
 ),
 pushed AS (
     INSERT INTO {jobs} AS j (
         queue, id, state, due_ms, type, value, handle_timeout_ms, backoff_ms, attempts,
-        max_attempts, last_error
+        max_attempts, last_error, headers
     )
     SELECT
         %(queue)s, id, 0,
         CASE WHEN delay_us > 0 THEN ({now_us} + delay_us + 999) / 1000 ELSE {now} END,
         type, value, handle_timeout_ms, backoff_ms,
-        attempts, max_attempts, last_error
+        attempts, max_attempts, last_error, headers::jsonb
     FROM incoming
     ORDER BY position
     ON CONFLICT (queue, id) DO UPDATE SET
         state = 0, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
         handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
         attempts = excluded.attempts, max_attempts = excluded.max_attempts,
-        last_error = excluded.last_error
+        last_error = excluded.last_error, headers = excluded.headers
     WHERE j.state >= 2
     RETURNING 1
 )
@@ -85,7 +85,7 @@ FROM picked
 WHERE j.ctid = ANY(ARRAY(SELECT row_id FROM picked)) AND j.ctid = picked.row_id
 RETURNING
     j.id, j.type, j.value, j.handle_timeout_ms, j.backoff_ms, j.attempts, j.max_attempts,
-    j.last_error, picked.due_ms, picked.seq;
+    j.last_error, j.headers, picked.due_ms, picked.seq;
 
 -- name: next_event
 -- The clock's idea of now and when something next happens in the queue: a delayed job
@@ -197,17 +197,17 @@ WITH advanced AS (
 pushed AS (
     INSERT INTO {jobs} AS j (
         queue, id, state, due_ms, type, value, handle_timeout_ms, backoff_ms, attempts,
-        max_attempts, last_error
+        max_attempts, last_error, headers
     )
     SELECT
         %(queue)s, %(id)s, 0, {now}, %(type)s, %(value)s, %(handle_timeout_ms)s,
-        %(backoff_ms)s, %(attempts)s, %(max_attempts)s, %(last_error)s
+        %(backoff_ms)s, %(attempts)s, %(max_attempts)s, %(last_error)s, %(headers)s::jsonb
     FROM advanced
     ON CONFLICT (queue, id) DO UPDATE SET
         state = 0, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
         handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
         attempts = excluded.attempts, max_attempts = excluded.max_attempts,
-        last_error = excluded.last_error
+        last_error = excluded.last_error, headers = excluded.headers
     WHERE j.state >= 2
     RETURNING 1
 )

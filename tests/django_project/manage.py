@@ -1,0 +1,12 @@
+"""The manage.py of the test project: `python -m tests.django_project.manage test shop`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from django.core.management import execute_from_command_line
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_project.settings")
+    execute_from_command_line(sys.argv)

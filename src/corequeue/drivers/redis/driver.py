@@ -290,10 +290,12 @@ class RedisDriver:
             jobs, wait_us = await self._reserve(clients, limit)
             if jobs:
                 return jobs
+            if wait_us == 0:  # ids were parked, or more fell due: look again, even late
+                continue
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise QueueEmpty()
-            if wait_us != 0 and (jobs := await self._wait(clients, remaining, wait_us, limit)):
+            if jobs := await self._wait(clients, remaining, wait_us, limit):
                 return jobs
 
     async def ack(self, job: PersistedJob) -> bool:

@@ -150,6 +150,9 @@ class Driver(Protocol):
     async def pop(self) -> PersistedJob:
         """Reserve the next due job under a lease and a fresh token.
 
+        Among due jobs the highest `priority` goes first; equal priorities go in due order
+        (first in, first out for jobs due at once).
+
         Raises:
             QueueEmpty: No job fell due within the pop timeout.
         """
@@ -201,6 +204,23 @@ class Driver(Protocol):
 
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job; return whether there was one."""
+        ...
+
+    async def pause(self) -> None:
+        """Stop handing out jobs, for every worker sharing the store, until `resume()`.
+
+        The flag lives in the store and pops read it in the same atomic step that reserves:
+        a paused queue still accepts pushes, recovers expired leases, and lets reserved jobs
+        be settled and renewed; its pops find nothing.
+        """
+        ...
+
+    async def resume(self) -> None:
+        """Hand out jobs again after `pause()` (waking pops waiting on this driver)."""
+        ...
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
         ...
 
     async def reload(self, channel: Channel | str) -> int:

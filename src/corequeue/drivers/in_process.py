@@ -58,9 +58,14 @@ class InProcessDriver:
         self.pop_timeout = pop_interval
         self.lease = lease
         self._clock = clock or SystemClock()
-        self._pending: dict[str, tuple[int, PersistedJob]] = {}  # id -> (due ms, job)
-        self._heap: list[tuple[int, int, str]] = []  # (due ms, sequence, id); stale entries skipped
+        self._pending: dict[str, _Pending] = {}
+        # Pending jobs are found through two heaps whose stale entries (cancelled, popped or
+        # pushed again since: another sequence number) are skipped: `_heap` by due time, and
+        # `_ready` for the due ones by priority, then due time (see `_take_due`).
+        self._heap: list[tuple[int, int, str]] = []  # (due ms, sequence, id)
+        self._ready: list[tuple[int, int, int, str]] = []  # (-priority, due ms, sequence, id)
         self._sequence = itertools.count()
+        self._paused = False
         self._reserved: dict[str, _Reservation] = {}
         self._parked: dict[Channel, dict[str, PersistedJob]] = {
             Channel.FAILED: {},
@@ -113,6 +118,22 @@ class InProcessDriver:
             for job, delay in jobs:
                 self._push(job, delay)
 
+    async def pause(self) -> None:
+        """Hand out no job until `resume()`; pushes are still accepted."""
+        with self._lock:
+            self._paused = True
+
+    async def resume(self) -> None:
+        """Hand out jobs again after `pause()`."""
+        with self._lock:
+            self._paused = False
+        self._pushed.ring()
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        with self._lock:
+            return self._paused
+
     async def pop(self) -> PersistedJob:
         """Reserve the next due job under a fresh token; raise QueueEmpty after the timeout."""
         jobs = await self.pop_many(1)
@@ -132,8 +153,10 @@ class InProcessDriver:
             now = now_us // 1_000  # rounded down: what is due at `now` is due at `now_us`
             with self._lock:
                 self._recover_expired(now)
-                jobs = self._reserve_due(now, due_ms(now_us, self.lease), max(limit, 1))
-                next_event_ms = self._next_event_ms(now)
+                jobs: list[PersistedJob] = []
+                if not self._paused:
+                    jobs = self._reserve_due(now, due_ms(now_us, self.lease), max(limit, 1))
+                next_event_ms = self._next_event_ms(now, pending=not self._paused)
             if jobs:
                 return jobs
             wait = min(deadline - loop.time(), next_event_ms / 1000)
@@ -217,14 +240,14 @@ class InProcessDriver:
             else:
                 delayed = parsed is Channel.DELAYED
                 pending = self._pending.items()
-                for job_id in [i for i, (due, _) in pending if (due > now) == delayed]:
+                for job_id in [i for i, entry in pending if (entry.due > now) == delayed]:
                     del self._pending[job_id]
 
     async def info(self) -> QueueInfo:
         """Return the number of jobs in each channel."""
         now = self._clock.now_ms()
         with self._lock:
-            delayed = sum(1 for due, _ in self._pending.values() if due > now)
+            delayed = sum(1 for entry in self._pending.values() if entry.due > now)
             return QueueInfo(
                 waiting=len(self._pending) - delayed,
                 delayed=delayed,
@@ -317,12 +340,14 @@ class InProcessDriver:
             ]
         delayed = channel is Channel.DELAYED
         entries = sorted(
-            (entry for entry in self._pending.values() if (entry[0] > now) == delayed),
-            key=lambda entry: entry[0],
+            (entry for entry in self._pending.values() if (entry.due > now) == delayed),
+            key=(lambda entry: (entry.due, entry.sequence))
+            if delayed
+            else (lambda entry: (-entry.job.priority, entry.due, entry.sequence)),
         )
         return [
-            JobView(replace(job), channel, instant_of_ms(due) if delayed else None)
-            for due, job in entries
+            JobView(replace(entry.job), channel, instant_of_ms(entry.due) if delayed else None)
+            for entry in entries
         ]
 
     def _renew(self, job: PersistedJob) -> bool:
@@ -341,17 +366,27 @@ class InProcessDriver:
         self._enqueue(replace(job, token=None), due_ms(self._clock.now_us(), delay))
 
     def _enqueue(self, job: PersistedJob, due: int) -> None:
-        self._pending[job.id] = (due, job)
-        heapq.heappush(self._heap, (due, next(self._sequence), job.id))
+        sequence = next(self._sequence)
+        self._pending[job.id] = _Pending(due, sequence, job)
+        heapq.heappush(self._heap, (due, sequence, job.id))
         self._pushed.ring()
 
+    def _is_current(self, job_id: str, sequence: int) -> bool:
+        """Whether a heap entry still stands for the pending job (not cancelled or re-pushed)."""
+        entry = self._pending.get(job_id)
+        return entry is not None and entry.sequence == sequence
+
     def _take_due(self, now: int) -> PersistedJob | None:
+        """Take the due job of highest priority, the earliest due among equals."""
         while self._heap and self._heap[0][0] <= now:
-            due, _, job_id = heapq.heappop(self._heap)
-            entry = self._pending.get(job_id)
-            if entry is not None and entry[0] == due:  # else cancelled or pushed again since
-                del self._pending[job_id]
-                return entry[1]
+            due, sequence, job_id = heapq.heappop(self._heap)
+            if self._is_current(job_id, sequence):
+                priority = self._pending[job_id].job.priority
+                heapq.heappush(self._ready, (-priority, due, sequence, job_id))
+        while self._ready:
+            _, _, sequence, job_id = heapq.heappop(self._ready)
+            if self._is_current(job_id, sequence):
+                return self._pending.pop(job_id).job
         return None
 
     def _reserve_due(self, now: int, lease_end: int, limit: int) -> list[PersistedJob]:
@@ -374,9 +409,12 @@ class InProcessDriver:
         del self._reserved[job.id]
         return held
 
-    def _next_event_ms(self, now: int) -> int:
-        """Milliseconds until the next delayed job is due or the next lease runs out."""
-        times = [due for due, _ in self._pending.values()]
+    def _next_event_ms(self, now: int, *, pending: bool) -> int:
+        """Milliseconds until the next delayed job is due or the next lease runs out.
+
+        A paused queue (`pending` False) waits for leases only: `resume()` wakes its pops.
+        """
+        times = [entry.due for entry in self._pending.values()] if pending else []
         times.extend(held.expiry_ms for held in self._reserved.values())
         return max(min(times, default=now + 3_600_000) - now, 1)
 
@@ -391,6 +429,14 @@ class InProcessDriver:
                 self._enqueue(job, now)
             else:
                 self._parked[Channel.TIMEOUT][job.id] = job
+
+
+class _Pending(NamedTuple):
+    """A waiting or delayed job: when it is due (ms), its push's sequence number, the job."""
+
+    due: int
+    sequence: int
+    job: PersistedJob
 
 
 class _Reservation(NamedTuple):

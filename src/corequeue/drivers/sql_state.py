@@ -25,7 +25,7 @@ PARKED_STATE: Final = {Channel.FAILED: FAILED, Channel.TIMEOUT: TIMEOUT, Channel
 
 def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
     """Build a job from SQL columns `id, type, value, handle_timeout_ms, backoff_ms, attempts,
-    max_attempts, last_error`.
+    max_attempts, last_error, priority, job_group` (the last two may be left out).
 
     Raises:
         DecodeError: For columns no driver writes (a row edited by hand or by another tool):
@@ -41,6 +41,9 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
     _expect(attempts, int, "attempts")
     _expect(max_attempts, int, "max_attempts")
     _expect(last_error, str | None, "last_error")
+    priority, group = (columns[8], columns[9]) if len(columns) >= 10 else (0, None)
+    _expect(priority, int, "priority")
+    _expect(group, str | None, "job_group")
     return PersistedJob(
         id=job_id,
         type=job_type,
@@ -50,6 +53,8 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
         attempts=attempts,
         max_attempts=max_attempts,
         last_error=last_error,
+        priority=priority,
+        group=group,
     )
 
 

@@ -60,9 +60,10 @@ from corequeue.job import PersistedJob, new_token, to_ms
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """Version 2 added the `token` column (fenced settlement), version 3 the `corequeue_periodic`
-table (periodic jobs); an older file is upgraded."""
+table (periodic jobs), version 4 the `priority` and `job_group` columns and the
+`corequeue_queues` table (flow control); an older file is upgraded."""
 
 _META = "CREATE TABLE IF NOT EXISTS corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -80,9 +81,26 @@ CREATE TABLE IF NOT EXISTS corequeue_jobs (
     max_attempts INTEGER NOT NULL,
     last_error TEXT,
     token TEXT,
+    priority INTEGER NOT NULL DEFAULT 0,
+    job_group TEXT,
     UNIQUE (queue, id)
 );
 CREATE INDEX IF NOT EXISTS corequeue_jobs_due ON corequeue_jobs (queue, state, due_ms);
+"""
+
+# Flow control (schema 4). Pops walk this index: highest priority first, then due order; the
+# due jobs of each priority are one range of it, whatever the delayed jobs around them.
+_PRIORITY_INDEX = """
+CREATE INDEX IF NOT EXISTS corequeue_jobs_priority
+ON corequeue_jobs (queue, state, priority DESC, due_ms)
+"""
+
+# One row per queue that was ever paused: the flag pops read in their transaction.
+_QUEUES_TABLE = """
+CREATE TABLE IF NOT EXISTS corequeue_queues (
+    queue TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0
+)
 """
 
 _PERIODIC_TABLE = """
@@ -94,32 +112,52 @@ CREATE TABLE IF NOT EXISTS corequeue_periodic (
 )
 """
 
-_UPGRADES: Final = {2: "ALTER TABLE corequeue_jobs ADD COLUMN token TEXT", 3: _PERIODIC_TABLE}
+_UPGRADES: Final = {
+    2: ("ALTER TABLE corequeue_jobs ADD COLUMN token TEXT",),
+    3: (_PERIODIC_TABLE,),
+    4: (
+        "ALTER TABLE corequeue_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE corequeue_jobs ADD COLUMN job_group TEXT",
+    ),
+}
 """The statements that bring a file from version n - 1 to version n."""
 
-_COLUMNS = "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error"
+_COLUMNS = (
+    "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error, "
+    "priority, job_group"
+)
 
 _PUSH = f"""
 INSERT INTO corequeue_jobs (queue, state, due_ms, {_COLUMNS})
-VALUES (?, {PENDING}, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, {PENDING}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (queue, id) DO UPDATE SET
     state = {PENDING}, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
     handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
     attempts = excluded.attempts, max_attempts = excluded.max_attempts,
-    last_error = excluded.last_error, token = NULL
+    last_error = excluded.last_error, priority = excluded.priority,
+    job_group = excluded.job_group, token = NULL
 WHERE corequeue_jobs.state >= {FAILED}
 """
 
-# rowid breaks ties between equal due times: it grows with every insert, so waiting is FIFO.
+# Highest priority first; among equals, due order. rowid breaks ties between equal due times:
+# it grows with every insert, so waiting is FIFO. A paused queue hands out nothing.
 _POP = f"""
 UPDATE corequeue_jobs SET state = {RESERVED}, due_ms = ?, token = ?
 WHERE rowid IN (
     SELECT rowid FROM corequeue_jobs
     WHERE queue = ? AND state = {PENDING} AND due_ms <= ?
-    ORDER BY due_ms, rowid LIMIT ?
+    AND NOT EXISTS (SELECT 1 FROM corequeue_queues WHERE queue = ? AND paused)
+    ORDER BY priority DESC, due_ms, rowid LIMIT ?
 )
 RETURNING {_COLUMNS}, rowid
 """
+
+_SET_PAUSED = """
+INSERT INTO corequeue_queues (queue, paused) VALUES (?, ?)
+ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused
+"""
+
+_IS_PAUSED = "SELECT paused FROM corequeue_queues WHERE queue = ?"
 
 _RECOVER = f"""
 UPDATE corequeue_jobs SET
@@ -132,6 +170,9 @@ WHERE queue = ? AND state = {RESERVED} AND due_ms <= ?
 _NEXT_EVENT = f"""
 SELECT MIN(due_ms) FROM corequeue_jobs WHERE queue = ? AND state IN ({PENDING}, {RESERVED})
 """
+
+# A paused queue waits for lease expiries only: resume() wakes its pops (others' poll).
+_NEXT_LEASE_END = f"SELECT MIN(due_ms) FROM corequeue_jobs WHERE queue = ? AND state = {RESERVED}"
 
 # Fencing: every statement that settles a reserved job names the holder's token in its WHERE
 # clause, so the check and the move are one atomic step. `token = NULL` is never true.
@@ -407,6 +448,20 @@ class SQLiteDriver:
         sql = "DELETE FROM corequeue_periodic WHERE queue = ? AND name = ?"
         return await self._write(sql, (self.name, name)) > 0
 
+    async def pause(self) -> None:
+        """Hand out no job until `resume()`, in every process sharing the file."""
+        await self._write(_SET_PAUSED, (self.name, 1))
+
+    async def resume(self) -> None:
+        """Hand out jobs again after `pause()`."""
+        await self._write(_SET_PAUSED, (self.name, 0))
+        self._pushed.ring()
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        row = await self._run(lambda db: db.execute(_IS_PAUSED, (self.name,)).fetchone())
+        return bool(row and row[0])
+
     async def close(self) -> None:
         """Close the connection and its thread."""
         with self._thread_lock:
@@ -430,10 +485,11 @@ class SQLiteDriver:
         else:
             comparison = ">" if parsed is Channel.DELAYED else "<="
             where, values = f"state = {PENDING} AND due_ms {comparison} ?", [now]
+        order = "priority DESC, due_ms, rowid" if parsed is Channel.WAITING else "due_ms, rowid"
         sql = (
             f"SELECT state, due_ms, {_COLUMNS} FROM corequeue_jobs "
             f"WHERE queue = ? AND {where} AND (? IS NULL OR type = ?) "
-            f"ORDER BY due_ms, rowid LIMIT ? OFFSET ?"
+            f"ORDER BY {order} LIMIT ? OFFSET ?"
         )
         parameters = (self.name, *values, job_type, job_type, limit, offset)
         rows = await self._run(lambda db: db.execute(sql, parameters).fetchall())
@@ -471,14 +527,18 @@ class SQLiteDriver:
     ) -> tuple[list[PersistedJob], int | None]:
         def reserve() -> tuple[list[PersistedJob], int | None]:
             db.execute(_RECOVER, (LEASE_EXPIRED, now, self.name, now))
-            rows = db.execute(_POP, (until, token, self.name, now, limit)).fetchall()
+            pop = (until, token, self.name, now, self.name, limit)
+            rows = db.execute(_POP, pop).fetchall()
             if rows:
-                rows.sort(key=lambda row: row[-1])  # RETURNING has no order: FIFO by rowid
+                # RETURNING has no order: the pop's (priority, then FIFO by rowid)
+                rows.sort(key=lambda row: (-_whole(row[-3]), row[-1]))
                 jobs = _readable(db, rows, now)
                 for job in jobs:
                     job.token = token
                 return jobs, None if jobs else now  # only unreadable rows: look again at once
-            return [], db.execute(_NEXT_EVENT, (self.name,)).fetchone()[0]
+            paused = db.execute(_IS_PAUSED, (self.name,)).fetchone()
+            next_event = _NEXT_LEASE_END if paused and paused[0] else _NEXT_EVENT
+            return [], db.execute(next_event, (self.name,)).fetchone()[0]
 
         return _in_transaction(db, reserve)
 
@@ -643,11 +703,13 @@ def _migrate(db: sqlite3.Connection) -> None:
             "sqlite", f"schema version {version} is newer than this release ({SCHEMA_VERSION})"
         )
     # executescript() would commit the open transaction: run the statements one by one.
-    for statement in (*_SCHEMA.split(";"), _PERIODIC_TABLE):
+    for statement in (*_SCHEMA.split(";"), _PERIODIC_TABLE, _QUEUES_TABLE):
         if statement.strip():
             db.execute(statement)
     for step in range(version + 1, SCHEMA_VERSION + 1):
-        db.execute(_UPGRADES[step])
+        for statement in _UPGRADES[step]:
+            db.execute(statement)
+    db.execute(_PRIORITY_INDEX)  # after the upgrade steps: it needs the priority column
     db.execute(
         "INSERT INTO corequeue_meta (key, value) VALUES ('schema_version', ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -665,6 +727,8 @@ def _row(job: PersistedJob) -> tuple[Any, ...]:
         job.attempts,
         job.max_attempts,
         job.last_error,
+        job.priority,
+        job.group,
     )
 
 
@@ -688,3 +752,8 @@ def _view(row: Sequence[Any], now: int) -> JobView:
         channel = next(c for c, s in PARKED_STATE.items() if s == state)
     shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
     return JobView(readable_or_not(row[2:]), channel, instant_of_ms(due_ms) if shows_due else None)
+
+
+def _whole(value: Any) -> int:
+    """Return an int column as it is, and anything else (a row edited by hand) as 0."""
+    return value if isinstance(value, int) else 0

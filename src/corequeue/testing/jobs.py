@@ -48,6 +48,8 @@ def with_every_field(job_id: str = "a") -> PersistedJob:
         attempts=2,
         max_attempts=4,
         last_error="boom",
+        priority=7,
+        group="acme",
     )
 
 

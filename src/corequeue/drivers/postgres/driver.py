@@ -328,6 +328,20 @@ class PostgresDriver:
             self._bell.ring()
         return moved
 
+    async def pause(self) -> None:
+        """Hand out no job until `resume()`, for every worker sharing the database."""
+        await self._fetch(self._queries.set_paused, self._params(paused=True))
+
+    async def resume(self) -> None:
+        """Hand out jobs again after `pause()`; wakes the queue's pops on every worker."""
+        await self._fetch(self._queries.set_paused, self._params(paused=False))
+        self._bell.ring()
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        rows = await self._fetch(self._queries.is_paused, self._params())
+        return bool(rows[0][0])
+
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job; return whether there was one."""
         return await self._execute(self._queries.cancel, self._params(id=job_id)) > 0
@@ -379,6 +393,8 @@ class PostgresDriver:
             attempts=job.attempts,
             max_attempts=job.max_attempts,
             last_error=job.last_error,
+            priority=job.priority,
+            job_group=job.group,
         )
         enqueued = await self._moved(self._queries.enqueue_slot, params)
         if enqueued:
@@ -466,7 +482,8 @@ class PostgresDriver:
             cursor = await connection.execute(self._queries.reserve, params)
             rows = await cursor.fetchall()
             if rows:
-                rows.sort(key=lambda row: (row[-2], row[-1]))  # RETURNING has no order
+                # RETURNING has no order: the pop's is priority first, then due order
+                rows.sort(key=lambda row: (-_whole(row[8]), row[-2], row[-1]))
                 return await self._readable(connection, rows, params["token"]), 0.0
             cursor = await connection.execute(self._queries.next_event, params)
             now_ms, next_ms = await _one(cursor)
@@ -539,6 +556,8 @@ class PostgresDriver:
             max_attempts=[job.max_attempts for job, _ in unique],
             last_errors=[job.last_error for job, _ in unique],
             delays_us=[delay // _MICROSECOND for _, delay in unique],
+            priorities=[job.priority for job, _ in unique],
+            groups=[job.group for job, _ in unique],
         )
 
     # --- plumbing --------------------------------------------------------------------------
@@ -725,3 +744,8 @@ def _view(row: Sequence[Any]) -> JobView:
         channel = next(c for c, s in _PARKED_STATE.items() if s == state)
     shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
     return JobView(readable_or_not(row[3:]), channel, instant_of_ms(due_ms) if shows_due else None)
+
+
+def _whole(value: Any) -> int:
+    """Return an int column as it is, and anything else as 0 (for sorting only)."""
+    return value if isinstance(value, int) else 0

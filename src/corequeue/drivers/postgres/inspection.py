@@ -16,14 +16,15 @@ from corequeue.drivers.postgres.queries import clock_placeholders
 
 _COLUMNS = (
     "state, due_ms, due_ms > {now}, id, type, value, handle_timeout_ms, backoff_ms, attempts, "
-    "max_attempts, last_error"
+    "max_attempts, last_error, priority, job_group"
 )
-_PAGE = "AND (%(job_type)s::text IS NULL OR type = %(job_type)s) ORDER BY due_ms, seq "
-_PAGE += "OFFSET %(offset)s LIMIT %(limit)s"
+_TYPE = "AND (%(job_type)s::text IS NULL OR type = %(job_type)s) "
+_PAGE = f"{_TYPE}ORDER BY due_ms, seq OFFSET %(offset)s LIMIT %(limit)s"
+_READY_PAGE = f"{_TYPE}ORDER BY priority DESC, due_ms, seq OFFSET %(offset)s LIMIT %(limit)s"
 
 _STATEMENTS = {
     "list_waiting": f"SELECT {_COLUMNS} FROM {{jobs}} "
-    f"WHERE queue = %(queue)s AND state = 0 AND due_ms <= {{now}} {_PAGE}",
+    f"WHERE queue = %(queue)s AND state = 0 AND due_ms <= {{now}} {_READY_PAGE}",
     "list_delayed": f"SELECT {_COLUMNS} FROM {{jobs}} "
     f"WHERE queue = %(queue)s AND state = 0 AND due_ms > {{now}} {_PAGE}",
     "list_state": f"SELECT {_COLUMNS} FROM {{jobs}} "

@@ -88,6 +88,7 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 _SCRIPTS: Final = ("ack", "cancel", "flush", "info", "pop", "push", "reload", "release", "renew")
 _SCRIPTS_MORE: Final = ("settle", "inspect", "lookup", "delete", "requeue", "migrate")
 _SCRIPTS_PERIODIC: Final = ("enqueue_slot",)
+_SCRIPTS_FLOW: Final = ("pause",)
 _REFUSED: Final = "COREQUEUE_LAYOUT"  # how the scripts refuse a queue in another layout
 
 
@@ -216,7 +217,7 @@ class RedisDriver:
         slot = self.keys.slot
         self._scripts = {
             script: Script(script, slot, SCRIPT_KEY_COUNT)
-            for script in _SCRIPTS + _SCRIPTS_MORE + _SCRIPTS_PERIODIC
+            for script in _SCRIPTS + _SCRIPTS_MORE + _SCRIPTS_PERIODIC + _SCRIPTS_FLOW
         }
 
     def __repr__(self) -> str:
@@ -344,6 +345,18 @@ class RedisDriver:
         """Remove a waiting or delayed job; return whether there was one."""
         return bool(await self._run("cancel", job_id))
 
+    async def pause(self) -> None:
+        """Hand out no job until `resume()`, for every worker sharing the queue's keys."""
+        await self._run("pause", 1)
+
+    async def resume(self) -> None:
+        """Hand out jobs again after `pause()`; wakes the queue's blocked pops everywhere."""
+        await self._run("pause", 0)
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        return bool(await self._command("EXISTS", self.keys.paused))
+
     async def reload(self, channel: Channel | str) -> int:
         """Move every job of `failed` or `timeout` back to `waiting`, a batch per script."""
         source = reloadable(channel)
@@ -364,7 +377,8 @@ class RedisDriver:
         See `Driver.enqueue_slot`: the script compares the slot with the clock (the server's
         TIME when the driver has none) and with the `periodic` hash, then pushes.
         """
-        return bool(await self._run("enqueue_slot", name, slot_ms, job.id, job.to_bytes()))
+        args = (name, slot_ms, job.id, job.to_bytes(), job.priority)
+        return bool(await self._run("enqueue_slot", *args))
 
     async def schedule_slots(self) -> dict[str, int]:
         """Return the last enqueued slot of every schedule of the queue, by name."""
@@ -592,7 +606,7 @@ class RedisDriver:
         for start in range(0, len(jobs), PUSH_CHUNK):
             args: list[Any] = []
             for job, delay in jobs[start : start + PUSH_CHUNK]:
-                args += [job.id, _microseconds(delay), job.to_bytes()]
+                args += [job.id, _microseconds(delay), job.to_bytes(), job.priority]
             calls.append(args)
         return self._args_of(calls)
 

@@ -36,6 +36,8 @@ class RedisKeys:
     jobs: str
     layout: str
     periodic: str
+    priorities: str
+    paused: str
     scratch: str
     wake_prefix: str
     layout1_job_prefix: str
@@ -63,6 +65,8 @@ class RedisKeys:
             jobs=f"{base}jobs",
             layout=f"{base}layout",
             periodic=f"{base}periodic",
+            priorities=f"{base}priorities",
+            paused=f"{base}paused",
             scratch=f"{base}migrating",
             wake_prefix=f"{base}wake:",
             layout1_job_prefix=f"{base}job:",
@@ -103,6 +107,8 @@ class RedisKeys:
             self.jobs,
             self.layout,
             self.periodic,
+            self.priorities,
+            self.paused,
             wake or self.wake_prefix,
         )
 
@@ -111,5 +117,5 @@ class RedisKeys:
         return f"{self.layout1_job_prefix}{job_id}"
 
 
-SCRIPT_KEY_COUNT: Final = 13
+SCRIPT_KEY_COUNT: Final = 15
 """How many KEYS `RedisKeys.for_script()` returns."""

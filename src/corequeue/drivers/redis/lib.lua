@@ -3,7 +3,8 @@
 -- Store layout 2. Every key a script touches is one of its KEYS, and they all share the
 -- queue's hash tag: a script runs whole on the node holding the queue's slot, and while that
 -- slot migrates, Redis answers ASK or TRYAGAIN before running it instead of failing halfway.
--- KEYS  1 waiting   ZSET  id -> arrival number (FIFO)
+-- KEYS  1 waiting   ZSET  id -> arrival number minus priority * PRIORITY_STEP (highest
+--                         priority first, then FIFO; see make_waiting)
 --       2 delayed   ZSET  id -> due instant, microseconds since the epoch
 --       3 reserved  ZSET  id -> lease expiry, microseconds
 --       4 failed    ZSET  id -> time parked, microseconds
@@ -16,18 +17,26 @@
 --                         failed because its envelope was missing
 --      11 layout    STRING  the store layout, '2' (absent: a new queue, or layout 1)
 --      12 periodic  HASH  periodic schedule name -> its last enqueued slot, ms since the epoch
---      13 wake      LIST  the private wake-up list of the pop whose timer runs pop.lua; any
+--      13 priorities HASH id -> priority, for pending jobs whose priority is not 0
+--      14 paused    STRING  present while the queue is paused: pops hand out nothing
+--      15 wake      LIST  the private wake-up list of the pop whose timer runs pop.lua; any
 --                         other script gets a placeholder it never touches
 -- ARGV  1 now in microseconds since the epoch, or "" to read the Redis server's clock
 --       2.. per script
 local WAITING, DELAYED, RESERVED, FAILED, TIMEOUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local NOTIFY, SEQ, EXPIRIES, TOKENS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local JOBS, LAYOUT, PERIODIC, WAKE = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+local JOBS, LAYOUT, PERIODIC, PRIORITIES = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+local PAUSED, WAKE = KEYS[14], KEYS[15]
+local SCRIPT_KEYS = 15 -- the keys above; migrate.lua gets more after them
 local CHANNELS = { WAITING, DELAYED, RESERVED, FAILED, TIMEOUT }
 local TOKEN_CAP = 128 -- more blocked pops than this wake in turns, not at once
 local BATCH = 1000 -- most jobs one call moves, so no call blocks Redis for long
 local LOST = 'lost:' -- an envelope never starts so: it is a JSON object
 local VERSION = '2'
+-- A waiting job's score is its arrival number minus priority * PRIORITY_STEP: priorities
+-- -100..100 keep every score within +-101 * 2^44, exact in a double (below 2^53), and a job
+-- of priority 0 scores its arrival number, as in stores written before priorities existed.
+local PRIORITY_STEP = 17592186044416 -- 2^44 arrivals per priority
 
 local function server_now_us()
   local time = redis.call('TIME')
@@ -72,6 +81,7 @@ local function forget(id)
   redis.call('HDEL', JOBS, id)
   redis.call('HDEL', EXPIRIES, id)
   redis.call('HDEL', TOKENS, id)
+  redis.call('HDEL', PRIORITIES, id)
 end
 
 -- forget() for many ids at once: three calls per BATCH ids instead of three per id.
@@ -81,6 +91,7 @@ local function forget_all(ids)
     redis.call('HDEL', JOBS, unpack(ids, first, last))
     redis.call('HDEL', EXPIRIES, unpack(ids, first, last))
     redis.call('HDEL', TOKENS, unpack(ids, first, last))
+    redis.call('HDEL', PRIORITIES, unpack(ids, first, last))
   end
 end
 
@@ -92,6 +103,7 @@ local function park_lost(id, why)
   redis.call('HSET', JOBS, id, marker)
   redis.call('HDEL', EXPIRIES, id)
   redis.call('HDEL', TOKENS, id)
+  redis.call('HDEL', PRIORITIES, id)
   redis.call('ZADD', FAILED, int(NOW), id)
   return marker
 end
@@ -118,15 +130,19 @@ local function is_pending(id)
     or redis.call('ZSCORE', RESERVED, id)
 end
 
-local function make_waiting(id)
-  redis.call('ZADD', WAITING, redis.call('INCR', SEQ), id)
+-- Make job `id` waiting, ordered by its priority (read from `priorities` when not given),
+-- then by arrival.
+local function make_waiting(id, priority)
+  priority = priority or tonumber(redis.call('HGET', PRIORITIES, id)) or 0
+  local arrival = redis.call('INCR', SEQ)
+  redis.call('ZADD', WAITING, int(arrival - priority * PRIORITY_STEP), id)
 end
 
 -- Waiting now (a delay of 0 or less), or delayed until NOW + delay microseconds; returns 1
 -- when it became the next job due, so blocked pops must wake to shorten their wait.
-local function schedule(id, delay)
+local function schedule(id, delay, priority)
   if delay <= 0 then
-    make_waiting(id)
+    make_waiting(id, priority)
     return 0
   end
   redis.call('ZADD', DELAYED, int(NOW + delay), id)
@@ -143,17 +159,21 @@ end
 -- Every pending or parked job has its field in `jobs`, so an id without one is new: HSETNX
 -- stores it and it is scheduled at once (three calls). Only an id seen before pays for the
 -- channel look-ups.
-local function push_one(id, delay, envelope)
+local function push_one(id, delay, envelope, priority)
   local store = redis.call('HSETNX', JOBS, id, envelope) == 1
   if not store and not is_pending(id) then -- in failed or timeout: replaced
     redis.call('ZREM', FAILED, id)
     redis.call('ZREM', TIMEOUT, id)
     redis.call('HDEL', EXPIRIES, id)
+    redis.call('HDEL', PRIORITIES, id)
     redis.call('HSET', JOBS, id, envelope)
     store = true
   end
   if store then
-    return true, schedule(id, delay)
+    if priority ~= 0 then
+      redis.call('HSET', PRIORITIES, id, priority)
+    end
+    return true, schedule(id, delay, priority)
   end
   return false, 0
 end
@@ -173,8 +193,12 @@ local function top_up_tokens(extra)
 end
 
 -- Exactly one token per waiting job (capped): run by a consumer that is about to wait itself.
+-- A paused queue keeps none: its pops wait for resume (pause.lua), which tops them up.
 local function sync_tokens()
   local wanted = math.min(redis.call('ZCARD', WAITING), TOKEN_CAP)
+  if redis.call('EXISTS', PAUSED) == 1 then
+    wanted = 0
+  end
   if wanted == 0 then
     redis.call('DEL', NOTIFY)
     return
@@ -226,9 +250,10 @@ local function promote_due_jobs()
 end
 
 -- Microseconds until the next delayed job is due or the next lease runs out; -1 for never.
-local function next_event_in_us()
+-- A paused queue waits for leases only.
+local function next_event_in_us(paused)
   local at = false
-  for _, key in ipairs({ DELAYED, RESERVED }) do
+  for _, key in ipairs(paused and { RESERVED } or { DELAYED, RESERVED }) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]
     if first and (not at or tonumber(first) < at) then
       at = tonumber(first)

@@ -15,7 +15,11 @@ end
 recover_expired_leases()
 promote_due_jobs()
 local limit, lease, token = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[5]
-local popped = redis.call('ZPOPMIN', WAITING, limit)
+local paused = redis.call('EXISTS', PAUSED) == 1
+local popped = {}
+if not paused then
+  popped = redis.call('ZPOPMIN', WAITING, limit)
+end
 local reply, reserved = { 0 }, 0
 for i = 1, #popped, 2 do
   local id = popped[i]
@@ -42,5 +46,5 @@ if #reply > 1 then
   return reply
 end
 sync_tokens()
-reply[1] = next_event_in_us()
+reply[1] = next_event_in_us(paused)
 return reply

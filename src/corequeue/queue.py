@@ -261,6 +261,25 @@ class Queue:
         """Return the number of jobs in each channel."""
         return await self.driver.info()
 
+    async def pause(self) -> None:
+        """Stop every worker of this queue from starting jobs, until `resume()`.
+
+        The flag is kept in the store, so it holds for every process sharing it. Dispatches
+        are still accepted; running jobs finish and are settled as usual.
+
+        Example:
+            >>> await queue.pause()  # doctest: +SKIP
+        """
+        await self.driver.pause()
+
+    async def resume(self) -> None:
+        """Let the workers of this queue start jobs again after `pause()`."""
+        await self.driver.resume()
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused (as the store says)."""
+        return await self.driver.is_paused()
+
     def persist(self, job: Any) -> tuple[PersistedJob, timedelta]:
         """Build the envelope of `job` and the delay before it may run."""
         if isinstance(job, PersistedJob):

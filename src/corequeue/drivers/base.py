@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from corequeue.errors import InvalidOption
 from corequeue.job import PersistedJob
+from corequeue.limits import HeldBack, Limits
 
 DEFAULT_LEASE = timedelta(seconds=30)
 """How long a popped job stays reserved without a renewal before it counts as abandoned."""
@@ -204,6 +205,22 @@ class Driver(Protocol):
 
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job; return whether there was one."""
+        ...
+
+    def set_limits(self, limits: Limits | None) -> None:
+        """Enforce `limits` at every pop of this driver from now on (None: no limits).
+
+        The limits are the popping worker's (`Queue(limits=...)` sets them); they are checked
+        in the pop's atomic step against what the store holds for every worker: the reserved
+        set (concurrency, per group too) and each rate's next allowed start, kept in the store
+        on its clock. A job held back stays waiting as it is (no attempt counted) while later
+        jobs of other groups start. Two workers with different limits each stop at their own:
+        the strictest never starts a job past its limit, the loosest may fill up to its own.
+        """
+        ...
+
+    def held_back(self) -> dict[HeldBack, int]:
+        """Return how many times each limit (or a pause) held a due job back, in this driver."""
         ...
 
     async def pause(self) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import heapq
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -30,9 +31,11 @@ from corequeue.drivers.base import (
     parse_channel,
     reloadable,
 )
+from corequeue.drivers.flow import FlowState, Gate
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import InvalidOption, QueueEmpty
 from corequeue.job import PersistedJob, new_token
+from corequeue.limits import HeldBack, Limits
 
 
 class InProcessDriver:
@@ -61,11 +64,14 @@ class InProcessDriver:
         self._pending: dict[str, _Pending] = {}
         # Pending jobs are found through two heaps whose stale entries (cancelled, popped or
         # pushed again since: another sequence number) are skipped: `_heap` by due time, and
-        # `_ready` for the due ones by priority, then due time (see `_take_due`).
+        # `_ready` for the due ones by priority, then due time (see `_take_due_entry`).
         self._heap: list[tuple[int, int, str]] = []  # (due ms, sequence, id)
         self._ready: list[tuple[int, int, int, str]] = []  # (-priority, due ms, sequence, id)
         self._sequence = itertools.count()
         self._paused = False
+        self._limits = Limits()
+        self._next_start_us: dict[str, int] = {}  # rate scope -> next allowed start
+        self._held: Counter[HeldBack] = Counter()
         self._reserved: dict[str, _Reservation] = {}
         self._parked: dict[Channel, dict[str, PersistedJob]] = {
             Channel.FAILED: {},
@@ -118,6 +124,20 @@ class InProcessDriver:
             for job, delay in jobs:
                 self._push(job, delay)
 
+    @property
+    def limits(self) -> Limits:
+        """The limits every pop of this driver enforces."""
+        return self._limits
+
+    def set_limits(self, limits: Limits | None) -> None:
+        """Enforce `limits` at every pop of this driver from now on (None: none)."""
+        self._limits = limits or Limits()
+
+    def held_back(self) -> dict[HeldBack, int]:
+        """Return how many times each limit held a due job back in this driver's pops."""
+        with self._lock:
+            return dict(self._held)
+
     async def pause(self) -> None:
         """Hand out no job until `resume()`; pushes are still accepted."""
         with self._lock:
@@ -127,6 +147,9 @@ class InProcessDriver:
         """Hand out jobs again after `pause()`."""
         with self._lock:
             self._paused = False
+        self._limits = Limits()
+        self._next_start_us: dict[str, int] = {}  # rate scope -> next allowed start
+        self._held: Counter[HeldBack] = Counter()
         self._pushed.ring()
 
     async def is_paused(self) -> bool:
@@ -154,9 +177,11 @@ class InProcessDriver:
             with self._lock:
                 self._recover_expired(now)
                 jobs: list[PersistedJob] = []
+                gate = None if self._limits.is_empty else self._gate(now_us)
                 if not self._paused:
-                    jobs = self._reserve_due(now, due_ms(now_us, self.lease), max(limit, 1))
-                next_event_ms = self._next_event_ms(now, pending=not self._paused)
+                    lease_end = due_ms(now_us, self.lease)
+                    jobs = self._reserve_due(now, lease_end, max(limit, 1), gate)
+                next_event_ms = self._next_event_ms(now, pending=not self._paused, gate=gate)
             if jobs:
                 return jobs
             wait = min(deadline - loop.time(), next_event_ms / 1000)
@@ -376,45 +401,85 @@ class InProcessDriver:
         entry = self._pending.get(job_id)
         return entry is not None and entry.sequence == sequence
 
-    def _take_due(self, now: int) -> PersistedJob | None:
-        """Take the due job of highest priority, the earliest due among equals."""
+    def _take_due_entry(self, now: int) -> tuple[int, int, int, str] | None:
+        """Take the ready entry of the due job of highest priority (earliest due among equals).
+
+        The job stays in `_pending`: the caller reserves it, or pushes the entry back.
+        """
         while self._heap and self._heap[0][0] <= now:
             due, sequence, job_id = heapq.heappop(self._heap)
             if self._is_current(job_id, sequence):
                 priority = self._pending[job_id].job.priority
                 heapq.heappush(self._ready, (-priority, due, sequence, job_id))
         while self._ready:
-            _, _, sequence, job_id = heapq.heappop(self._ready)
-            if self._is_current(job_id, sequence):
-                return self._pending.pop(job_id).job
+            entry = heapq.heappop(self._ready)
+            if self._is_current(entry[3], entry[2]):
+                return entry
         return None
 
-    def _reserve_due(self, now: int, lease_end: int, limit: int) -> list[PersistedJob]:
+    def _reserve_due(
+        self, now: int, lease_end: int, limit: int, gate: Gate | None
+    ) -> list[PersistedJob]:
         """Reserve up to `limit` jobs due at `now` under one new token; return the holder's copies.
 
-        Their leases run out at `lease_end` (in milliseconds).
+        Their leases run out at `lease_end` (in milliseconds). With a `gate`, a due job starts
+        only if the limits let it: jobs of a group at its limit are passed over (and stay
+        waiting, in place) while later jobs of other groups start.
         """
         token = new_token()
         jobs: list[PersistedJob] = []
-        while len(jobs) < limit and (job := self._take_due(now)) is not None:
+        passed_over: list[tuple[int, int, int, str]] = []
+        while len(jobs) < limit and (entry := self._take_due_entry(now)) is not None:
+            job = self._pending[entry[3]].job
+            if gate is not None and not gate.queue_is_open():
+                passed_over.append(entry)
+                break
+            if gate is not None and not gate.admit(job.group):
+                passed_over.append(entry)
+                continue
+            del self._pending[job.id]
             self._reserved[job.id] = _Reservation(lease_end, job, token)
             jobs.append(replace(job, token=token))
+        for entry in passed_over:
+            heapq.heappush(self._ready, entry)
+        if gate is not None:
+            self._next_start_us.update(gate.changed_scopes())
+            self._held.update(gate.held)
         return jobs
 
+    def _gate(self, now_us: int) -> Gate:
+        """Return a gate over this store's reserved jobs and rate state."""
+        by_group = Counter(
+            held.job.group for held in self._reserved.values() if held.job.group is not None
+        )
+        state = FlowState(len(self._reserved), by_group, dict(self._next_start_us))
+        return Gate(self._limits, state, now_us)
+
     def _settle(self, job: PersistedJob) -> _Reservation | None:
-        """End the reservation `job` holds and return it; None (nothing changed) when stale."""
+        """End the reservation `job` holds and return it; None (nothing changed) when stale.
+
+        A freed reservation may let a job held back by a concurrency limit start: pops wake.
+        """
         held = self._reserved.get(job.id)
         if held is None or not held.is_held_by(job):
             return None
         del self._reserved[job.id]
+        if not self._limits.is_empty:
+            self._pushed.ring()
         return held
 
-    def _next_event_ms(self, now: int, *, pending: bool) -> int:
+    def _next_event_ms(self, now: int, *, pending: bool, gate: Gate | None) -> int:
         """Milliseconds until the next delayed job is due or the next lease runs out.
 
         A paused queue (`pending` False) waits for leases only: `resume()` wakes its pops.
+        Jobs held back by a limit wait for a settle (which rings) or for a rate to open.
         """
-        times = [entry.due for entry in self._pending.values()] if pending else []
+        held = gate is not None and bool(gate.held)
+        times = (
+            [e.due for e in self._pending.values() if e.due > now or not held] if pending else []
+        )
+        if gate is not None and (opens_us := gate.next_open_us()) is not None:
+            times.append(-(-opens_us // 1000))
         times.extend(held.expiry_ms for held in self._reserved.values())
         return max(min(times, default=now + 3_600_000) - now, 1)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -54,9 +55,11 @@ from corequeue.drivers.sql_state import (
     job_from_columns,
     readable_or_not,
 )
+from corequeue.drivers.sqlite_flow import RATES_TABLE, choose
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import DecodeError, InvalidOption, QueueEmpty, StoreUnavailable
 from corequeue.job import PersistedJob, new_token, to_ms
+from corequeue.limits import HeldBack, Limits
 
 T = TypeVar("T")
 
@@ -118,6 +121,8 @@ _UPGRADES: Final = {
     4: (
         "ALTER TABLE corequeue_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE corequeue_jobs ADD COLUMN job_group TEXT",
+        _QUEUES_TABLE,
+        RATES_TABLE,
     ),
 }
 """The statements that bring a file from version n - 1 to version n."""
@@ -149,6 +154,13 @@ WHERE rowid IN (
     AND NOT EXISTS (SELECT 1 FROM corequeue_queues WHERE queue = ? AND paused)
     ORDER BY priority DESC, due_ms, rowid LIMIT ?
 )
+RETURNING {_COLUMNS}, rowid
+"""
+
+# The rows a limited pop chose (sqlite_flow.choose), by rowid: integers the driver formats in.
+_POP_CHOSEN = f"""
+UPDATE corequeue_jobs SET state = {RESERVED}, due_ms = ?, token = ?
+WHERE rowid IN ({{rowids}})
 RETURNING {_COLUMNS}, rowid
 """
 
@@ -251,6 +263,8 @@ class SQLiteDriver:
         self._thread: _ConnectionThread | None = None
         self._thread_lock = threading.Lock()
         self._pushed = Bell()
+        self._limits = Limits()
+        self._held_back: Counter[HeldBack] = Counter()
 
     def __repr__(self) -> str:
         return f"SQLiteDriver({str(self.path)!r}, name={self.name!r})"
@@ -315,6 +329,7 @@ class SQLiteDriver:
             reserve = partial(
                 self._reserve,
                 now=now,
+                now_us=now_us,
                 until=due_ms(now_us, self.lease),
                 limit=max(limit, 1),
                 token=new_token(),
@@ -331,14 +346,18 @@ class SQLiteDriver:
 
     async def ack(self, job: PersistedJob) -> bool:
         """Remove a reserved job; False (nothing changed) when its token is stale."""
-        return job.token is not None and await self._write(_ACK, self._held(job)) > 0
+        acked = job.token is not None and await self._write(_ACK, self._held(job)) > 0
+        self._freed()
+        return acked
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
         """Remove the jobs still reserved under their tokens; return the stale ones.
 
         One transaction, so one sync to disk, for the whole batch.
         """
-        return await self._each(jobs, _ACK, [self._held(job) for job in jobs])
+        stale = await self._each(jobs, _ACK, [self._held(job) for job in jobs])
+        self._freed()
+        return stale
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`; False (nothing changed) when its token is stale."""
@@ -448,6 +467,14 @@ class SQLiteDriver:
         sql = "DELETE FROM corequeue_periodic WHERE queue = ? AND name = ?"
         return await self._write(sql, (self.name, name)) > 0
 
+    def set_limits(self, limits: Limits | None) -> None:
+        """Enforce `limits` at every pop of this driver (see `Driver.set_limits`)."""
+        self._limits = limits or Limits()
+
+    def held_back(self) -> dict[HeldBack, int]:
+        """Return how many times each limit held a due job back in this driver's pops."""
+        return dict(self._held_back)
+
     async def pause(self) -> None:
         """Hand out no job until `resume()`, in every process sharing the file."""
         await self._write(_SET_PAUSED, (self.name, 1))
@@ -523,12 +550,31 @@ class SQLiteDriver:
     # --- inside the driver's thread --------------------------------------------------------
 
     def _reserve(
-        self, db: sqlite3.Connection, *, now: int, until: int, limit: int, token: str
+        self,
+        db: sqlite3.Connection,
+        *,
+        now: int,
+        now_us: int,
+        until: int,
+        limit: int,
+        token: str,
     ) -> tuple[list[PersistedJob], int | None]:
+        limits = self._limits
+
         def reserve() -> tuple[list[PersistedJob], int | None]:
             db.execute(_RECOVER, (LEASE_EXPIRED, now, self.name, now))
-            pop = (until, token, self.name, now, self.name, limit)
-            rows = db.execute(_POP, pop).fetchall()
+            if limits.is_empty or _is_paused(db, self.name):
+                rows = db.execute(_POP, (until, token, self.name, now, self.name, limit)).fetchall()
+            else:
+                chosen = choose(
+                    db, queue=self.name, limits=limits, now=now, now_us=now_us, limit=limit
+                )
+                self._held_back.update(chosen.held)
+                if not chosen.rowids:
+                    return [], chosen.next_event_ms
+                rows = db.execute(
+                    _POP_CHOSEN.format(rowids=",".join(map(str, chosen.rowids))), (until, token)
+                ).fetchall()
             if rows:
                 # RETURNING has no order: the pop's (priority, then FIFO by rowid)
                 rows.sort(key=lambda row: (-_whole(row[-3]), row[-1]))
@@ -575,7 +621,17 @@ class SQLiteDriver:
         if job.token is None:
             return False
         values = (state, due, to_ms(job.backoff), job.attempts, job.last_error)
-        return await self._write(_SETTLE, (*values, *self._held(job))) > 0
+        moved = await self._write(_SETTLE, (*values, *self._held(job))) > 0
+        self._freed()
+        return moved
+
+    def _freed(self) -> None:
+        """A reservation ended: wake this driver's pops held back by a concurrency limit.
+
+        Pops of other processes sharing the file see it at their next poll.
+        """
+        if not self._limits.is_empty:
+            self._pushed.ring()
 
     async def _write(self, sql: str, parameters: Sequence[Any]) -> int:
         return await self._run(partial(_execute, sql=sql, parameters=parameters))
@@ -703,7 +759,7 @@ def _migrate(db: sqlite3.Connection) -> None:
             "sqlite", f"schema version {version} is newer than this release ({SCHEMA_VERSION})"
         )
     # executescript() would commit the open transaction: run the statements one by one.
-    for statement in (*_SCHEMA.split(";"), _PERIODIC_TABLE, _QUEUES_TABLE):
+    for statement in (*_SCHEMA.split(";"), _PERIODIC_TABLE, _QUEUES_TABLE, RATES_TABLE):
         if statement.strip():
             db.execute(statement)
     for step in range(version + 1, SCHEMA_VERSION + 1):
@@ -757,3 +813,8 @@ def _view(row: Sequence[Any], now: int) -> JobView:
 def _whole(value: Any) -> int:
     """Return an int column as it is, and anything else (a row edited by hand) as 0."""
     return value if isinstance(value, int) else 0
+
+
+def _is_paused(db: sqlite3.Connection, queue: str) -> bool:
+    row = db.execute(_IS_PAUSED, (queue,)).fetchone()
+    return bool(row and row[0])

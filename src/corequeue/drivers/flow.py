@@ -1,0 +1,123 @@
+"""The admission rule of flow control, shared by the drivers that decide it in Python.
+
+In-process, SQLite and PostgreSQL read the queue's flow state (reserved jobs by group, the next
+start each rate allows) inside the atomic step that reserves (a lock, a write transaction, a
+row lock), then ask a `Gate` which due jobs, offered in pop order, may start. The Redis driver
+applies the same rule in pop.lua. Rates: a start at `now` is allowed when the scope's next
+allowed start is not after `now`, and moves it to `max(next, now) + interval`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from corequeue.limits import HeldBack, Limits
+
+QUEUE_SCOPE = ""
+"""The scope key of the queue's own rate; a group's is `group_scope(name)`."""
+
+
+def group_scope(group: str) -> str:
+    """Return the scope key of `group`'s rate (never equal to QUEUE_SCOPE)."""
+    return f"g:{group}"
+
+
+@dataclass(slots=True)
+class FlowState:
+    """What the store holds that limits are checked against.
+
+    Attributes:
+        reserved: Jobs of the queue reserved now.
+        reserved_by_group: Reserved jobs of each group (groups with none may be absent).
+        next_start_us: The next allowed start of each rate scope (absent: at once).
+    """
+
+    reserved: int = 0
+    reserved_by_group: Counter[str] = field(default_factory=Counter)
+    next_start_us: dict[str, int] = field(default_factory=dict)
+
+
+class Gate:
+    """Decides, job by job in pop order, which due jobs may start under `limits`.
+
+    Args:
+        limits: The limits of the popping worker.
+        state: The store's flow state, read in the pop's atomic step; updated as jobs are let
+            through, so a caller writes back `changed_scopes()` before the step ends.
+        now_us: The store's clock.
+    """
+
+    def __init__(self, limits: Limits, state: FlowState, now_us: int) -> None:
+        self.limits = limits
+        self.state = state
+        self.now_us = now_us
+        self.held: Counter[HeldBack] = Counter()
+        self._changed: set[str] = set()
+
+    def queue_is_open(self) -> bool:
+        """Whether the queue-wide limits let one more job start; counts a hold when not."""
+        limits, state = self.limits, self.state
+        if limits.concurrency is not None and state.reserved >= limits.concurrency:
+            self.held[HeldBack.CONCURRENCY] += 1
+            return False
+        if limits.rate is not None and self._next(QUEUE_SCOPE) > self.now_us:
+            self.held[HeldBack.RATE] += 1
+            return False
+        return True
+
+    def group_is_open(self, group: str | None) -> bool:
+        """Whether a job of `group` may start as far as per-group limits go."""
+        if group is None:
+            return True
+        limits = self.limits
+        if (
+            limits.group_concurrency is not None
+            and self.state.reserved_by_group[group] >= limits.group_concurrency
+        ):
+            self.held[HeldBack.GROUP_CONCURRENCY] += 1
+            return False
+        if limits.group_rate is not None and self._next(group_scope(group)) > self.now_us:
+            self.held[HeldBack.GROUP_RATE] += 1
+            return False
+        return True
+
+    def admit(self, group: str | None) -> bool:
+        """Let one job of `group` start if every limit allows it; record the start if so."""
+        if not self.queue_is_open() or not self.group_is_open(group):
+            return False
+        self.state.reserved += 1
+        if self.limits.rate is not None:
+            self._advance(QUEUE_SCOPE, self.limits.rate.interval_us)
+        if group is not None:
+            self.state.reserved_by_group[group] += 1
+            if self.limits.group_rate is not None:
+                self._advance(group_scope(group), self.limits.group_rate.interval_us)
+        return True
+
+    def blocked_groups(self, groups: set[str]) -> list[str]:
+        """Return those of `groups` that may not start a job now (without counting holds)."""
+        saved = self.held.copy()
+        blocked = [group for group in sorted(groups) if not self.group_is_open(group)]
+        self.held = saved
+        return blocked
+
+    def changed_scopes(self) -> dict[str, int]:
+        """Return the rate scopes whose next allowed start moved, with the new value."""
+        return {scope: self.state.next_start_us[scope] for scope in self._changed}
+
+    def next_open_us(self) -> int | None:
+        """The soonest instant a rate that held a job back opens again (None: no rate did)."""
+        later = [at for at in self.state.next_start_us.values() if at > self.now_us]
+        return (
+            min(later)
+            if later and (self.held[HeldBack.RATE] or self.held[HeldBack.GROUP_RATE])
+            else None
+        )
+
+    def _next(self, scope: str) -> int:
+        return self.state.next_start_us.get(scope, self.now_us)
+
+    def _advance(self, scope: str, interval_us: int) -> None:
+        self.state.next_start_us[scope] = max(self._next(scope), self.now_us) + interval_us
+        self._changed.add(scope)

@@ -14,3 +14,12 @@ CREATE TABLE {schema}.queues (
     queue text PRIMARY KEY,
     paused boolean NOT NULL DEFAULT false
 );
+
+-- Each rate scope's next allowed start, in microseconds on the store's clock: '' for the
+-- queue, 'g:<group>' per group. Limited pops read and move them under the queue's row lock.
+CREATE TABLE {schema}.rates (
+    queue text NOT NULL,
+    scope text NOT NULL,
+    next_start_us bigint NOT NULL,
+    PRIMARY KEY (queue, scope)
+);

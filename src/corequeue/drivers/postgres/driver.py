@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from corequeue.drivers.base import (
 )
 from corequeue.drivers.postgres import migrations
 from corequeue.drivers.postgres.dsn import connect_options, parse_dsn, redact, store_errors
+from corequeue.drivers.postgres.flow import flow_queries, reserve_limited
 from corequeue.drivers.postgres.inspection import inspection_queries
 from corequeue.drivers.postgres.listener import Listener
 from corequeue.drivers.postgres.pooling import SyncPool, pool_waits
@@ -65,6 +67,7 @@ from corequeue.errors import (
     StoreUnavailable,
 )
 from corequeue.job import PersistedJob, new_token, to_ms
+from corequeue.limits import HeldBack, Limits
 
 _PARKED_STATE = PARKED_STATE
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
@@ -143,6 +146,8 @@ class PostgresDriver:
         self._queries = Queries.for_schema(schema)
         self._channel = f"{schema}.jobs"
         self._bell = Bell()
+        self._limits = Limits()
+        self._held_back: Counter[HeldBack] = Counter()
         self._migrated = False
         # One pool per event loop (an application may use the driver from several), as psycopg
         # connections belong to the loop that opened them; one sync pool for `push_sync`.
@@ -275,13 +280,16 @@ class PostgresDriver:
         if job.token is None:
             return False
         params = self._params(id=job.id, token=job.token)
-        return await self._execute(self._queries.ack, params) > 0
+        acked = await self._execute(self._queries.ack, params) > 0
+        self._freed()
+        return acked
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
         """Remove several reserved jobs in one statement; return the stale ones, left alone."""
         if not jobs:
             return []
         rows = await self._fetch(self._queries.ack_many, self._held_params(jobs))
+        self._freed()
         return [jobs[position - 1] for (position,) in rows]
 
     async def fail(self, job: PersistedJob) -> bool:
@@ -327,6 +335,14 @@ class PostgresDriver:
         if moved:
             self._bell.ring()
         return moved
+
+    def set_limits(self, limits: Limits | None) -> None:
+        """Enforce `limits` at every pop of this driver (see `Driver.set_limits`)."""
+        self._limits = limits or Limits()
+
+    def held_back(self) -> dict[HeldBack, int]:
+        """Return how many times each limit held a due job back in this driver's pops."""
+        return dict(self._held_back)
 
     async def pause(self) -> None:
         """Hand out no job until `resume()`, for every worker sharing the database."""
@@ -479,6 +495,8 @@ class PostgresDriver:
             token=new_token(),  # one per statement: each job is fenced by its (id, token) pair
         )
         async with self._connection() as connection:
+            if not self._limits.is_empty:
+                return await self._reserve_limited(connection, params)
             cursor = await connection.execute(self._queries.reserve, params)
             rows = await cursor.fetchall()
             if rows:
@@ -488,6 +506,24 @@ class PostgresDriver:
             cursor = await connection.execute(self._queries.next_event, params)
             now_ms, next_ms = await _one(cursor)
         return [], self._wait_seconds(now_ms, next_ms)
+
+    async def _reserve_limited(
+        self, connection: psycopg.AsyncConnection[Any], params: Params
+    ) -> tuple[list[PersistedJob], float]:
+        """Reserve due jobs under this driver's limits (see postgres/flow.py)."""
+        queries = flow_queries(self.schema)
+        popped = await reserve_limited(
+            connection, queries, self._limits, params, params["lease_ms"]
+        )
+        self._held_back.update(popped.held)
+        if not popped.rows:
+            poll_seconds = self.poll_interval.total_seconds()
+            if popped.wait_ms is None:
+                return [], poll_seconds
+            # Never 0: the jobs due now are held back, not locked by another pop.
+            return [], max(min(poll_seconds, popped.wait_ms / 1000), _DUE_RETRY_SECONDS)
+        rows = sorted(popped.rows, key=lambda row: (-_whole(row[8]), row[-2], row[-1]))
+        return await self._readable(connection, rows, params["token"]), 0.0
 
     async def _readable(
         self, connection: psycopg.AsyncConnection[Any], rows: list[Any], token: str
@@ -531,7 +567,18 @@ class PostgresDriver:
             attempts=job.attempts,
             last_error=job.last_error,
         )
-        return await self._moved(self._queries.settle, params)
+        moved = await self._moved(self._queries.settle, params)
+        self._freed()
+        return moved
+
+    def _freed(self) -> None:
+        """A reservation ended: wake this driver's pops held back by a concurrency limit.
+
+        Pops of other workers see it at their next poll (or a notification: fail, retry and
+        release notify on commit).
+        """
+        if not self._limits.is_empty:
+            self._bell.ring()
 
     def _params(self, **values: Any) -> Params:
         now_us = None if self._clock is None else self._clock.now_us()

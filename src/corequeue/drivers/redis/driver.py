@@ -34,6 +34,7 @@ import contextlib
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Final
@@ -71,6 +72,7 @@ from corequeue.drivers.redis.sync import SyncClient
 from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, quads, text, view
 from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
 from corequeue.job import PersistedJob, new_token
+from corequeue.limits import HeldBack, Limits
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +216,9 @@ class RedisDriver:
         self._clients = LoopClients(source)
         self._sync = SyncClient(source)
         self._sync_loop = LoopThread(f"corequeue-sync-redis-{name}")  # only without a sync client
+        self._limits = Limits()
+        self._limit_args = _limit_args(self._limits)
+        self._held_back: Counter[HeldBack] = Counter()
         slot = self.keys.slot
         self._scripts = {
             script: Script(script, slot, SCRIPT_KEY_COUNT)
@@ -345,6 +350,15 @@ class RedisDriver:
         """Remove a waiting or delayed job; return whether there was one."""
         return bool(await self._run("cancel", job_id))
 
+    def set_limits(self, limits: Limits | None) -> None:
+        """Enforce `limits` at every pop of this driver (see `Driver.set_limits`)."""
+        self._limits = limits or Limits()
+        self._limit_args = _limit_args(self._limits)
+
+    def held_back(self) -> dict[HeldBack, int]:
+        """Return how many times each limit held a due job back in this driver's pops."""
+        return dict(self._held_back)
+
     async def pause(self) -> None:
         """Hand out no job until `resume()`, for every worker sharing the queue's keys."""
         await self._run("pause", 1)
@@ -377,7 +391,7 @@ class RedisDriver:
         See `Driver.enqueue_slot`: the script compares the slot with the clock (the server's
         TIME when the driver has none) and with the `periodic` hash, then pushes.
         """
-        args = (name, slot_ms, job.id, job.to_bytes(), job.priority)
+        args = (name, slot_ms, job.id, job.to_bytes(), job.priority, job.group or "")
         return bool(await self._run("enqueue_slot", *args))
 
     async def schedule_slots(self) -> dict[str, int]:
@@ -488,9 +502,14 @@ class RedisDriver:
         token = new_token()  # one per pop: fencing compares (id, token) pairs
         timed = "1" if wake_key else ""
         args: list[Any] = [*self.keys.for_script(wake_key), self._now()]
-        args += [limit, _microseconds(self.lease), timed, token]
+        args += [limit, _microseconds(self.lease), timed, token, *self._limit_args]
         with self._errors():
             reply = await self._scripts["pop"].run(clients.main, args)
+        wait_us = reply[0]
+        if isinstance(wait_us, list):  # under limits: {wait, holds by reason}
+            wait_us, *holds = wait_us
+            for reason, count in zip(_HOLD_REASONS, holds, strict=True):
+                self._held_back[reason] += int(count)
         jobs: list[PersistedJob] = []
         for index in range(1, len(reply), 3):
             job_id, envelope, extra = reply[index : index + 3]
@@ -505,7 +524,7 @@ class RedisDriver:
                 continue
             job.token = token
             jobs.append(job)
-        return jobs, int(reply[0])
+        return jobs, int(wait_us)
 
     async def _park_undecodable(self, job_id: str, token: str, exc: DecodeError) -> None:
         # Not a job this release can read (corrupt, or a newer wire format): keep the bytes in
@@ -606,7 +625,13 @@ class RedisDriver:
         for start in range(0, len(jobs), PUSH_CHUNK):
             args: list[Any] = []
             for job, delay in jobs[start : start + PUSH_CHUNK]:
-                args += [job.id, _microseconds(delay), job.to_bytes(), job.priority]
+                args += [
+                    job.id,
+                    _microseconds(delay),
+                    job.to_bytes(),
+                    job.priority,
+                    job.group or "",
+                ]
             calls.append(args)
         return self._args_of(calls)
 
@@ -648,6 +673,25 @@ def _converting(state: str) -> int:
     if prefix != "1>2" or not number.isdigit() or not 1 <= int(number) <= len(Channel):
         raise DriverError(f"unknown store layout state {state!r}")
     return int(number)
+
+
+_HOLD_REASONS: Final = (
+    HeldBack.CONCURRENCY,
+    HeldBack.GROUP_CONCURRENCY,
+    HeldBack.RATE,
+    HeldBack.GROUP_RATE,
+)
+"""The order of pop.lua's hold counts."""
+
+
+def _limit_args(limits: Limits) -> list[Any]:
+    """Return ARGV 6..9 of pop.lua for `limits` ("" for a limit not set)."""
+    return [
+        "" if limits.concurrency is None else limits.concurrency,
+        "" if limits.group_concurrency is None else limits.group_concurrency,
+        "" if limits.rate is None else limits.rate.interval_us,
+        "" if limits.group_rate is None else limits.group_rate.interval_us,
+    ]
 
 
 def _microseconds(duration: timedelta) -> int:

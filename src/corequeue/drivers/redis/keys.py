@@ -38,6 +38,11 @@ class RedisKeys:
     periodic: str
     priorities: str
     paused: str
+    rates: str
+    groups: str
+    held: str
+    held_index: str
+    held_groups: str
     scratch: str
     wake_prefix: str
     layout1_job_prefix: str
@@ -67,6 +72,11 @@ class RedisKeys:
             periodic=f"{base}periodic",
             priorities=f"{base}priorities",
             paused=f"{base}paused",
+            rates=f"{base}rates",
+            groups=f"{base}groups",
+            held=f"{base}held",
+            held_index=f"{base}held_index",
+            held_groups=f"{base}held_groups",
             scratch=f"{base}migrating",
             wake_prefix=f"{base}wake:",
             layout1_job_prefix=f"{base}job:",
@@ -109,6 +119,11 @@ class RedisKeys:
             self.periodic,
             self.priorities,
             self.paused,
+            self.rates,
+            self.groups,
+            self.held,
+            self.held_index,
+            self.held_groups,
             wake or self.wake_prefix,
         )
 
@@ -117,5 +132,5 @@ class RedisKeys:
         return f"{self.layout1_job_prefix}{job_id}"
 
 
-SCRIPT_KEY_COUNT: Final = 15
+SCRIPT_KEY_COUNT: Final = 20
 """How many KEYS `RedisKeys.for_script()` returns."""

@@ -147,9 +147,6 @@ class InProcessDriver:
         """Hand out jobs again after `pause()`."""
         with self._lock:
             self._paused = False
-        self._limits = Limits()
-        self._next_start_us: dict[str, int] = {}  # rate scope -> next allowed start
-        self._held: Counter[HeldBack] = Counter()
         self._pushed.ring()
 
     async def is_paused(self) -> bool:

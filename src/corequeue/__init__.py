@@ -45,6 +45,7 @@ from corequeue.events import (
 )
 from corequeue.factory import App, QueueFactory
 from corequeue.job import DeferrableJob, Job, PersistedJob, ReceivedJob, adjust, job_from
+from corequeue.limits import Limits, Rate
 from corequeue.periodic import PeriodicInfo
 from corequeue.queue import Queue
 
@@ -92,6 +93,7 @@ __all__ = [
     "JobDispatcher",
     "JobView",
     "JsonCodec",
+    "Limits",
     "ListenFunc",
     "NoListener",
     "PayloadTooLarge",
@@ -103,6 +105,7 @@ __all__ = [
     "QueueEmpty",
     "QueueFactory",
     "QueueInfo",
+    "Rate",
     "ReceivedJob",
     "RedisDriver",
     "SQLiteDriver",

@@ -29,6 +29,7 @@ from corequeue.events import (
     listened_type,
 )
 from corequeue.job import Job, PersistedJob, is_deferrable, is_job, job_from, new_job_id
+from corequeue.limits import Limits
 from corequeue.metrics import Gauge, JobMetrics, LabelledGauge, SlotMetrics
 from corequeue.periodic import PeriodicInfo, Schedules, Ticker
 
@@ -63,6 +64,9 @@ class Queue:
             They stay leased in the store and go back to `waiting` at shutdown. The default, 0,
             suits long jobs shared by several workers: no job waits in a busy worker while
             another worker is idle.
+        limits: Flow-control limits (`cq.Limits`): how many jobs of the queue, or of one
+            group, may be reserved at once across workers, and how many may start per window.
+            The store enforces them at every pop of this queue's driver (docs/flow-control.md).
 
     Example:
         >>> import corequeue as cq
@@ -90,12 +94,17 @@ class Queue:
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
         backoff: Callable[[timedelta], timedelta] = next_backoff,
         prefetch: int = 0,
+        limits: Limits | None = None,
     ) -> None:
         _check_options(parallelism, gauge_interval, shutdown_grace, max_payload_bytes)
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise InvalidOption(f"prefetch must be a whole number of at least 0, got {prefetch!r}")
+        if limits is not None and not isinstance(limits, Limits):
+            raise InvalidOption(f"limits must be a corequeue.Limits, got {type(limits).__name__}")
         self.driver = driver
         self.name = name
+        self.limits = limits or Limits()
+        driver.set_limits(limits)
         self.codec: Codec = codec or JsonCodec()
         self.event_dispatcher: JobDispatcher = event_dispatcher or SyncDispatcher()
         self.job_dispatcher: JobDispatcher = job_dispatcher or SyncDispatcher()

@@ -5,8 +5,10 @@ that driver enforces it in the same atomic step of the store that reserves, agai
 store holds for every worker: the reserved set (concurrency) and a per-scope "next start" time
 on the store's clock (rates). See docs/flow-control.md.
 
-Rates space starts evenly (a generic cell rate algorithm without burst): `Rate(100, 1 s)`
-lets one job start every 10 ms, so any window of `per` holds at most `limit` starts.
+Rates space starts evenly (a generic cell rate algorithm): `Rate(100, 1 s)` lets one job
+start every 10 ms on the store's clock. A start that came late (pops wake a little after the
+instant) does not push the schedule back, so the long-run rate is the one asked; a window of
+`per` therefore holds at most `limit` starts, or `limit + 1` right after a late one.
 """
 
 from __future__ import annotations
@@ -116,6 +118,11 @@ class Limits:
     def is_empty(self) -> bool:
         """Whether no limit is set."""
         return self == _NO_LIMITS
+
+    @property
+    def limits_concurrency(self) -> bool:
+        """Whether a concurrency limit is set (so a settle may let a held-back job start)."""
+        return self.concurrency is not None or self.group_concurrency is not None
 
     @property
     def limits_groups(self) -> bool:

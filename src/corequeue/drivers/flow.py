@@ -4,7 +4,7 @@ In-process, SQLite and PostgreSQL read the queue's flow state (reserved jobs by 
 start each rate allows) inside the atomic step that reserves (a lock, a write transaction, a
 row lock), then ask a `Gate` which due jobs, offered in pop order, may start. The Redis driver
 applies the same rule in pop.lua. Rates: a start at `now` is allowed when the scope's next
-allowed start is not after `now`, and moves it to `max(next, now) + interval`.
+allowed start is not after `now`, and moves it one interval on (see `advanced`).
 """
 
 from __future__ import annotations
@@ -106,6 +106,13 @@ class Gate:
         """Return the rate scopes whose next allowed start moved, with the new value."""
         return {scope: self.state.next_start_us[scope] for scope in self._changed}
 
+    def stale_before_us(self) -> int:
+        """Rate scopes whose next start is before this may be forgotten: they restart anyway."""
+        intervals = [
+            rate.interval_us for rate in (self.limits.rate, self.limits.group_rate) if rate
+        ]
+        return self.now_us - max(intervals, default=0)
+
     def next_open_us(self) -> int | None:
         """The soonest instant a rate that held a job back opens again (None: no rate did)."""
         later = [at for at in self.state.next_start_us.values() if at > self.now_us]
@@ -119,5 +126,21 @@ class Gate:
         return self.state.next_start_us.get(scope, self.now_us)
 
     def _advance(self, scope: str, interval_us: int) -> None:
-        self.state.next_start_us[scope] = max(self._next(scope), self.now_us) + interval_us
+        self.state.next_start_us[scope] = advanced(self._next(scope), self.now_us, interval_us)
         self._changed.add(scope)
+
+
+def advanced(next_us: int, now_us: int, interval_us: int) -> int:
+    """Return a rate scope's next allowed start after a start at `now_us` (>= `next_us`).
+
+    A start late by less than one interval keeps the schedule (the next comes one interval
+    after the one it was due at), so the wake-up delay of pops does not slow a rate down; a
+    start later than that restarts it from `now_us`.
+
+    Example:
+        >>> advanced(1_000, 1_004, 20), advanced(1_000, 1_050, 20)
+        (1020, 1070)
+    """
+    if now_us - next_us < interval_us:
+        return next_us + interval_us
+    return now_us + interval_us

@@ -461,7 +461,7 @@ class InProcessDriver:
         if held is None or not held.is_held_by(job):
             return None
         del self._reserved[job.id]
-        if not self._limits.is_empty:
+        if self._limits.limits_concurrency:
             self._pushed.ring()
         return held
 

@@ -630,7 +630,7 @@ class SQLiteDriver:
 
         Pops of other processes sharing the file see it at their next poll.
         """
-        if not self._limits.is_empty:
+        if self._limits.limits_concurrency:
             self._pushed.ring()
 
     async def _write(self, sql: str, parameters: Sequence[Any]) -> int:

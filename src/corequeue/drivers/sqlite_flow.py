@@ -32,7 +32,7 @@ SELECT job_group, COUNT(*) FROM corequeue_jobs WHERE queue = ? AND state = {RESE
 GROUP BY job_group
 """
 
-_RATES = "SELECT scope, next_start_us FROM corequeue_rates WHERE queue = ? AND next_start_us > ?"
+_RATES = "SELECT scope, next_start_us FROM corequeue_rates WHERE queue = ?"
 
 # Groups known to be closed are left out by the statement itself, so a group at its limit
 # with many due jobs costs an index filter, not a round of Python per job.
@@ -48,7 +48,8 @@ INSERT INTO corequeue_rates (queue, scope, next_start_us) VALUES (?, ?, ?)
 ON CONFLICT (queue, scope) DO UPDATE SET next_start_us = excluded.next_start_us
 """
 
-_PRUNE_RATES = "DELETE FROM corequeue_rates WHERE queue = ? AND next_start_us <= ?"
+# A scope whose next start passed more than an interval ago restarts from now anyway.
+_PRUNE_RATES = "DELETE FROM corequeue_rates WHERE queue = ? AND next_start_us < ?"
 
 # A pop held back by a limit waits for a delayed job, a lease end, a settle (this process
 # rings; others poll) or a rate to open, not for the due jobs it could not take.
@@ -117,14 +118,14 @@ def _state(db: sqlite3.Connection, queue: str, now_us: int) -> FlowState:
         reserved += count
         if group is not None:
             by_group[group] = count
-    rates = dict(db.execute(_RATES, (queue, now_us)).fetchall())
+    rates = dict(db.execute(_RATES, (queue,)).fetchall())
     return FlowState(reserved, by_group, rates)
 
 
 def _write_rates(db: sqlite3.Connection, queue: str, gate: Gate, now_us: int) -> None:
     changed = gate.changed_scopes()
     if changed:
-        db.execute(_PRUNE_RATES, (queue, now_us))
+        db.execute(_PRUNE_RATES, (queue, gate.stale_before_us()))
         db.executemany(_SET_RATE, [(queue, scope, at) for scope, at in changed.items()])
 
 

@@ -577,7 +577,7 @@ class PostgresDriver:
         Pops of other workers see it at their next poll (or a notification: fail, retry and
         release notify on commit).
         """
-        if not self._limits.is_empty:
+        if self._limits.limits_concurrency:
             self._bell.ring()
 
     def _params(self, **values: Any) -> Params:

@@ -37,8 +37,7 @@ _STATEMENTS = {
         GROUP BY job_group
     """,
     "rates": """
-        SELECT scope, next_start_us FROM {rates}
-        WHERE queue = %(queue)s AND next_start_us > %(now_us)s
+        SELECT scope, next_start_us FROM {rates} WHERE queue = %(queue)s
     """,
     # Groups known to be closed are left out by the statement: a group at its limit with many
     # due jobs costs an index filter, not a round trip per job.
@@ -63,7 +62,7 @@ _STATEMENTS = {
         ON CONFLICT (queue, scope) DO UPDATE SET next_start_us = excluded.next_start_us
     """,
     "prune_rates": """
-        DELETE FROM {rates} WHERE queue = %(queue)s AND next_start_us <= %(now_us)s
+        DELETE FROM {rates} WHERE queue = %(queue)s AND next_start_us < %(stale_us)s
     """,
     "next_event": """
         SELECT min(due_ms) FROM {jobs}
@@ -143,7 +142,9 @@ async def reserve_limited(
         ids = await _choose(connection, queries, gate, timed)
         changed = gate.changed_scopes()
         if changed:
-            await connection.execute(queries.prune_rates, timed)
+            await connection.execute(
+                queries.prune_rates, {**timed, "stale_us": gate.stale_before_us()}
+            )
             rates = {"scopes": list(changed), "starts": list(changed.values())}
             await connection.execute(queries.set_rates, {**timed, **rates})
         if not ids:

@@ -20,8 +20,15 @@ local function next_start(scope)
   return tonumber(redis.call('HGET', RATES, scope)) or NOW
 end
 
+-- The schedule moves one interval on; a start later than one interval restarts it from NOW
+-- (as corequeue.drivers.flow.advanced).
 local function advance(scope, interval)
-  local at = math.max(next_start(scope), NOW) + interval
+  local at = next_start(scope)
+  if NOW - at < interval then
+    at = at + interval
+  else
+    at = NOW + interval
+  end
   redis.call('HSET', RATES, scope, int(at))
 end
 

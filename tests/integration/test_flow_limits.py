@@ -7,6 +7,7 @@ the store's own counters. Runs on every driver (in-process: two queues on one dr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -159,3 +160,44 @@ async def test_two_workers_together_keep_to_a_rate_of_50_per_second_within_10_pe
     per_second = (len(ledger.starts) - 1) / (ledger.starts[-1] - ledger.starts[0])
     assert ledger.finished == 251
     assert 45 <= per_second <= 55  # 250 intervals of 20 ms: about 5 s
+
+
+async def test_holds_are_counted_by_reason_in_the_metrics() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from corequeue.metrics import prometheus_metrics
+
+    registry = CollectorRegistry()
+    metrics = prometheus_metrics(registry)
+    queue = cq.Queue(
+        cq.InProcessDriver(POP_TIMEOUT),
+        parallelism=4,
+        limits=cq.Limits(concurrency=1),
+        metrics=metrics,
+        gauge=metrics.gauge,
+        gauge_interval=timedelta(milliseconds=10),
+    )
+    ledger = Ledger(6)
+
+    async def handle(job: cq.ReceivedJob) -> None:
+        ledger.start(None)
+        await short_work()
+        ledger.end(None)
+
+    def held() -> float:
+        labels = {"queue": "default", "reason": "concurrency"}
+        return registry.get_sample_value("corequeue_jobs_held_back_total", labels) or 0.0
+
+    queue.subscribe(cq.listen(dict, handle))
+    await queue.dispatch_many([{"n": index} for index in range(6)])
+    async with asyncio.timeout(30):
+        consuming = asyncio.create_task(queue.consume(handle_signals=False))
+        await ledger.done.wait()
+        while held() == 0:  # reported every gauge interval: poll until it is
+            await asyncio.sleep(0.01)
+        consuming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consuming
+
+    assert ledger.most == 1
+    assert held() >= 1

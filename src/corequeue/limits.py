@@ -6,9 +6,10 @@ store holds for every worker: the reserved set (concurrency) and a per-scope "ne
 on the store's clock (rates). See docs/flow-control.md.
 
 Rates space starts evenly (a generic cell rate algorithm): `Rate(100, 1 s)` lets one job
-start every 10 ms on the store's clock. A start that came late (pops wake a little after the
-instant) does not push the schedule back, so the long-run rate is the one asked; a window of
-`per` therefore holds at most `limit` starts, or `limit + 1` right after a late one.
+start every 10 ms on the store's clock. A start may come up to `Rate.ahead_us` (10 ms at most)
+before its turn, so one pop takes every start of that stretch at once, and a start that came
+late does not push the schedule back (the long-run rate is the one asked). A window of `per`
+holds at most `limit` starts plus those of 10 ms, and one more right after a late start.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from corequeue.errors import InvalidOption, shown
 
 MAX_LIMIT: Final = 1_000_000
 """The largest concurrency or rate count `Limits` accepts."""
+
+RATE_AHEAD_US: Final = 10_000
+"""How far (µs) ahead of a rate's even schedule a start may come (see `Rate.ahead_us`)."""
 
 
 class HeldBack(StrEnum):
@@ -60,6 +64,16 @@ class Rate:
         """Microseconds between two starts, rounded up (never faster than asked)."""
         per_us = self.per // timedelta(microseconds=1)
         return -(-per_us // self.limit)
+
+    @property
+    def ahead_us(self) -> int:
+        """How far ahead of its even schedule a start may come: up to 10 ms, within `per`.
+
+        A pop takes every start due by now plus this much in one go, so a fast rate (say
+        100,000/s) does not cost a pop per job.
+        """
+        per_us = self.per // timedelta(microseconds=1)
+        return max(0, min(RATE_AHEAD_US, per_us - self.interval_us))
 
     @classmethod
     def parse(cls, text: str) -> Rate:

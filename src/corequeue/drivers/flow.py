@@ -4,15 +4,16 @@ In-process, SQLite and PostgreSQL read the queue's flow state (reserved jobs by 
 start each rate allows) inside the atomic step that reserves (a lock, a write transaction, a
 row lock), then ask a `Gate` which due jobs, offered in pop order, may start. The Redis driver
 applies the same rule in pop.lua. Rates: a start at `now` is allowed when the scope's next
-allowed start is not after `now`, and moves it one interval on (see `advanced`).
+allowed start is at most `Rate.ahead_us` after `now`, and moves it one interval on (see `turn`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta  # noqa: F401 (the doctest of `turn` uses it)
 
-from corequeue.limits import HeldBack, Limits
+from corequeue.limits import HeldBack, Limits, Rate
 
 QUEUE_SCOPE = ""
 """The scope key of the queue's own rate; a group's is `group_scope(name)`."""
@@ -61,7 +62,7 @@ class Gate:
         if limits.concurrency is not None and state.reserved >= limits.concurrency:
             self.held[HeldBack.CONCURRENCY] += 1
             return False
-        if limits.rate is not None and self._next(QUEUE_SCOPE) > self.now_us:
+        if limits.rate is not None and not self._is_due(QUEUE_SCOPE, limits.rate):
             self.held[HeldBack.RATE] += 1
             return False
         return True
@@ -77,7 +78,9 @@ class Gate:
         ):
             self.held[HeldBack.GROUP_CONCURRENCY] += 1
             return False
-        if limits.group_rate is not None and self._next(group_scope(group)) > self.now_us:
+        if limits.group_rate is not None and not self._is_due(
+            group_scope(group), limits.group_rate
+        ):
             self.held[HeldBack.GROUP_RATE] += 1
             return False
         return True
@@ -88,11 +91,11 @@ class Gate:
             return False
         self.state.reserved += 1
         if self.limits.rate is not None:
-            self._advance(QUEUE_SCOPE, self.limits.rate.interval_us)
+            self._advance(QUEUE_SCOPE, self.limits.rate)
         if group is not None:
             self.state.reserved_by_group[group] += 1
             if self.limits.group_rate is not None:
-                self._advance(group_scope(group), self.limits.group_rate.interval_us)
+                self._advance(group_scope(group), self.limits.group_rate)
         return True
 
     def blocked_groups(self, groups: set[str]) -> list[str]:
@@ -115,32 +118,38 @@ class Gate:
 
     def next_open_us(self) -> int | None:
         """The soonest instant a rate that held a job back opens again (None: no rate did)."""
-        later = [at for at in self.state.next_start_us.values() if at > self.now_us]
-        return (
-            min(later)
-            if later and (self.held[HeldBack.RATE] or self.held[HeldBack.GROUP_RATE])
-            else None
-        )
+        if not (self.held[HeldBack.RATE] or self.held[HeldBack.GROUP_RATE]):
+            return None
+        opens = []
+        for scope, at in self.state.next_start_us.items():
+            rate = self.limits.rate if scope == QUEUE_SCOPE else self.limits.group_rate
+            if rate is not None and at - rate.ahead_us > self.now_us:
+                opens.append(at - rate.ahead_us)
+        return min(opens, default=None)
 
-    def _next(self, scope: str) -> int:
-        return self.state.next_start_us.get(scope, self.now_us)
+    def _is_due(self, scope: str, rate: Rate) -> bool:
+        start = turn(self.state.next_start_us.get(scope), self.now_us, rate)
+        return start <= self.now_us + rate.ahead_us
 
-    def _advance(self, scope: str, interval_us: int) -> None:
-        self.state.next_start_us[scope] = advanced(self._next(scope), self.now_us, interval_us)
+    def _advance(self, scope: str, rate: Rate) -> None:
+        start = turn(self.state.next_start_us.get(scope), self.now_us, rate)
+        self.state.next_start_us[scope] = start + rate.interval_us
         self._changed.add(scope)
 
 
-def advanced(next_us: int, now_us: int, interval_us: int) -> int:
-    """Return a rate scope's next allowed start after a start at `now_us` (>= `next_us`).
+def turn(next_us: int | None, now_us: int, rate: Rate) -> int:
+    """Return the instant the next start of a rate scope is scheduled at, seen at `now_us`.
 
-    A start late by less than one interval keeps the schedule (the next comes one interval
-    after the one it was due at), so the wake-up delay of pops does not slow a rate down; a
-    start later than that restarts it from `now_us`.
+    It is the stored next start (`next_us`), unless that passed more than one interval ago or
+    none is stored: then now. A start late by less than an interval so keeps the schedule, and
+    the wake-up delay of pops does not slow a rate down. The start may happen once
+    `turn <= now + rate.ahead_us`; the next one's turn is one interval later.
 
     Example:
-        >>> advanced(1_000, 1_004, 20), advanced(1_000, 1_050, 20)
-        (1020, 1070)
+        >>> rate = Rate(50, timedelta(seconds=1))  # one start every 20 ms
+        >>> turn(1_000_000, 1_004_000, rate), turn(1_000_000, 1_050_000, rate)
+        (1000000, 1050000)
     """
-    if now_us - next_us < interval_us:
-        return next_us + interval_us
-    return now_us + interval_us
+    if next_us is None or now_us - next_us >= rate.interval_us:
+        return now_us
+    return next_us

@@ -685,12 +685,14 @@ _HOLD_REASONS: Final = (
 
 
 def _limit_args(limits: Limits) -> list[Any]:
-    """Return ARGV 6..9 of pop.lua for `limits` ("" for a limit not set)."""
+    """Return ARGV 6..11 of pop.lua for `limits` ("" for a limit not set)."""
     return [
         "" if limits.concurrency is None else limits.concurrency,
         "" if limits.group_concurrency is None else limits.group_concurrency,
         "" if limits.rate is None else limits.rate.interval_us,
         "" if limits.group_rate is None else limits.group_rate.interval_us,
+        "" if limits.rate is None else limits.rate.ahead_us,
+        "" if limits.group_rate is None else limits.group_rate.ahead_us,
     ]
 
 

@@ -8,9 +8,9 @@
 -- pop's wake-up list (KEYS 13), ending its BLPOP (before any token, so it takes no token).
 -- ARGV 5 is the pop's reservation token, stored in `tokens` for every job it reserves: only
 -- calls that bring it back may settle, renew or release those jobs.
--- ARGV 6..9 are the popping worker's limits, "" when not set: concurrency, group
--- concurrency, and the intervals in microseconds between two starts of the queue's rate and of
--- each group's rate. Under limits, reply[1] is {wait, held by concurrency, by group
+-- ARGV 6..11 are the popping worker's limits, "" when not set: concurrency, group
+-- concurrency, the intervals in microseconds between two starts of the queue's rate and of
+-- each group's rate, and how far ahead of its turn a start of each may come (Rate.ahead_us). Under limits, reply[1] is {wait, held by concurrency, by group
 -- concurrency, by rate, by group rate} instead of wait.
 local HOLD_POLL_US = 20000
 local SCAN = 100 -- waiting jobs read per look while choosing
@@ -20,16 +20,23 @@ local function next_start(scope)
   return tonumber(redis.call('HGET', RATES, scope)) or NOW
 end
 
--- The schedule moves one interval on; a start later than one interval restarts it from NOW
--- (as corequeue.drivers.flow.advanced).
-local function advance(scope, interval)
+-- When the next start of a rate scope is scheduled, seen now: the stored instant, unless it
+-- passed more than an interval ago (as corequeue.drivers.flow.turn).
+local function turn(scope, interval)
   local at = next_start(scope)
-  if NOW - at < interval then
-    at = at + interval
-  else
-    at = NOW + interval
+  if NOW - at >= interval then
+    return NOW
   end
-  redis.call('HSET', RATES, scope, int(at))
+  return at
+end
+
+-- Whether a start of the scope may happen now: its turn is at most `ahead` µs away.
+local function is_due(scope, interval, ahead)
+  return turn(scope, interval) <= NOW + ahead
+end
+
+local function advance(scope, interval)
+  redis.call('HSET', RATES, scope, int(turn(scope, interval) + interval))
 end
 
 -- Reserved jobs by group, counted from the reserved set (so a lease that ran out, recovered
@@ -47,7 +54,8 @@ end
 
 -- Choose up to `limit` waiting jobs the limits let start, in waiting order; hold the jobs of
 -- closed groups met on the way (see hold). Returns the ids and the holds by reason.
-local function take_limited(limit, concurrency, group_concurrency, rate_us, group_rate_us)
+local function take_limited(limit, concurrency, group_concurrency, rate_us, group_rate_us,
+    ahead_us, group_ahead_us)
   local held = { 0, 0, 0, 0 }
   local room = limit
   if concurrency then
@@ -59,7 +67,7 @@ local function take_limited(limit, concurrency, group_concurrency, rate_us, grou
     if group_concurrency and (running[group] or 0) >= group_concurrency then
       return 2
     end
-    if group_rate_us and next_start('g:' .. group) > NOW then
+    if group_rate_us and not is_due('g:' .. group, group_rate_us, group_ahead_us) then
       return 4
     end
     return nil
@@ -74,7 +82,7 @@ local function take_limited(limit, concurrency, group_concurrency, rate_us, grou
   end
   local ids, looked = {}, 0
   while #ids < room and looked < BATCH do
-    if rate_us and next_start('') > NOW then
+    if rate_us and not is_due('', rate_us, ahead_us) then
       held[3] = held[3] + 1
       break
     end
@@ -107,7 +115,7 @@ local function take_limited(limit, concurrency, group_concurrency, rate_us, grou
           end
         end
       end
-      if #ids >= room or (rate_us and next_start('') > NOW) then
+      if #ids >= room or (rate_us and not is_due('', rate_us, ahead_us)) then
         break
       end
     end
@@ -119,17 +127,17 @@ local function take_limited(limit, concurrency, group_concurrency, rate_us, grou
 end
 
 -- Microseconds until a rate that holds jobs back opens again (nil: none does).
-local function held_wait_us(rate_us, group_rate_us)
+local function held_wait_us(rate_us, group_rate_us, ahead_us, group_ahead_us)
   local at = nil
   if rate_us then
-    local queue_at = next_start('')
+    local queue_at = turn('', rate_us) - ahead_us
     if queue_at > NOW then
       at = queue_at
     end
   end
   if group_rate_us then
     for _, group in ipairs(redis.call('HKEYS', HELD_GROUPS)) do
-      local group_at = next_start('g:' .. group)
+      local group_at = turn('g:' .. group, group_rate_us) - group_ahead_us
       if group_at > NOW and (not at or group_at < at) then
         at = group_at
       end
@@ -163,7 +171,8 @@ elseif not limited then
     ids[#ids + 1] = popped[i]
   end
 else
-  ids, held = take_limited(limit, concurrency, group_concurrency, rate_us, group_rate_us)
+  ids, held = take_limited(limit, concurrency, group_concurrency, rate_us, group_rate_us,
+    tonumber(ARGV[10]) or 0, tonumber(ARGV[11]) or 0)
 end
 -- A fixed number of calls per batch: two reads, one ZADD and one HSET for the whole of it.
 local envelopes, expiries = read_many('HMGET', JOBS, ids), read_many('HMGET', EXPIRIES, ids)
@@ -211,7 +220,8 @@ end
 -- Held back: wait for a delayed job, a lease end or a rate to open, and look again within
 -- HOLD_POLL_US for slots freed by settles (which wake no pop).
 local wait = next_event_in_us()
-local opens = held_wait_us(rate_us, group_rate_us)
+local opens = held_wait_us(rate_us, group_rate_us, tonumber(ARGV[10]) or 0,
+  tonumber(ARGV[11]) or 0)
 for _, candidate in ipairs({ opens, HOLD_POLL_US }) do
   if candidate and (wait < 0 or candidate < wait) then
     wait = candidate

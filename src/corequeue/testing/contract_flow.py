@@ -315,3 +315,63 @@ async def test_limits_keep_priority_order(driver: Driver) -> None:
     await push_all(driver, group_job("low", "A"), group_job("high", "B", priority=5))
 
     assert await pop_all(driver) == ["high", "low"]
+
+
+# --- jobs held back stay waiting, for every operation -------------------------------------
+
+
+async def hold_back_b1(driver: Driver) -> None:
+    """Leave job "b1" of group B held back: B's "b0" is reserved under a group limit."""
+    driver.set_limits(Limits(group_concurrency=1))
+    await push_all(driver, group_job("b0", "B"), group_job("b1", "B"), group_job("c0", "C"))
+    assert [job.id for job in await driver.pop_many(10)] == ["b0", "c0"]
+
+
+async def test_held_back_jobs_count_as_waiting(driver: Driver) -> None:
+    await hold_back_b1(driver)
+
+    assert await driver.info() == QueueInfo(waiting=1, reserved=2)
+
+
+async def test_held_back_job_can_be_cancelled(driver: Driver) -> None:
+    await hold_back_b1(driver)
+
+    assert await driver.cancel("b1")
+
+    assert await driver.info() == QueueInfo(reserved=2)
+    driver.set_limits(None)
+    with pytest.raises(QueueEmpty):
+        await driver.pop()
+
+
+async def test_pushing_a_held_back_id_again_changes_nothing(driver: Driver) -> None:
+    await hold_back_b1(driver)
+
+    await driver.push(group_job("b1", "B", priority=50), timedelta(0))
+
+    assert await driver.info() == QueueInfo(waiting=1, reserved=2)
+
+
+async def test_flushing_waiting_deletes_held_back_jobs(driver: Driver) -> None:
+    await hold_back_b1(driver)
+
+    await driver.flush("waiting")
+
+    assert await driver.info() == QueueInfo(reserved=2)
+
+
+async def test_a_worker_without_limits_takes_held_back_jobs(driver: Driver) -> None:
+    await hold_back_b1(driver)
+
+    driver.set_limits(None)
+
+    assert (await driver.pop()).id == "b1"
+
+
+async def test_pause_and_resume_keep_the_limits(driver: Driver) -> None:
+    driver.set_limits(Limits(concurrency=1))
+    await push_all(driver, persisted("a"), persisted("b"))
+    await driver.pause()
+    await driver.resume()
+
+    assert [job.id for job in await driver.pop_many(5)] == ["a"]

@@ -25,6 +25,7 @@ from corequeue.drivers.base import (
     instant_of_ms,
 )
 from corequeue.errors import QueueEmpty
+from corequeue.limits import Limits
 from corequeue.testing import FakeClock
 from corequeue.testing.jobs import persisted, with_every_field
 
@@ -260,3 +261,18 @@ async def test_retry_job_ignores_jobs_that_are_not_failed(driver: Driver) -> Non
 
 __all__ = sorted(name for name in dict(globals()) if name.startswith("test_"))
 """Every test of this module, for `import *`."""
+
+
+async def test_held_back_jobs_are_listed_and_found_as_waiting(driver: InspectDriver) -> None:
+    driver.set_limits(Limits(group_concurrency=1))
+    for job_id in ["b0", "b1", "b2"]:
+        await driver.push(persisted(job_id, group="B"), timedelta(0))
+    await driver.pop_many(10)
+
+    listed = await driver.list_jobs("waiting")
+    found = await driver.get_job("b2")
+
+    assert [view.job.id for view in listed] == ["b1", "b2"]
+    assert found is not None and found.channel is Channel.WAITING
+    assert await driver.delete_job("b1")
+    assert await driver.info() == QueueInfo(waiting=1, reserved=1)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,21 +29,23 @@ JOBS = 40
 
 
 @asynccontextmanager
-async def two_drivers(kind: str, tmp_path: Path) -> AsyncIterator[tuple[Driver, Driver]]:
-    """Yield two driver instances of `kind` on one store and one queue name."""
+async def two_drivers(
+    kind: str, tmp_path: Path, lease: timedelta = timedelta(seconds=1)
+) -> AsyncIterator[tuple[Driver, Driver]]:
+    """Yield two driver instances of `kind` on one store and one queue name (leases of 1 s)."""
     name = f"flow-{time.time_ns()}"
     if kind == "in_process":
-        shared = cq.InProcessDriver(POP_TIMEOUT)
+        shared = cq.InProcessDriver(POP_TIMEOUT, lease=lease)
         yield shared, shared
         return
     pair: list[Driver]
     if kind == "sqlite":
         path = tmp_path / "jobs.db"
-        pair = [cq.SQLiteDriver(path, name, pop_timeout=POP_TIMEOUT) for _ in range(2)]
+        pair = [cq.SQLiteDriver(path, name, pop_timeout=POP_TIMEOUT, lease=lease) for _ in range(2)]
     elif kind == "postgres":
         pair = [
             cq.PostgresDriver(
-                postgres_dsn(), name=name, schema=TEST_SCHEMA, pop_timeout=POP_TIMEOUT
+                postgres_dsn(), name=name, schema=TEST_SCHEMA, pop_timeout=POP_TIMEOUT, lease=lease
             )
             for _ in range(2)
         ]
@@ -49,7 +53,9 @@ async def two_drivers(kind: str, tmp_path: Path) -> AsyncIterator[tuple[Driver, 
         cluster = kind == "redis_cluster"
         url = redis_cluster_url() if cluster else redis_url()
         pair = [
-            cq.RedisDriver.from_url(url, name=name, cluster=cluster, pop_timeout=POP_TIMEOUT)
+            cq.RedisDriver.from_url(
+                url, name=name, cluster=cluster, pop_timeout=POP_TIMEOUT, lease=lease
+            )
             for _ in range(2)
         ]
     try:
@@ -201,3 +207,64 @@ async def test_holds_are_counted_by_reason_in_the_metrics() -> None:
 
     assert ledger.most == 1
     assert held() >= 1
+
+
+HOLDER = Path(__file__).resolve().parent / "workers" / "flow_holder.py"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "redis_cluster", "postgres"])
+async def test_slots_of_a_killed_worker_come_back_when_its_leases_run_out(
+    kind: str, tmp_path: Path
+) -> None:
+    lease = timedelta(seconds=1)
+    async with two_drivers(kind, tmp_path) as (first, _):
+        where = _where(kind, first)
+        jobs = [
+            cq.adjust({"n": n, "group": group}, group=group, max_attempts=2)
+            for n, group in enumerate(["A", "B", "A", "B", "A", "B"])
+        ]
+        limits = cq.Limits(concurrency=2, group_concurrency=1)
+        queue = cq.Queue(first, parallelism=4, limits=limits)
+        await queue.dispatch_many(jobs)
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable, str(HOLDER), kind, where, queue_name(first), "2",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert holder.stdout is not None
+        async with asyncio.timeout(30):
+            held = [(await holder.stdout.readline()).decode().split()[1] for _ in range(2)]
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+
+        ledger = Ledger(len(jobs))
+
+        async def handle(job: cq.ReceivedJob) -> None:
+            ledger.start(job.data["group"])
+            await short_work()
+            ledger.end(job.data["group"])
+
+        queue.subscribe(cq.listen(dict, handle))
+        started = time.monotonic()
+        async with asyncio.timeout(60):
+            consuming = asyncio.create_task(queue.consume(handle_signals=False))
+            await ledger.done.wait()
+            consuming.cancel()
+            await asyncio.gather(consuming, return_exceptions=True)
+
+    assert len(held) == 2
+    assert ledger.finished == len(jobs)
+    assert ledger.most <= 2
+    assert max(ledger.most_by_group.values()) <= 1
+    assert time.monotonic() - started >= lease.total_seconds() * 0.9  # the slots waited
+
+
+def queue_name(driver: Driver) -> str:
+    return str(driver.name)  # type: ignore[attr-defined]
+
+
+def _where(kind: str, driver: Driver) -> str:
+    if kind == "sqlite":
+        return str(driver.path)  # type: ignore[attr-defined]
+    if kind == "postgres":
+        return f"{TEST_SCHEMA} {postgres_dsn()}"
+    return redis_cluster_url() if kind == "redis_cluster" else redis_url()

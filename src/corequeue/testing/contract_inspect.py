@@ -273,6 +273,7 @@ async def test_held_back_jobs_are_listed_and_found_as_waiting(driver: InspectDri
     found = await driver.get_job("b2")
 
     assert [view.job.id for view in listed] == ["b1", "b2"]
-    assert found is not None and found.channel is Channel.WAITING
+    assert found is not None
+    assert found.channel is Channel.WAITING
     assert await driver.delete_job("b1")
     assert await driver.info() == QueueInfo(waiting=1, reserved=1)

@@ -234,3 +234,21 @@ async def test_waiting_jobs_show_priority_and_group(
 
     assert '<td class="num">42</td>' in page.text
     assert "<code>tenant-7</code>" in page.text
+
+
+async def test_queue_page_shows_limits_and_group_counts(
+    client: httpx.AsyncClient, queue: Queue
+) -> None:
+    queue.driver.set_limits(cq.Limits(group_concurrency=1))
+    queue.limits = cq.Limits(group_concurrency=1)
+    for index in range(3):
+        await queue.dispatch(cq.adjust({"n": index}, group="tenant-7"))
+    await queue.driver.pop()
+
+    page = await client.get("/queues/default/channels/waiting")
+
+    assert "groupConcurrency: 1" in page.text
+    assert (
+        '<tr data-group="tenant-7"><td><code>tenant-7</code></td>'
+        '<td class="num">1</td><td class="num">2</td></tr>' in page.text
+    )

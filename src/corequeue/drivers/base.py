@@ -312,6 +312,14 @@ class JobView:
     due_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GroupCounts:
+    """How many jobs of one group wait and how many are reserved (see flow control)."""
+
+    waiting: int = 0
+    reserved: int = 0
+
+
 MAX_LIST_LIMIT = 1000
 """Most jobs one `list_jobs()` call returns."""
 
@@ -363,6 +371,13 @@ class InspectDriver(Driver, Protocol):
         """Move one failed or timeout job back to `waiting` (a reload of one job).
 
         Like `reload()`, it keeps the attempts made. Returns whether the job was there.
+        """
+        ...
+
+    async def group_counts(self) -> dict[str, GroupCounts]:
+        """Return, for every group with a waiting or reserved job, how many there are.
+
+        Jobs held back by a limit count as waiting; delayed jobs not yet due do not count.
         """
         ...
 

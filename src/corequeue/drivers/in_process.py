@@ -22,6 +22,7 @@ from corequeue.drivers.base import (
     LEASE_EXPIRED,
     Channel,
     Clock,
+    GroupCounts,
     JobView,
     QueueInfo,
     SystemClock,
@@ -349,6 +350,23 @@ class InProcessDriver:
                     self._enqueue(job, self._clock.now_ms())
                     return True
         return False
+
+    async def group_counts(self) -> dict[str, GroupCounts]:
+        """Return the waiting and reserved jobs of every group that has some."""
+        now = self._clock.now_ms()
+        waiting: Counter[str] = Counter()
+        reserved: Counter[str] = Counter()
+        with self._lock:
+            for entry in self._pending.values():
+                if entry.due <= now and entry.job.group is not None:
+                    waiting[entry.job.group] += 1
+            for held in self._reserved.values():
+                if held.job.group is not None:
+                    reserved[held.job.group] += 1
+        return {
+            group: GroupCounts(waiting[group], reserved[group])
+            for group in sorted(waiting.keys() | reserved.keys())
+        }
 
     def _views(self, channel: Channel, now: int) -> list[JobView]:
         """Return every job of `channel` in channel order."""

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Final
 
-from corequeue.drivers.base import Channel
+from corequeue.drivers.base import Channel, GroupCounts
 from corequeue.errors import DecodeError
 from corequeue.job import PersistedJob
 
@@ -56,6 +56,19 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
         priority=priority,
         group=group,
     )
+
+
+def counts_by_group(rows: Sequence[Sequence[Any]]) -> dict[str, GroupCounts]:
+    """Return `GroupCounts` by group from rows `group, state, count` (pending rows are due)."""
+    counts: dict[str, GroupCounts] = {}
+    for group, state, count in sorted(rows, key=lambda row: str(row[0])):
+        found = counts.get(str(group), GroupCounts())
+        if state == RESERVED:
+            found = GroupCounts(found.waiting, found.reserved + int(count))
+        else:
+            found = GroupCounts(found.waiting + int(count), found.reserved)
+        counts[str(group)] = found
+    return counts
 
 
 UNREADABLE_TYPE = "<unreadable>"

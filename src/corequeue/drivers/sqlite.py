@@ -37,6 +37,7 @@ from corequeue.drivers.base import (
     LEASE_EXPIRED,
     Channel,
     Clock,
+    GroupCounts,
     JobView,
     QueueInfo,
     SystemClock,
@@ -52,6 +53,7 @@ from corequeue.drivers.sql_state import (
     PENDING,
     RESERVED,
     TIMEOUT,
+    counts_by_group,
     job_from_columns,
     readable_or_not,
 )
@@ -546,6 +548,17 @@ class SQLiteDriver:
         moved = await self._write(sql, (self._clock.now_ms(), self.name, job_id)) > 0
         self._pushed.ring()
         return moved
+
+    async def group_counts(self) -> dict[str, GroupCounts]:
+        """Return the waiting and reserved jobs of every group that has some."""
+        sql = (
+            f"SELECT job_group, state, COUNT(*) FROM corequeue_jobs WHERE queue = ? "
+            f"AND job_group IS NOT NULL "
+            f"AND (state = {RESERVED} OR (state = {PENDING} AND due_ms <= ?)) GROUP BY 1, 2"
+        )
+        parameters = (self.name, self._clock.now_ms())
+        rows = await self._run(lambda db: db.execute(sql, parameters).fetchall())
+        return counts_by_group(rows)
 
     # --- inside the driver's thread --------------------------------------------------------
 

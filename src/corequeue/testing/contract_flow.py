@@ -375,3 +375,7 @@ async def test_pause_and_resume_keep_the_limits(driver: Driver) -> None:
     await driver.resume()
 
     assert [job.id for job in await driver.pop_many(5)] == ["a"]
+
+
+__all__ = sorted(name for name in dict(globals()) if name.startswith("test_"))
+"""Every test of this module, for `import *`."""

@@ -154,6 +154,8 @@ class Pages:
             reloadable=channel in RELOADABLE,
             schedules=await self.dashboard.schedules(name),
             paused=await self.dashboard.queue(name).is_paused(),
+            limits=self.dashboard.queue(name).limits.describe(),
+            groups=await self.dashboard.group_counts(name),
         )
 
     async def job(self, request: Request) -> Response:

@@ -37,6 +37,7 @@ from corequeue.drivers.base import (
     LEASE_EXPIRED,
     Channel,
     Clock,
+    GroupCounts,
     JobView,
     QueueInfo,
     check_listing,
@@ -55,6 +56,7 @@ from corequeue.drivers.sql_state import (
     FAILED,
     PARKED_STATE,
     PENDING,
+    counts_by_group,
     job_from_columns,
     readable_or_not,
 )
@@ -478,6 +480,11 @@ class PostgresDriver:
         if moved:
             self._bell.ring()
         return moved
+
+    async def group_counts(self) -> dict[str, GroupCounts]:
+        """Return the waiting and reserved jobs of every group that has some."""
+        rows = await self._fetch(inspection_queries(self.schema).groups, self._params())
+        return counts_by_group(rows)
 
     # --- moves -----------------------------------------------------------------------------
 

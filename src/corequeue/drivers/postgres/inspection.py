@@ -30,6 +30,12 @@ _STATEMENTS = {
     "list_state": f"SELECT {_COLUMNS} FROM {{jobs}} "
     f"WHERE queue = %(queue)s AND state = %(state)s {_PAGE}",
     "get": f"SELECT {_COLUMNS} FROM {{jobs}} WHERE queue = %(queue)s AND id = %(id)s",
+    "groups": """
+        SELECT job_group, state, count(*) FROM {jobs}
+        WHERE queue = %(queue)s AND job_group IS NOT NULL
+        AND (state = 1 OR (state = 0 AND due_ms <= {now}))
+        GROUP BY 1, 2
+    """,
     "delete": "DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state IN (0, 2, 3)",
     # Like reload, for one job: wake pops on commit.
     "retry": """
@@ -56,6 +62,7 @@ class InspectionQueries:
     list_delayed: bytes
     list_state: bytes
     get: bytes
+    groups: bytes
     delete: bytes
     retry: bytes
 

@@ -47,6 +47,7 @@ from corequeue.drivers.base import (
     Channel,
     ChannelConfig,
     Clock,
+    GroupCounts,
     JobView,
     QueueInfo,
     check_listing,
@@ -90,7 +91,7 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 _SCRIPTS: Final = ("ack", "cancel", "flush", "info", "pop", "push", "reload", "release", "renew")
 _SCRIPTS_MORE: Final = ("settle", "inspect", "lookup", "delete", "requeue", "migrate")
 _SCRIPTS_PERIODIC: Final = ("enqueue_slot",)
-_SCRIPTS_FLOW: Final = ("pause",)
+_SCRIPTS_FLOW: Final = ("pause", "groups")
 _REFUSED: Final = "COREQUEUE_LAYOUT"  # how the scripts refuse a queue in another layout
 
 
@@ -448,6 +449,15 @@ class RedisDriver:
     async def retry_job(self, job_id: str) -> bool:
         """Move one failed or timeout job back to `waiting`; return whether it was there."""
         return bool(await self._run("requeue", job_id))
+
+    async def group_counts(self) -> dict[str, GroupCounts]:
+        """Return the waiting and reserved jobs of every group that has some (groups.lua)."""
+        reply = await self._run("groups")
+        found = {
+            text(reply[i]): GroupCounts(int(reply[i + 1]), int(reply[i + 2]))
+            for i in range(0, len(reply), 3)
+        }
+        return dict(sorted(found.items()))
 
     async def migrate(self) -> list[int]:
         """Convert the queue from store layout 1 (an earlier release) to layout 2, in place.

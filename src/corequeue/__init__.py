@@ -47,6 +47,7 @@ from corequeue.events import (
 from corequeue.factory import App, QueueFactory
 from corequeue.job import DeferrableJob, Job, PersistedJob, ReceivedJob, adjust, job_from
 from corequeue.middleware import DispatchedJob, Middleware
+from corequeue.limits import Limits, Rate
 from corequeue.periodic import PeriodicInfo
 from corequeue.queue import Queue
 
@@ -95,6 +96,7 @@ __all__ = [
     "JobDispatcher",
     "JobView",
     "JsonCodec",
+    "Limits",
     "ListenFunc",
     "Middleware",
     "MiddlewareError",
@@ -108,6 +110,7 @@ __all__ = [
     "QueueEmpty",
     "QueueFactory",
     "QueueInfo",
+    "Rate",
     "ReceivedJob",
     "RedisDriver",
     "SQLiteDriver",

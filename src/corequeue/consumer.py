@@ -30,7 +30,14 @@ from corequeue.drivers.base import Driver
 from corequeue.errors import QueueEmpty, WorkerCrashed
 from corequeue.guard import Guard, Logger
 from corequeue.job import PersistedJob
-from corequeue.metrics import Gauge, JobMetrics, LabelledGauge, Outcome, set_gauge
+from corequeue.metrics import (
+    Gauge,
+    HeldBackMetrics,
+    JobMetrics,
+    LabelledGauge,
+    Outcome,
+    set_gauge,
+)
 from corequeue.periodic import Ticker
 from corequeue.settlement import (
     RETRY_FIRST_SECONDS,
@@ -76,6 +83,8 @@ class Consumer:
         self.settings = settings
         self.log = parts.log
         self._gauge = parts.gauge
+        self._held_metrics = parts.metrics if isinstance(parts.metrics, HeldBackMetrics) else None
+        self._held_reported: dict[str, int] = {}
         self._ticker = parts.ticker
         self._gauge_guard = Guard(parts.log, f"queue {parts.name}: gauge")
         self._observe = guarded_observer(
@@ -265,20 +274,34 @@ class Consumer:
             await self._ticker.run(asyncio.Event())  # never set: stopped by cancellation
 
     async def _report_lengths(self) -> None:
+        """Every gauge interval: the queue lengths, and the holds of its limits since the last."""
         gauge = self._gauge
-        if gauge is None:
+        if gauge is None and self._held_metrics is None:
             return
         while True:
-            try:
-                info = await self.driver.info()
-            except Exception as exc:
-                self.log.warning("queue %s: cannot read queue lengths: %s", self.name, exc)
-            else:
-                for channel, count in info.as_dict().items():
-                    self._gauge_guard.call(
-                        set_gauge, gauge, count, queue=self.name, channel=channel
-                    )
+            self._report_held_back()
+            if gauge is not None:
+                await self._set_lengths(gauge)
             await asyncio.sleep(self.settings.gauge_interval.total_seconds())
+
+    async def _set_lengths(self, gauge: Gauge | LabelledGauge) -> None:
+        try:
+            info = await self.driver.info()
+        except Exception as exc:
+            self.log.warning("queue %s: cannot read queue lengths: %s", self.name, exc)
+            return
+        for channel, count in info.as_dict().items():
+            self._gauge_guard.call(set_gauge, gauge, count, queue=self.name, channel=channel)
+
+    def _report_held_back(self) -> None:
+        metrics = self._held_metrics
+        if metrics is None:
+            return
+        for reason, total in self.driver.held_back().items():
+            new = total - self._held_reported.get(reason, 0)
+            if new > 0:
+                self._held_reported[reason] = total
+                self._gauge_guard.call(metrics.observe_held_back, self.name, reason.value, new)
 
     @contextlib.contextmanager
     def _signals_cancel_me(self) -> Iterator[None]:

@@ -145,7 +145,7 @@ class QueueFactory:
             gauge_interval=settings.check_queue_length_interval,
             metrics=metrics,
             shutdown_grace=settings.shutdown_grace,
-            **self._queue_options,
+            **self._options_of(settings),
         )
         for periodic in settings.periodic:  # schedules declared in the configuration file
             queue.periodic(
@@ -156,6 +156,13 @@ class QueueFactory:
                 misfire=periodic.misfire,
             )
         return queue
+
+    def _options_of(self, settings: QueueSettings) -> dict[str, Any]:
+        """The factory's Queue options, with the configured limits unless those name some."""
+        options: dict[str, Any] = dict(self._queue_options)
+        if settings.limits is not None:
+            options.setdefault("limits", settings.limits)
+        return options
 
     def _driver_of(self, settings: QueueSettings) -> Driver:
         if self._driver is None:

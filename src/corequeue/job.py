@@ -150,6 +150,10 @@ class PersistedJob:
     attempts: int = 1
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     last_error: str | None = None
+    priority: int = 0
+    """Among due jobs, higher runs first (-100..100); equal priorities run in due order."""
+    group: str | None = None
+    """Who the job belongs to (a tenant, an API host), for per-group limits."""
     token: str | None = field(default=None, compare=False, repr=False)
     """The reservation token of the pop that handed this copy out (None when not popped).
 
@@ -226,6 +230,8 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     backoff_ms: int = 0
     last_error: str | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    priority: int = 0
+    group: str | None = None
 
     @classmethod
     def from_job(cls, job: PersistedJob) -> _Envelope:
@@ -242,6 +248,8 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
             backoff_ms=to_ms(job.backoff),
             last_error=job.last_error,
             headers=job.headers,
+            priority=job.priority,
+            group=job.group,
         )
 
     def to_job(self) -> PersistedJob:
@@ -268,6 +276,8 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
             max_attempts=self.max_attempts,
             last_error=self.last_error,
             headers=self.headers,
+            priority=self.priority,
+            group=self.group,
         )
 
 
@@ -317,8 +327,8 @@ def to_ms(duration: timedelta) -> int:
 class AdjustedJob:
     """A job with delivery options attached; returned by `adjust()`.
 
-    `priority`, `group` and `keep_result` are carried for the flow-control and result features;
-    the envelope does not store them yet.
+    `priority` and `group` go into the envelope; `keep_result` is carried for the results
+    feature and not stored yet.
     """
 
     job: Job
@@ -355,6 +365,8 @@ class AdjustedJob:
             persisted.handle_timeout = self.timeout
         if self.unique_id is not None:
             persisted.id = self.unique_id
+        persisted.priority = self.priority
+        persisted.group = self.group
 
 
 _JOB_CLASSES: frozenset[type[Any]] = frozenset({AdjustedJob, ValueJob})

@@ -7,6 +7,8 @@ The queue reports through small protocols, so any metrics library fits:
 - `JobMetrics`: one call per finished attempt with its outcome and handler duration.
 - `SlotMetrics`: one call per due slot of a periodic schedule with its outcome and how late the
   tick was; a queue's `metrics=` object that also has `observe_slot` receives them.
+- `HeldBackMetrics`: how many times the queue's limits held a due job back, by reason, reported
+  every gauge interval; a `metrics=` object that also has `observe_held_back` receives them.
 
 `prometheus_metrics()` provides all three for prometheus_client (imported by this module only,
 and only when asked for); `serve_metrics()` exposes them over HTTP.
@@ -52,6 +54,21 @@ class JobMetrics(Protocol):
 
     def observe(self, queue: str, job_type: str, outcome: Outcome, duration_seconds: float) -> None:
         """Record one finished attempt of a job of `job_type`."""
+        ...
+
+
+@runtime_checkable
+class HeldBackMetrics(Protocol):
+    """Counts how often flow-control limits held a due job back (see docs/flow-control.md)."""
+
+    def observe_held_back(self, queue: str, reason: str, count: int) -> None:
+        """Record `count` more holds of `queue`'s jobs by limit `reason`.
+
+        Args:
+            queue: The queue's name.
+            reason: `concurrency`, `group_concurrency`, `rate` or `group_rate`.
+            count: Holds since the last report (at least 1).
+        """
         ...
 
 
@@ -121,6 +138,9 @@ class PrometheusMetrics:
       `failed`, `early`). Across all workers, `enqueued` counts each slot once.
     - `corequeue_periodic_lateness_seconds{queue, schedule}`: how long after its slot each
       slot this worker enqueued was enqueued.
+    - `corequeue_jobs_held_back_total{queue, reason}`: times this worker's pops left a due job
+      waiting because of a flow-control limit (`concurrency`, `group_concurrency`, `rate`,
+      `group_rate`).
 
     Attributes:
         gauge: The queue-length gauge; pass it as `Queue(gauge=...)`.
@@ -170,6 +190,16 @@ class PrometheusMetrics:
             registry=registry,
             buckets=LATENESS_BUCKETS,
         )
+        self._held_back = Counter(
+            f"{prefix}jobs_held_back",
+            "Times this worker's pops left a due job waiting because of a limit.",
+            ("queue", "reason"),
+            registry=registry,
+        )
+
+    def observe_held_back(self, queue: str, reason: str, count: int) -> None:
+        """Count `count` holds of `queue`'s jobs by limit `reason`."""
+        self._held_back.labels(queue=queue, reason=reason).inc(count)
 
     def observe(self, queue: str, job_type: str, outcome: Outcome, duration_seconds: float) -> None:
         """Count one finished attempt and record its handler duration."""
@@ -284,3 +314,9 @@ class FanOut:
         for receiver in self.receivers:
             if isinstance(receiver, SlotMetrics):
                 receiver.observe_slot(queue, schedule, outcome, late_seconds)
+
+    def observe_held_back(self, queue: str, reason: str, count: int) -> None:
+        """Record holds in every receiver that counts them."""
+        for receiver in self.receivers:
+            if isinstance(receiver, HeldBackMetrics):
+                receiver.observe_held_back(queue, reason, count)

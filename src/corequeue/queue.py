@@ -29,6 +29,7 @@ from corequeue.events import (
     listened_type,
 )
 from corequeue.job import Job, PersistedJob, is_deferrable, is_job, job_from, new_job_id
+from corequeue.limits import Limits
 from corequeue.metrics import Gauge, JobMetrics, LabelledGauge, SlotMetrics
 from corequeue.middleware import Chain, DispatchedJob
 from corequeue.periodic import PeriodicInfo, Schedules, Ticker
@@ -66,6 +67,9 @@ class Queue:
             another worker is idle.
         middleware: Objects with an `on_dispatch` and/or an `around_process` hook, run in
             this order (see middleware.py): headers at dispatch, wrappers around listeners.
+        limits: Flow-control limits (`cq.Limits`): how many jobs of the queue, or of one
+            group, may be reserved at once across workers, and how many may start per window.
+            The store enforces them at every pop of this queue's driver (docs/flow-control.md).
 
     Example:
         >>> import corequeue as cq
@@ -94,12 +98,17 @@ class Queue:
         backoff: Callable[[timedelta], timedelta] = next_backoff,
         prefetch: int = 0,
         middleware: Sequence[object] = (),
+        limits: Limits | None = None,
     ) -> None:
         _check_options(parallelism, gauge_interval, shutdown_grace, max_payload_bytes)
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise InvalidOption(f"prefetch must be a whole number of at least 0, got {prefetch!r}")
+        if limits is not None and not isinstance(limits, Limits):
+            raise InvalidOption(f"limits must be a corequeue.Limits, got {type(limits).__name__}")
         self.driver = driver
         self.name = name
+        self.limits = limits or Limits()
+        driver.set_limits(limits)
         self.codec: Codec = codec or JsonCodec()
         self.event_dispatcher: JobDispatcher = event_dispatcher or SyncDispatcher()
         self.job_dispatcher: JobDispatcher = job_dispatcher or SyncDispatcher()
@@ -283,6 +292,25 @@ class Queue:
     async def info(self) -> QueueInfo:
         """Return the number of jobs in each channel."""
         return await self.driver.info()
+
+    async def pause(self) -> None:
+        """Stop every worker of this queue from starting jobs, until `resume()`.
+
+        The flag is kept in the store, so it holds for every process sharing it. Dispatches
+        are still accepted; running jobs finish and are settled as usual.
+
+        Example:
+            >>> await queue.pause()  # doctest: +SKIP
+        """
+        await self.driver.pause()
+
+    async def resume(self) -> None:
+        """Let the workers of this queue start jobs again after `pause()`."""
+        await self.driver.resume()
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused (as the store says)."""
+        return await self.driver.is_paused()
 
     def persist(self, job: Any) -> tuple[PersistedJob, timedelta]:
         """Build the envelope of `job` and the delay before it may run."""

@@ -109,7 +109,8 @@ def test_any_configuration_value_gives_success_or_exit_2_with_one_line(
     [
         (
             ["queue"],
-            "error: missing command: one of flush, info, periodic, reload (see 'corequeue queue",
+            "error: missing command: one of flush, info, pause, periodic, reload, resume "
+            "(see 'corequeue queue",
         ),
         (["queue", "info", "--bogus"], "error: No such option '--bogus'."),
         (["queue", "info", "--config", "a\x00b"], "no such file (named by --config)"),

@@ -89,6 +89,7 @@ DELAYS = [timedelta(0), timedelta(seconds=1), timedelta(seconds=5)]
 STEPS = [timedelta(milliseconds=1), timedelta(seconds=1), timedelta(seconds=5)]
 CHOICES = st.sampled_from([NEW, *POOL])
 PICK = st.integers(min_value=0, max_value=HELD_PER_HOLDER - 1)
+PRIORITIES = st.sampled_from([0, 0, 5, -5])
 
 T = TypeVar("T")
 
@@ -246,6 +247,7 @@ class DriverAgainstModel(RuleBasedStateMachine):
         self.held: dict[str, list[Held]] = {holder: [] for holder in HOLDERS}
         self.tokens: set[str] = set()
         self.ids = itertools.count(1)
+        self.paused = False
 
     def teardown(self) -> None:
         try:
@@ -262,13 +264,15 @@ class DriverAgainstModel(RuleBasedStateMachine):
 
     # --- pushing and popping --------------------------------------------------------------
 
-    def job_for(self, choice: str, max_attempts: int) -> PersistedJob:
+    def job_for(self, choice: str, max_attempts: int, priority: int = 0) -> PersistedJob:
         job_id = f"n{next(self.ids)}" if choice == NEW else choice
         version = next(self.ids)
         value = f'{{"id":"{job_id}","v":{version}}}'.encode()  # a new version each time
         # Headers on every other version: the envelope comparisons check them through every move.
         headers = {"version": str(version)} if version % 2 else {}
-        return persisted(job_id, value=value, max_attempts=max_attempts, headers=headers)
+        return persisted(
+            job_id, value=value, max_attempts=max_attempts, headers=headers, priority=priority
+        )
 
     @initialize(choices=st.lists(CHOICES, max_size=3, unique=True))
     def start_with(self, choices: list[str]) -> None:
@@ -279,9 +283,10 @@ class DriverAgainstModel(RuleBasedStateMachine):
         choice=CHOICES,
         delay=st.sampled_from(DELAYS),
         max_attempts=st.integers(1, 3),
+        priority=PRIORITIES,
     )
-    def push(self, choice: str, delay: timedelta, max_attempts: int) -> None:
-        job = self.job_for(choice, max_attempts)
+    def push(self, choice: str, delay: timedelta, max_attempts: int, priority: int = 0) -> None:
+        job = self.job_for(choice, max_attempts, priority)
         self.run(self.driver.push(job, delay))
         self.model.push(job, to_ms(delay), self.now)
 
@@ -294,28 +299,53 @@ class DriverAgainstModel(RuleBasedStateMachine):
 
     @rule(holder=st.sampled_from(HOLDERS))
     def pop(self, holder: str) -> None:
+        recovered = {stored.job.id for stored in self.model.lapsed(self.now)}
         self.model.recover(self.now)
         due = self.model.due(self.now)
         try:
             job = self.run(self.driver.pop())
         except QueueEmpty:
-            assert not due, f"pop found nothing, yet {sorted(due)} are due"
+            assert self.paused or not due, f"pop found nothing, yet {sorted(due)} are due"
             return
+        assert not self.paused, "a paused queue handed out a job"
+        self.check_priority_order([job], due - recovered)
         self.tokens.add(self.take(holder, job, due))
 
     @rule(holder=st.sampled_from(HOLDERS), limit=st.integers(1, 3))
     def pop_many(self, holder: str, limit: int) -> None:
+        recovered = {stored.job.id for stored in self.model.lapsed(self.now)}
         self.model.recover(self.now)
         due = self.model.due(self.now)
         try:
             jobs = self.run(self.driver.pop_many(limit))
         except QueueEmpty:
-            assert not due, f"pop_many found nothing, yet {sorted(due)} are due"
+            assert self.paused or not due, f"pop_many found nothing, yet {sorted(due)} are due"
             return
+        assert not self.paused, "a paused queue handed out jobs"
         assert 1 <= len(jobs) <= min(limit, len(due))
+        self.check_priority_order(jobs, due - recovered)
         assert len({job.id for job in jobs}) == len(jobs), "pop_many handed out a job twice"
         # The jobs of one batch may share a token; each pop call needs a fresh one.
         self.tokens.update([self.take(holder, job, due) for job in jobs])
+
+    def check_priority_order(self, jobs: list[PersistedJob], due: set[str]) -> None:
+        """A pop takes the highest priorities among due jobs: none left behind is higher.
+
+        `due` leaves out the jobs this very pop recovers from lapsed leases: PostgreSQL's pop
+        statement sees one snapshot, so the next pop takes them (the model's one freedom).
+        """
+        lowest_taken = min(job.priority for job in jobs)
+        taken = {job.id for job in jobs}
+        left_behind = [self.model.jobs[i].job.priority for i in due - taken]
+        assert all(priority <= lowest_taken for priority in left_behind), (
+            f"popped priority {lowest_taken} while {left_behind} waited"
+        )
+
+    @rule(paused=st.booleans())
+    def pause_or_resume(self, paused: bool) -> None:
+        self.run(self.driver.pause() if paused else self.driver.resume())
+        self.paused = paused
+        assert self.run(self.driver.is_paused()) is paused
 
     def take(self, holder: str, job: PersistedJob, due: set[str]) -> str:
         """Check a popped job against the model and hand it to `holder`; return its token."""

@@ -533,3 +533,22 @@ async def test_a_blocked_pop_still_wakes_on_push_after_a_server_restart(
     assert (await asyncio.wait_for(popping, GUARD_SECONDS)).id == "a"
     await popper.close()
     await pusher.close()
+
+
+async def test_migration_to_version_4_adds_flow_control_and_keeps_the_jobs(
+    dsn: str, schema: str
+) -> None:
+    clock = FakeClock()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        await migrations.migrate(connection, schema, target=1)
+        await insert_version_1_row(connection, schema, "old", 0, clock.now_ms())
+        assert await migrations.migrate(connection, schema, target=3) == [2, 3]
+    driver = PostgresDriver(dsn, name="jobs", schema=schema, pop_timeout=POP_TIMEOUT, clock=clock)
+
+    assert await driver.migrate() == [4]
+
+    await driver.push(persisted("urgent", priority=9, group="acme"), timedelta(0))
+    first, second = await driver.pop(), await driver.pop()
+    assert (first.id, first.priority, first.group) == ("urgent", 9, "acme")
+    assert (second.id, second.priority, second.group) == ("old", 0, None)
+    await driver.close()

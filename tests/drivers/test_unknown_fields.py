@@ -1,6 +1,6 @@
 """Envelopes keep fields they do not know, on every driver (SPEC: envelope evolution).
 
-A newer release may store more about a job (priority, group, labels). A worker of an older
+A newer release may store more about a job (labels, say). A worker of an older
 release moves that job through retry, fail, reload, lease recovery and release without losing
 any of it:
 
@@ -35,8 +35,7 @@ from tests.support.jobs import persisted
 
 EXTRA: dict[str, Any] = {
     "labels": {"team": "billing"},
-    "priority": 7,
-    "group": "acme",
+    "future": {"kind": "sampled", "rate": 7},
 }
 """Envelope fields of a newer release, unknown to this one."""
 
@@ -89,9 +88,12 @@ async def test_an_envelope_store_keeps_unknown_fields_through_every_move(
 ) -> None:
     async def check(job: PersistedJob, move: str) -> None:
         assert (job.extra, job.headers) == (EXTRA, HEADERS), f"after {move}"
+        assert (job.priority, job.group) == (7, "acme"), f"after {move}"
 
     async with FACTORIES[store](clock, tmp_path) as driver:
-        job = persisted("a", max_attempts=10, extra=dict(EXTRA), headers=dict(HEADERS))
+        job = persisted(
+            "a", max_attempts=10, priority=7, group="acme", extra=dict(EXTRA), headers=dict(HEADERS)
+        )
         await driver.push(job, timedelta(0))
 
         await journey(inspectable(driver), clock, check)
@@ -122,16 +124,16 @@ async def test_sqlite_leaves_columns_it_does_not_know_untouched(tmp_path: Path) 
 def add_sqlite_columns(path: Path) -> None:
     """Add the columns of a newer release to job "a", with values, as that release would."""
     with sqlite3.connect(path) as db:
-        db.execute("ALTER TABLE corequeue_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
-        db.execute('ALTER TABLE corequeue_jobs ADD COLUMN "group" TEXT')
-        db.execute("UPDATE corequeue_jobs SET priority = 7, \"group\" = 'acme' WHERE id = 'a'")
+        db.execute("ALTER TABLE corequeue_jobs ADD COLUMN rate INTEGER NOT NULL DEFAULT 0")
+        db.execute("ALTER TABLE corequeue_jobs ADD COLUMN labels TEXT")
+        db.execute("UPDATE corequeue_jobs SET rate = 7, labels = 'acme' WHERE id = 'a'")
     db.close()
 
 
 def read_sqlite_columns(path: Path) -> tuple[Any, ...]:
     """Return the newer columns of job "a"."""
     with sqlite3.connect(path) as db:
-        row = db.execute("SELECT priority, \"group\" FROM corequeue_jobs WHERE id = 'a'").fetchone()
+        row = db.execute("SELECT rate, labels FROM corequeue_jobs WHERE id = 'a'").fetchone()
     db.close()
     return tuple(row)
 
@@ -150,15 +152,13 @@ async def test_postgres_leaves_columns_it_does_not_know_untouched(schema: str) -
     jobs = sql.Identifier(schema, "jobs")
     await run_sql(
         dsn,
-        sql.SQL("ALTER TABLE {} ADD COLUMN priority integer NOT NULL DEFAULT 0").format(jobs),
+        sql.SQL("ALTER TABLE {} ADD COLUMN rate integer NOT NULL DEFAULT 0").format(jobs),
         sql.SQL("ALTER TABLE {} ADD COLUMN labels jsonb").format(jobs),
-        sql.SQL("""UPDATE {} SET priority = 7, labels = '{{"a": "b"}}' WHERE id = 'a'""").format(
-            jobs
-        ),
+        sql.SQL("""UPDATE {} SET rate = 7, labels = '{{"a": "b"}}' WHERE id = 'a'""").format(jobs),
     )
 
     async def check(job: PersistedJob, move: str) -> None:
-        query = sql.SQL("SELECT priority, labels FROM {} WHERE id = 'a'").format(jobs)
+        query = sql.SQL("SELECT rate, labels FROM {} WHERE id = 'a'").format(jobs)
         assert await run_sql(dsn, query) == (7, {"a": "b"}), f"after {move}"
 
     await journey(driver, clock, check)

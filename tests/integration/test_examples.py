@@ -19,6 +19,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
         ("faulty.py", "faulty\nfaulty\nhello world\n"),
         ("minimum.py", "foo\n"),
         (
+            "flow_control.py",
+            "first to start: urgent\nmost jobs of one tenant at once: 1\njobs run: 7\n",
+        ),
+        (
             "periodic.py",
             "heartbeat ran\n" * 3
             + "heartbeat: every 0:00:01 UTC, misfire skip\n"

@@ -184,8 +184,8 @@ class _InProcess(_NoEnvelope):
         self._driver = driver
 
     async def set_payload(self, job_id: str, raw: bytes) -> None:
-        due, job = self._driver._pending[job_id]
-        self._driver._pending[job_id] = (due, replace(job, value=raw))
+        entry = self._driver._pending[job_id]
+        self._driver._pending[job_id] = entry._replace(job=replace(entry.job, value=raw))
 
     async def set_column(self, job_id: str, column: str, value: Any) -> None:
         pytest.skip("the in-process store holds objects, not columns")

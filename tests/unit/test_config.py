@@ -14,6 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import corequeue as cq
 from corequeue.config import (
     BUILT_IN,
     DEFAULT_REDIS_URL,
@@ -270,7 +271,7 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str, str]] = [
         {"queue": {"q": {"paralelism": 2}}},
         "queue.q.paralelism",
         "unknown key; expected one of driver, parallelism, checkQueueLengthIntervalSecond, "
-        "shutdownGraceSecond, periodic, path, redisName, dsn, schema",
+        "shutdownGraceSecond, periodic, limits, path, redisName, dsn, schema",
     ),
     ({"queues": {}}, "queues", "unknown key; expected queue, redis or log"),
     (
@@ -959,3 +960,53 @@ def test_any_periodic_entry_gives_a_config_or_a_config_error(entry: dict[str, An
     text = yaml.safe_dump({"queue": {"q": {"periodic": [entry]}}})
 
     check_outcome(lambda: parse_config(parse_config_text(text, source="app.yaml")))
+
+
+def test_limits_are_read_from_the_queue_settings() -> None:
+    config = parse_config(
+        {
+            "queue": {
+                "emails": {
+                    "limits": {
+                        "concurrency": 20,
+                        "groupConcurrency": 2,
+                        "rate": "100/s",
+                        "groupRate": "5/m",
+                    }
+                }
+            }
+        }
+    )
+
+    assert config.queue("emails").limits == cq.Limits(
+        concurrency=20,
+        group_concurrency=2,
+        rate=cq.Rate(100, timedelta(seconds=1)),
+        group_rate=cq.Rate(5, timedelta(minutes=1)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("limits", "key", "expected"),
+    [
+        ({"rate": "100/d"}, "queue.q.limits.rate", 'a rate is written like "100/s"'),
+        ({"concurrency": 0}, "queue.q.limits.concurrency", "a whole number from 1"),
+        ({"burst": 3}, "queue.q.limits.burst", "expected one of concurrency"),
+        ("10/s", "queue.q.limits", "expected a mapping"),
+    ],
+)
+def test_bad_limits_name_the_key(limits: object, key: str, expected: str) -> None:
+    with pytest.raises(cq.ConfigError) as caught:
+        parse_config({"queue": {"q": {"limits": limits}}})
+
+    assert f"{key}: " in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_factory_gives_the_configured_limits_to_the_queue() -> None:
+    config = parse_config({"queue": {"q": {"driver": "memory", "limits": {"concurrency": 3}}}})
+
+    queue = cq.QueueFactory(config).make("q")
+
+    assert queue.limits == cq.Limits(concurrency=3)
+    assert queue.driver.limits == cq.Limits(concurrency=3)  # type: ignore[attr-defined]

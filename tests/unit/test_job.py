@@ -286,7 +286,8 @@ def test_bad_envelopes_raise_decode_error(raw: bytes) -> None:
 # An envelope as a newer release might write it: fields this release does not know.
 NEWER = (
     b'{"v":2,"id":"a","type":"t","handle_timeout_ms":1000,"attempts":1,"max_attempts":3,'
-    b'"value":"{}","headers":{"traceparent":"00-4bf9-00f0-01"},"priority":7,"group":"acme"}'
+    b'"value":"{}","headers":{"traceparent":"00-4bf9-00f0-01"},"priority":7,"group":"acme",'
+    b'"labels":{"team":"billing"}}'
 )
 
 
@@ -307,9 +308,27 @@ def test_envelope_version_2_is_written_and_1_and_2_are_read() -> None:
 def test_envelope_keeps_fields_it_does_not_know() -> None:
     job = PersistedJob.from_bytes(NEWER)
 
-    assert job.extra == {"priority": 7, "group": "acme"}
+    assert job.extra == {"labels": {"team": "billing"}}
     assert job.headers == {"traceparent": "00-4bf9-00f0-01"}  # known since headers were added
     assert (job.id, job.value, job.max_attempts) == ("a", b"{}", 3)
+    assert (job.priority, job.group) == (7, "acme")
+
+
+def test_envelope_leaves_out_default_priority_and_group() -> None:
+    plain = PersistedJob(id="a", type="t", value=b"1")
+    tagged = PersistedJob(id="a", type="t", value=b"1", priority=-3, group="acme")
+
+    assert b"priority" not in plain.to_bytes()
+    assert b"group" not in plain.to_bytes()
+    assert PersistedJob.from_bytes(tagged.to_bytes()) == tagged
+
+
+def test_adjusted_priority_and_group_reach_the_envelope() -> None:
+    persisted = PersistedJob(id="a", type="t", value=b"1")
+
+    cq.adjust("hi", priority=9, group="tenant-1").decorate(persisted)
+
+    assert (persisted.priority, persisted.group) == (9, "tenant-1")
 
 
 def test_headers_round_trip_and_are_left_out_when_empty() -> None:

@@ -193,3 +193,62 @@ async def test_a_valid_token_from_the_same_origin_is_accepted(queue: Queue) -> N
 
     assert response.status_code == 303
     assert await queue.info() == QueueInfo(waiting=1)
+
+
+async def test_pause_and_resume_buttons_set_the_stored_flag(
+    client: httpx.AsyncClient, queue: Queue
+) -> None:
+    token = await csrf_token(client, "/queues/default/channels/waiting")
+
+    paused = await client.post("/queues/default/pause", data={"csrf_token": token})
+    page = await client.get(paused.headers["location"])
+
+    assert paused.status_code == 303
+    assert await queue.is_paused()
+    assert 'data-action="resume"' in page.text
+    assert "The queue is paused" in page.text
+
+    resumed = await client.post(
+        "/queues/default/resume", data={"csrf_token": token, "back": "failed"}
+    )
+
+    assert resumed.headers["location"] == "/queues/default/channels/failed?notice=resumed&n=0"
+    assert not await queue.is_paused()
+
+
+async def test_pause_without_csrf_token_changes_nothing(
+    client: httpx.AsyncClient, queue: Queue
+) -> None:
+    response = await client.post("/queues/default/pause", data={})
+
+    assert response.status_code == 403
+    assert not await queue.is_paused()
+
+
+async def test_waiting_jobs_show_priority_and_group(
+    client: httpx.AsyncClient, queue: Queue
+) -> None:
+    await queue.dispatch(cq.adjust("x", priority=42, group="tenant-7"))
+
+    page = await client.get("/queues/default/channels/waiting")
+
+    assert '<td class="num">42</td>' in page.text
+    assert "<code>tenant-7</code>" in page.text
+
+
+async def test_queue_page_shows_limits_and_group_counts(
+    client: httpx.AsyncClient, queue: Queue
+) -> None:
+    queue.driver.set_limits(cq.Limits(group_concurrency=1))
+    queue.limits = cq.Limits(group_concurrency=1)
+    for index in range(3):
+        await queue.dispatch(cq.adjust({"n": index}, group="tenant-7"))
+    await queue.driver.pop()
+
+    page = await client.get("/queues/default/channels/waiting")
+
+    assert "groupConcurrency: 1" in page.text
+    assert (
+        '<tr data-group="tenant-7"><td><code>tenant-7</code></td>'
+        '<td class="num">1</td><td class="num">2</td></tr>' in page.text
+    )

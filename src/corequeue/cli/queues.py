@@ -1,4 +1,7 @@
-"""`corequeue queue info|flush|reload|periodic`: the Go module's queue commands, with its flags.
+"""`corequeue queue info|flush|reload|pause|resume|periodic`: the queue commands.
+
+info, flush and reload are the Go module's, with its flags; pause and resume act on the flag
+the store keeps, so they reach every worker of the queue.
 
 `periodic` lives in its own module (`corequeue.cli.periodic`) and joins the group here.
 """
@@ -134,6 +137,56 @@ def reload(
         detail = ", ".join(f"{channel} {count}" for channel, count in by_channel.items())
         output.say(f"{name}: moved {jobs(sum(by_channel.values()))} back to waiting ({detail})")
     return 0
+
+
+@queue_group.command()
+@config_option
+@queue_option("Queue to pause; repeatable. Default: default.")
+@json_option
+def pause(config_path: Path | None, queues: tuple[str, ...], as_json: bool) -> int:
+    """Stop every worker from starting jobs of the queue; dispatches are still accepted.
+
+    Running jobs finish. The flag lives in the store: it holds until `queue resume`.
+    """
+    return _set_paused(config_path, queues, as_json, paused=True)
+
+
+@queue_group.command()
+@config_option
+@queue_option("Queue to resume; repeatable. Default: default.")
+@json_option
+def resume(config_path: Path | None, queues: tuple[str, ...], as_json: bool) -> int:
+    """Let workers start jobs of a paused queue again."""
+    return _set_paused(config_path, queues, as_json, paused=False)
+
+
+def _set_paused(
+    config_path: Path | None, queues: tuple[str, ...], as_json: bool, *, paused: bool
+) -> int:
+    config = read_config(config_path)
+    names = chosen_queues(config, queues, all_by_default=False)
+    states = asyncio.run(_pause_or_resume(admin_factory(config), names, paused))
+    output = Output(as_json)
+    if as_json:
+        output.json({name: {"paused": state} for name, state in states.items()})
+        return 0
+    for name, state in states.items():
+        output.say(f"{name}: {'paused' if state else 'running'}")
+    return 0
+
+
+async def _pause_or_resume(
+    factory: QueueFactory, names: list[str], paused: bool
+) -> dict[str, bool]:
+    try:
+        states = {}
+        for name in names:
+            queue = factory.make(name)
+            await (queue.pause() if paused else queue.resume())
+            states[name] = await queue.is_paused()
+        return states
+    finally:
+        await factory.close()
 
 
 async def _infos(factory: QueueFactory, names: list[str]) -> dict[str, QueueInfo]:

@@ -28,6 +28,7 @@ from corequeue.config.environment import (
     overrides,
 )
 from corequeue.config.files import Lines, find_config_file, key_path, read_with_lines
+from corequeue.config.limits import limits_mapping, read_limits
 from corequeue.config.schedules import read_schedules, schedule_list
 from corequeue.config.schema import (
     DEFAULT_CHECK_INTERVAL,
@@ -54,6 +55,7 @@ COMMON_KEYS: Final = {
     "checkQueueLengthIntervalSecond": Key(seconds(positive=True), numeric=True),
     "shutdownGraceSecond": Key(seconds(positive=False), numeric=True),
     "periodic": Key(schedule_list),
+    "limits": Key(limits_mapping),
 }
 """The keys every queue takes, whatever its driver."""
 
@@ -250,6 +252,7 @@ def _queue_settings(raw: _Raw, name: str, context: StoreContext) -> QueueSetting
     try:
         store = spec.read({key: values[key] for key in spec.keys if key in values}, context)
         periodic = read_schedules(values["periodic"]) if "periodic" in values else ()
+        limits = read_limits(values["limits"]) if "limits" in values else None
     except KeyProblem as exc:
         raise raw.error(f"{prefix}.{exc.key}", exc.expected) from None
     return QueueSettings(
@@ -262,6 +265,7 @@ def _queue_settings(raw: _Raw, name: str, context: StoreContext) -> QueueSetting
         shutdown_grace=values.get("shutdownGraceSecond", DEFAULT_SHUTDOWN_GRACE),
         store=store,
         periodic=periodic,
+        limits=limits,
     )
 
 

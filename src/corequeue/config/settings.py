@@ -26,6 +26,7 @@ from corequeue.config.schema import (
     KeyProblem,
 )
 from corequeue.errors import InvalidOption
+from corequeue.limits import Limits
 from corequeue.redact import redact
 
 BUILT_IN: Final = "built-in default"
@@ -56,7 +57,8 @@ class QueueSettings:
     `SQLiteSettings(path)`, `RedisQueueSettings(redis_name, url)`,
     `PostgresSettings(dsn, schema)` or `MemorySettings()`. Left out, it is the driver's
     default; a driver with a required key (postgres: `dsn`) needs it given. `periodic` holds
-    the periodic jobs the configuration declares on the queue (`queue.<name>.periodic`).
+    the periodic jobs the configuration declares on the queue (`queue.<name>.periodic`),
+    `limits` its flow-control limits (`queue.<name>.limits`).
 
     Example:
         >>> QueueSettings("emails", "sqlite", store=SQLiteSettings(Path("jobs.db"))).describe()
@@ -70,6 +72,7 @@ class QueueSettings:
     shutdown_grace: timedelta = DEFAULT_SHUTDOWN_GRACE
     store: StoreSettings = field(default=None)  # type: ignore[assignment]  # set by __post_init__
     periodic: tuple[PeriodicSettings, ...] = ()
+    limits: Limits | None = None
 
     def __post_init__(self) -> None:
         spec = DRIVER_REGISTRY.get(self.driver)

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from corequeue.errors import InvalidOption
 from corequeue.job import PersistedJob
+from corequeue.limits import HeldBack, Limits
 
 DEFAULT_LEASE = timedelta(seconds=30)
 """How long a popped job stays reserved without a renewal before it counts as abandoned."""
@@ -150,6 +151,9 @@ class Driver(Protocol):
     async def pop(self) -> PersistedJob:
         """Reserve the next due job under a lease and a fresh token.
 
+        Among due jobs the highest `priority` goes first; equal priorities go in due order
+        (first in, first out for jobs due at once).
+
         Raises:
             QueueEmpty: No job fell due within the pop timeout.
         """
@@ -201,6 +205,39 @@ class Driver(Protocol):
 
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job; return whether there was one."""
+        ...
+
+    def set_limits(self, limits: Limits | None) -> None:
+        """Enforce `limits` at every pop of this driver from now on (None: no limits).
+
+        The limits are the popping worker's (`Queue(limits=...)` sets them); they are checked
+        in the pop's atomic step against what the store holds for every worker: the reserved
+        set (concurrency, per group too) and each rate's next allowed start, kept in the store
+        on its clock. A job held back stays waiting as it is (no attempt counted) while later
+        jobs of other groups start. Two workers with different limits each stop at their own:
+        the strictest never starts a job past its limit, the loosest may fill up to its own.
+        """
+        ...
+
+    def held_back(self) -> dict[HeldBack, int]:
+        """Return how many times each limit (or a pause) held a due job back, in this driver."""
+        ...
+
+    async def pause(self) -> None:
+        """Stop handing out jobs, for every worker sharing the store, until `resume()`.
+
+        The flag lives in the store and pops read it in the same atomic step that reserves:
+        a paused queue still accepts pushes, recovers expired leases, and lets reserved jobs
+        be settled and renewed; its pops find nothing.
+        """
+        ...
+
+    async def resume(self) -> None:
+        """Hand out jobs again after `pause()` (waking pops waiting on this driver)."""
+        ...
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
         ...
 
     async def reload(self, channel: Channel | str) -> int:
@@ -275,6 +312,14 @@ class JobView:
     due_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GroupCounts:
+    """How many jobs of one group wait and how many are reserved (see flow control)."""
+
+    waiting: int = 0
+    reserved: int = 0
+
+
 MAX_LIST_LIMIT = 1000
 """Most jobs one `list_jobs()` call returns."""
 
@@ -326,6 +371,13 @@ class InspectDriver(Driver, Protocol):
         """Move one failed or timeout job back to `waiting` (a reload of one job).
 
         Like `reload()`, it keeps the attempts made. Returns whether the job was there.
+        """
+        ...
+
+    async def group_counts(self) -> dict[str, GroupCounts]:
+        """Return, for every group with a waiting or reserved job, how many there are.
+
+        Jobs held back by a limit count as waiting; delayed jobs not yet due do not count.
         """
         ...
 

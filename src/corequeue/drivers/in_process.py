@@ -10,6 +10,7 @@ import asyncio
 import heapq
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -21,6 +22,7 @@ from corequeue.drivers.base import (
     LEASE_EXPIRED,
     Channel,
     Clock,
+    GroupCounts,
     JobView,
     QueueInfo,
     SystemClock,
@@ -31,9 +33,11 @@ from corequeue.drivers.base import (
     parse_channel,
     reloadable,
 )
+from corequeue.drivers.flow import FlowState, Gate
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import InvalidOption, QueueEmpty
 from corequeue.job import PersistedJob, new_token
+from corequeue.limits import HeldBack, Limits
 
 
 class InProcessDriver:
@@ -59,9 +63,17 @@ class InProcessDriver:
         self.pop_timeout = pop_interval
         self.lease = lease
         self._clock = clock or SystemClock()
-        self._pending: dict[str, tuple[int, PersistedJob]] = {}  # id -> (due ms, job)
-        self._heap: list[tuple[int, int, str]] = []  # (due ms, sequence, id); stale entries skipped
+        self._pending: dict[str, _Pending] = {}
+        # Pending jobs are found through two heaps whose stale entries (cancelled, popped or
+        # pushed again since: another sequence number) are skipped: `_heap` by due time, and
+        # `_ready` for the due ones by priority, then due time (see `_take_due_entry`).
+        self._heap: list[tuple[int, int, str]] = []  # (due ms, sequence, id)
+        self._ready: list[tuple[int, int, int, str]] = []  # (-priority, due ms, sequence, id)
         self._sequence = itertools.count()
+        self._paused = False
+        self._limits = Limits()
+        self._next_start_us: dict[str, int] = {}  # rate scope -> next allowed start
+        self._held: Counter[HeldBack] = Counter()
         self._reserved: dict[str, _Reservation] = {}
         self._parked: dict[Channel, dict[str, PersistedJob]] = {
             Channel.FAILED: {},
@@ -114,6 +126,36 @@ class InProcessDriver:
             for job, delay in jobs:
                 self._push(job, delay)
 
+    @property
+    def limits(self) -> Limits:
+        """The limits every pop of this driver enforces."""
+        return self._limits
+
+    def set_limits(self, limits: Limits | None) -> None:
+        """Enforce `limits` at every pop of this driver from now on (None: none)."""
+        self._limits = limits or Limits()
+
+    def held_back(self) -> dict[HeldBack, int]:
+        """Return how many times each limit held a due job back in this driver's pops."""
+        with self._lock:
+            return dict(self._held)
+
+    async def pause(self) -> None:
+        """Hand out no job until `resume()`; pushes are still accepted."""
+        with self._lock:
+            self._paused = True
+
+    async def resume(self) -> None:
+        """Hand out jobs again after `pause()`."""
+        with self._lock:
+            self._paused = False
+        self._pushed.ring()
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        with self._lock:
+            return self._paused
+
     async def pop(self) -> PersistedJob:
         """Reserve the next due job under a fresh token; raise QueueEmpty after the timeout."""
         jobs = await self.pop_many(1)
@@ -135,8 +177,12 @@ class InProcessDriver:
             now = now_us // 1_000  # rounded down: what is due at `now` is due at `now_us`
             with self._lock:
                 self._recover_expired(now)
-                jobs = self._reserve_due(now, due_ms(now_us, self.lease), limit)
-                next_event_ms = self._next_event_ms(now)
+                jobs: list[PersistedJob] = []
+                gate = None if self._limits.is_empty else self._gate(now_us)
+                if not self._paused:
+                    lease_end = due_ms(now_us, self.lease)
+                    jobs = self._reserve_due(now, lease_end, limit, gate)
+                next_event_ms = self._next_event_ms(now, pending=not self._paused, gate=gate)
             if jobs:
                 return jobs
             wait = min(deadline - loop.time(), next_event_ms / 1000)
@@ -220,14 +266,14 @@ class InProcessDriver:
             else:
                 delayed = parsed is Channel.DELAYED
                 pending = self._pending.items()
-                for job_id in [i for i, (due, _) in pending if (due > now) == delayed]:
+                for job_id in [i for i, entry in pending if (entry.due > now) == delayed]:
                     del self._pending[job_id]
 
     async def info(self) -> QueueInfo:
         """Return the number of jobs in each channel."""
         now = self._clock.now_ms()
         with self._lock:
-            delayed = sum(1 for due, _ in self._pending.values() if due > now)
+            delayed = sum(1 for entry in self._pending.values() if entry.due > now)
             return QueueInfo(
                 waiting=len(self._pending) - delayed,
                 delayed=delayed,
@@ -308,6 +354,23 @@ class InProcessDriver:
                     return True
         return False
 
+    async def group_counts(self) -> dict[str, GroupCounts]:
+        """Return the waiting and reserved jobs of every group that has some."""
+        now = self._clock.now_ms()
+        waiting: Counter[str] = Counter()
+        reserved: Counter[str] = Counter()
+        with self._lock:
+            for entry in self._pending.values():
+                if entry.due <= now and entry.job.group is not None:
+                    waiting[entry.job.group] += 1
+            for held in self._reserved.values():
+                if held.job.group is not None:
+                    reserved[held.job.group] += 1
+        return {
+            group: GroupCounts(waiting[group], reserved[group])
+            for group in sorted(waiting.keys() | reserved.keys())
+        }
+
     def _views(self, channel: Channel, now: int) -> list[JobView]:
         """Return every job of `channel` in channel order."""
         if channel in self._parked:
@@ -320,12 +383,14 @@ class InProcessDriver:
             ]
         delayed = channel is Channel.DELAYED
         entries = sorted(
-            (entry for entry in self._pending.values() if (entry[0] > now) == delayed),
-            key=lambda entry: entry[0],
+            (entry for entry in self._pending.values() if (entry.due > now) == delayed),
+            key=(lambda entry: (entry.due, entry.sequence))
+            if delayed
+            else (lambda entry: (-entry.job.priority, entry.due, entry.sequence)),
         )
         return [
-            JobView(replace(job), channel, instant_of_ms(due) if delayed else None)
-            for due, job in entries
+            JobView(replace(entry.job), channel, instant_of_ms(entry.due) if delayed else None)
+            for entry in entries
         ]
 
     def _renew(self, job: PersistedJob) -> bool:
@@ -344,42 +409,95 @@ class InProcessDriver:
         self._enqueue(replace(job, token=None), due_ms(self._clock.now_us(), delay))
 
     def _enqueue(self, job: PersistedJob, due: int) -> None:
-        self._pending[job.id] = (due, job)
-        heapq.heappush(self._heap, (due, next(self._sequence), job.id))
+        sequence = next(self._sequence)
+        self._pending[job.id] = _Pending(due, sequence, job)
+        heapq.heappush(self._heap, (due, sequence, job.id))
         self._pushed.ring()
 
-    def _take_due(self, now: int) -> PersistedJob | None:
+    def _is_current(self, job_id: str, sequence: int) -> bool:
+        """Whether a heap entry still stands for the pending job (not cancelled or re-pushed)."""
+        entry = self._pending.get(job_id)
+        return entry is not None and entry.sequence == sequence
+
+    def _take_due_entry(self, now: int) -> tuple[int, int, int, str] | None:
+        """Take the ready entry of the due job of highest priority (earliest due among equals).
+
+        The job stays in `_pending`: the caller reserves it, or pushes the entry back.
+        """
         while self._heap and self._heap[0][0] <= now:
-            due, _, job_id = heapq.heappop(self._heap)
-            entry = self._pending.get(job_id)
-            if entry is not None and entry[0] == due:  # else cancelled or pushed again since
-                del self._pending[job_id]
-                return entry[1]
+            due, sequence, job_id = heapq.heappop(self._heap)
+            if self._is_current(job_id, sequence):
+                priority = self._pending[job_id].job.priority
+                heapq.heappush(self._ready, (-priority, due, sequence, job_id))
+        while self._ready:
+            entry = heapq.heappop(self._ready)
+            if self._is_current(entry[3], entry[2]):
+                return entry
         return None
 
-    def _reserve_due(self, now: int, lease_end: int, limit: int) -> list[PersistedJob]:
+    def _reserve_due(
+        self, now: int, lease_end: int, limit: int, gate: Gate | None
+    ) -> list[PersistedJob]:
         """Reserve up to `limit` jobs due at `now` under one new token; return the holder's copies.
 
-        Their leases run out at `lease_end` (in milliseconds).
+        Their leases run out at `lease_end` (in milliseconds). With a `gate`, a due job starts
+        only if the limits let it: jobs of a group at its limit are passed over (and stay
+        waiting, in place) while later jobs of other groups start.
         """
         token = new_token()
         jobs: list[PersistedJob] = []
-        while len(jobs) < limit and (job := self._take_due(now)) is not None:
+        passed_over: list[tuple[int, int, int, str]] = []
+        while len(jobs) < limit and (entry := self._take_due_entry(now)) is not None:
+            job = self._pending[entry[3]].job
+            if gate is not None and not gate.queue_is_open():
+                passed_over.append(entry)
+                break
+            if gate is not None and not gate.admit(job.group):
+                passed_over.append(entry)
+                continue
+            del self._pending[job.id]
             self._reserved[job.id] = _Reservation(lease_end, job, token)
             jobs.append(replace(job, token=token))
+        for entry in passed_over:
+            heapq.heappush(self._ready, entry)
+        if gate is not None:
+            self._next_start_us.update(gate.changed_scopes())
+            self._held.update(gate.held)
         return jobs
 
+    def _gate(self, now_us: int) -> Gate:
+        """Return a gate over this store's reserved jobs and rate state."""
+        by_group = Counter(
+            held.job.group for held in self._reserved.values() if held.job.group is not None
+        )
+        state = FlowState(len(self._reserved), by_group, dict(self._next_start_us))
+        return Gate(self._limits, state, now_us)
+
     def _settle(self, job: PersistedJob) -> _Reservation | None:
-        """End the reservation `job` holds and return it; None (nothing changed) when stale."""
+        """End the reservation `job` holds and return it; None (nothing changed) when stale.
+
+        A freed reservation may let a job held back by a concurrency limit start: pops wake.
+        """
         held = self._reserved.get(job.id)
         if held is None or not held.is_held_by(job):
             return None
         del self._reserved[job.id]
+        if self._limits.limits_concurrency:
+            self._pushed.ring()
         return held
 
-    def _next_event_ms(self, now: int) -> int:
-        """Milliseconds until the next delayed job is due or the next lease runs out."""
-        times = [due for due, _ in self._pending.values()]
+    def _next_event_ms(self, now: int, *, pending: bool, gate: Gate | None) -> int:
+        """Milliseconds until the next delayed job is due or the next lease runs out.
+
+        A paused queue (`pending` False) waits for leases only: `resume()` wakes its pops.
+        Jobs held back by a limit wait for a settle (which rings) or for a rate to open.
+        """
+        held = gate is not None and bool(gate.held)
+        times = (
+            [e.due for e in self._pending.values() if e.due > now or not held] if pending else []
+        )
+        if gate is not None and (opens_us := gate.next_open_us()) is not None:
+            times.append(-(-opens_us // 1000))
         times.extend(held.expiry_ms for held in self._reserved.values())
         return max(min(times, default=now + 3_600_000) - now, 1)
 
@@ -394,6 +512,14 @@ class InProcessDriver:
                 self._enqueue(job, now)
             else:
                 self._parked[Channel.TIMEOUT][job.id] = job
+
+
+class _Pending(NamedTuple):
+    """A waiting or delayed job: when it is due (ms), its push's sequence number, the job."""
+
+    due: int
+    sequence: int
+    job: PersistedJob
 
 
 class _Reservation(NamedTuple):

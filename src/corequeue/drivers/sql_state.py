@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import msgspec
 
-from corequeue.drivers.base import Channel
+from corequeue.drivers.base import Channel, GroupCounts
 from corequeue.errors import DecodeError
 from corequeue.job import PersistedJob
 
@@ -32,7 +32,7 @@ def headers_column(headers: dict[str, str]) -> str | None:
 
 def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
     """Build a job from SQL columns `id, type, value, handle_timeout_ms, backoff_ms, attempts,
-    max_attempts, last_error, headers` (`headers` may be left out).
+    max_attempts, last_error, headers, priority, job_group` (the last three may be left out).
 
     Raises:
         DecodeError: For columns no driver writes (a row edited by hand or by another tool):
@@ -48,6 +48,9 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
     _expect(attempts, int, "attempts")
     _expect(max_attempts, int, "max_attempts")
     _expect(last_error, str | None, "last_error")
+    priority, group = (columns[9], columns[10]) if len(columns) > 10 else (0, None)
+    _expect(priority, int, "priority")
+    _expect(group, str | None, "job_group")
     return PersistedJob(
         id=job_id,
         type=job_type,
@@ -58,7 +61,22 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
         max_attempts=max_attempts,
         last_error=last_error,
         headers=_headers(columns[8]) if len(columns) > 8 else {},
+        priority=priority,
+        group=group,
     )
+
+
+def counts_by_group(rows: Sequence[Sequence[Any]]) -> dict[str, GroupCounts]:
+    """Return `GroupCounts` by group from rows `group, state, count` (pending rows are due)."""
+    counts: dict[str, GroupCounts] = {}
+    for group, state, count in sorted(rows, key=lambda row: str(row[0])):
+        found = counts.get(str(group), GroupCounts())
+        if state == RESERVED:
+            found = GroupCounts(found.waiting, found.reserved + int(count))
+        else:
+            found = GroupCounts(found.waiting + int(count), found.reserved)
+        counts[str(group)] = found
+    return counts
 
 
 UNREADABLE_TYPE = "<unreadable>"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from corequeue.drivers.base import (
     LEASE_EXPIRED,
     Channel,
     Clock,
+    GroupCounts,
     JobView,
     QueueInfo,
     SystemClock,
@@ -53,19 +55,23 @@ from corequeue.drivers.sql_state import (
     RESERVED,
     TIMEOUT,
     headers_column,
+    counts_by_group,
     job_from_columns,
     readable_or_not,
 )
+from corequeue.drivers.sqlite_flow import RATES_TABLE, choose
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import DecodeError, InvalidOption, QueueEmpty, StoreUnavailable
 from corequeue.job import PersistedJob, new_token, to_ms
+from corequeue.limits import HeldBack, Limits
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 """Version 2 added the `token` column (fenced settlement), version 3 the `corequeue_periodic`
-table (periodic jobs), version 4 the `headers` column (middleware headers, JSON text or NULL);
-an older file is upgraded."""
+table (periodic jobs), version 4 the `headers` column (middleware headers, JSON text or NULL),
+version 5 the `priority` and `job_group` columns and the `corequeue_queues` table (flow
+control); an older file is upgraded."""
 
 _META = "CREATE TABLE IF NOT EXISTS corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -84,9 +90,26 @@ CREATE TABLE IF NOT EXISTS corequeue_jobs (
     last_error TEXT,
     token TEXT,
     headers TEXT,
+    priority INTEGER NOT NULL DEFAULT 0,
+    job_group TEXT,
     UNIQUE (queue, id)
 );
 CREATE INDEX IF NOT EXISTS corequeue_jobs_due ON corequeue_jobs (queue, state, due_ms);
+"""
+
+# Flow control (schema 5). Pops walk this index: highest priority first, then due order; the
+# due jobs of each priority are one range of it, whatever the delayed jobs around them.
+_PRIORITY_INDEX = """
+CREATE INDEX IF NOT EXISTS corequeue_jobs_priority
+ON corequeue_jobs (queue, state, priority DESC, due_ms)
+"""
+
+# One row per queue that was ever paused: the flag pops read in their transaction.
+_QUEUES_TABLE = """
+CREATE TABLE IF NOT EXISTS corequeue_queues (
+    queue TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0
+)
 """
 
 _PERIODIC_TABLE = """
@@ -99,37 +122,61 @@ CREATE TABLE IF NOT EXISTS corequeue_periodic (
 """
 
 _UPGRADES: Final = {
-    2: "ALTER TABLE corequeue_jobs ADD COLUMN token TEXT",
-    3: _PERIODIC_TABLE,
-    4: "ALTER TABLE corequeue_jobs ADD COLUMN headers TEXT",
+    2: ("ALTER TABLE corequeue_jobs ADD COLUMN token TEXT",),
+    3: (_PERIODIC_TABLE,),
+    4: ("ALTER TABLE corequeue_jobs ADD COLUMN headers TEXT",),
+    5: (
+        "ALTER TABLE corequeue_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE corequeue_jobs ADD COLUMN job_group TEXT",
+        _QUEUES_TABLE,
+        RATES_TABLE,
+    ),
 }
 """The statements that bring a file from version n - 1 to version n."""
 
 _COLUMNS = (
-    "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error, headers"
+    "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error, "
+    "headers, priority, job_group"
 )
 
 _PUSH = f"""
 INSERT INTO corequeue_jobs (queue, state, due_ms, {_COLUMNS})
-VALUES (?, {PENDING}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, {PENDING}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (queue, id) DO UPDATE SET
     state = {PENDING}, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
     handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
     attempts = excluded.attempts, max_attempts = excluded.max_attempts,
-    last_error = excluded.last_error, headers = excluded.headers, token = NULL
+    last_error = excluded.last_error, headers = excluded.headers, priority = excluded.priority,
+    job_group = excluded.job_group, token = NULL
 WHERE corequeue_jobs.state >= {FAILED}
 """
 
-# rowid breaks ties between equal due times: it grows with every insert, so waiting is FIFO.
+# Highest priority first; among equals, due order. rowid breaks ties between equal due times:
+# it grows with every insert, so waiting is FIFO. A paused queue hands out nothing.
 _POP = f"""
 UPDATE corequeue_jobs SET state = {RESERVED}, due_ms = ?, token = ?
 WHERE rowid IN (
     SELECT rowid FROM corequeue_jobs
     WHERE queue = ? AND state = {PENDING} AND due_ms <= ?
-    ORDER BY due_ms, rowid LIMIT ?
+    AND NOT EXISTS (SELECT 1 FROM corequeue_queues WHERE queue = ? AND paused)
+    ORDER BY priority DESC, due_ms, rowid LIMIT ?
 )
 RETURNING {_COLUMNS}, rowid
 """
+
+# The rows a limited pop chose (sqlite_flow.choose), by rowid: integers the driver formats in.
+_POP_CHOSEN = f"""
+UPDATE corequeue_jobs SET state = {RESERVED}, due_ms = ?, token = ?
+WHERE rowid IN ({{rowids}})
+RETURNING {_COLUMNS}, rowid
+"""
+
+_SET_PAUSED = """
+INSERT INTO corequeue_queues (queue, paused) VALUES (?, ?)
+ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused
+"""
+
+_IS_PAUSED = "SELECT paused FROM corequeue_queues WHERE queue = ?"
 
 _RECOVER = f"""
 UPDATE corequeue_jobs SET
@@ -142,6 +189,9 @@ WHERE queue = ? AND state = {RESERVED} AND due_ms <= ?
 _NEXT_EVENT = f"""
 SELECT MIN(due_ms) FROM corequeue_jobs WHERE queue = ? AND state IN ({PENDING}, {RESERVED})
 """
+
+# A paused queue waits for lease expiries only: resume() wakes its pops (others' poll).
+_NEXT_LEASE_END = f"SELECT MIN(due_ms) FROM corequeue_jobs WHERE queue = ? AND state = {RESERVED}"
 
 # Fencing: every statement that settles a reserved job names the holder's token in its WHERE
 # clause, so the check and the move are one atomic step. `token = NULL` is never true.
@@ -220,6 +270,8 @@ class SQLiteDriver:
         self._thread: _ConnectionThread | None = None
         self._thread_lock = threading.Lock()
         self._pushed = Bell()
+        self._limits = Limits()
+        self._held_back: Counter[HeldBack] = Counter()
 
     def __repr__(self) -> str:
         return f"SQLiteDriver({str(self.path)!r}, name={self.name!r})"
@@ -286,6 +338,7 @@ class SQLiteDriver:
             reserve = partial(
                 self._reserve,
                 now=now,
+                now_us=now_us,
                 until=due_ms(now_us, self.lease),
                 limit=limit,
                 token=new_token(),
@@ -302,14 +355,18 @@ class SQLiteDriver:
 
     async def ack(self, job: PersistedJob) -> bool:
         """Remove a reserved job; False (nothing changed) when its token is stale."""
-        return job.token is not None and await self._write(_ACK, self._held(job)) > 0
+        acked = job.token is not None and await self._write(_ACK, self._held(job)) > 0
+        self._freed()
+        return acked
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
         """Remove the jobs still reserved under their tokens; return the stale ones.
 
         One transaction, so one sync to disk, for the whole batch.
         """
-        return await self._each(jobs, _ACK, [self._held(job) for job in jobs])
+        stale = await self._each(jobs, _ACK, [self._held(job) for job in jobs])
+        self._freed()
+        return stale
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`; False (nothing changed) when its token is stale."""
@@ -419,6 +476,28 @@ class SQLiteDriver:
         sql = "DELETE FROM corequeue_periodic WHERE queue = ? AND name = ?"
         return await self._write(sql, (self.name, name)) > 0
 
+    def set_limits(self, limits: Limits | None) -> None:
+        """Enforce `limits` at every pop of this driver (see `Driver.set_limits`)."""
+        self._limits = limits or Limits()
+
+    def held_back(self) -> dict[HeldBack, int]:
+        """Return how many times each limit held a due job back in this driver's pops."""
+        return dict(self._held_back)
+
+    async def pause(self) -> None:
+        """Hand out no job until `resume()`, in every process sharing the file."""
+        await self._write(_SET_PAUSED, (self.name, 1))
+
+    async def resume(self) -> None:
+        """Hand out jobs again after `pause()`."""
+        await self._write(_SET_PAUSED, (self.name, 0))
+        self._pushed.ring()
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        row = await self._run(lambda db: db.execute(_IS_PAUSED, (self.name,)).fetchone())
+        return bool(row and row[0])
+
     async def close(self) -> None:
         """Close the connection and its thread."""
         with self._thread_lock:
@@ -442,10 +521,11 @@ class SQLiteDriver:
         else:
             comparison = ">" if parsed is Channel.DELAYED else "<="
             where, values = f"state = {PENDING} AND due_ms {comparison} ?", [now]
+        order = "priority DESC, due_ms, rowid" if parsed is Channel.WAITING else "due_ms, rowid"
         sql = (
             f"SELECT state, due_ms, {_COLUMNS} FROM corequeue_jobs "
             f"WHERE queue = ? AND {where} AND (? IS NULL OR type = ?) "
-            f"ORDER BY due_ms, rowid LIMIT ? OFFSET ?"
+            f"ORDER BY {order} LIMIT ? OFFSET ?"
         )
         parameters = (self.name, *values, job_type, job_type, limit, offset)
         rows = await self._run(lambda db: db.execute(sql, parameters).fetchall())
@@ -476,21 +556,55 @@ class SQLiteDriver:
         self._pushed.ring()
         return moved
 
+    async def group_counts(self) -> dict[str, GroupCounts]:
+        """Return the waiting and reserved jobs of every group that has some."""
+        sql = (
+            f"SELECT job_group, state, COUNT(*) FROM corequeue_jobs WHERE queue = ? "
+            f"AND job_group IS NOT NULL "
+            f"AND (state = {RESERVED} OR (state = {PENDING} AND due_ms <= ?)) GROUP BY 1, 2"
+        )
+        parameters = (self.name, self._clock.now_ms())
+        rows = await self._run(lambda db: db.execute(sql, parameters).fetchall())
+        return counts_by_group(rows)
+
     # --- inside the driver's thread --------------------------------------------------------
 
     def _reserve(
-        self, db: sqlite3.Connection, *, now: int, until: int, limit: int, token: str
+        self,
+        db: sqlite3.Connection,
+        *,
+        now: int,
+        now_us: int,
+        until: int,
+        limit: int,
+        token: str,
     ) -> tuple[list[PersistedJob], int | None]:
+        limits = self._limits
+
         def reserve() -> tuple[list[PersistedJob], int | None]:
             db.execute(_RECOVER, (LEASE_EXPIRED, now, self.name, now))
-            rows = db.execute(_POP, (until, token, self.name, now, limit)).fetchall()
+            if limits.is_empty or _is_paused(db, self.name):
+                rows = db.execute(_POP, (until, token, self.name, now, self.name, limit)).fetchall()
+            else:
+                chosen = choose(
+                    db, queue=self.name, limits=limits, now=now, now_us=now_us, limit=limit
+                )
+                self._held_back.update(chosen.held)
+                if not chosen.rowids:
+                    return [], chosen.next_event_ms
+                rows = db.execute(
+                    _POP_CHOSEN.format(rowids=",".join(map(str, chosen.rowids))), (until, token)
+                ).fetchall()
             if rows:
-                rows.sort(key=lambda row: row[-1])  # RETURNING has no order: FIFO by rowid
+                # RETURNING has no order: the pop's (priority, then FIFO by rowid)
+                rows.sort(key=lambda row: (-_whole(row[-3]), row[-1]))
                 jobs = _readable(db, rows, now)
                 for job in jobs:
                     job.token = token
                 return jobs, None if jobs else now  # only unreadable rows: look again at once
-            return [], db.execute(_NEXT_EVENT, (self.name,)).fetchone()[0]
+            paused = db.execute(_IS_PAUSED, (self.name,)).fetchone()
+            next_event = _NEXT_LEASE_END if paused and paused[0] else _NEXT_EVENT
+            return [], db.execute(next_event, (self.name,)).fetchone()[0]
 
         return _in_transaction(db, reserve)
 
@@ -527,7 +641,17 @@ class SQLiteDriver:
         if job.token is None:
             return False
         values = (state, due, to_ms(job.backoff), job.attempts, job.last_error)
-        return await self._write(_SETTLE, (*values, *self._held(job))) > 0
+        moved = await self._write(_SETTLE, (*values, *self._held(job))) > 0
+        self._freed()
+        return moved
+
+    def _freed(self) -> None:
+        """A reservation ended: wake this driver's pops held back by a concurrency limit.
+
+        Pops of other processes sharing the file see it at their next poll.
+        """
+        if self._limits.limits_concurrency:
+            self._pushed.ring()
 
     async def _write(self, sql: str, parameters: Sequence[Any]) -> int:
         return await self._run(partial(_execute, sql=sql, parameters=parameters))
@@ -655,11 +779,13 @@ def _migrate(db: sqlite3.Connection) -> None:
             "sqlite", f"schema version {version} is newer than this release ({SCHEMA_VERSION})"
         )
     # executescript() would commit the open transaction: run the statements one by one.
-    for statement in (*_SCHEMA.split(";"), _PERIODIC_TABLE):
+    for statement in (*_SCHEMA.split(";"), _PERIODIC_TABLE, _QUEUES_TABLE, RATES_TABLE):
         if statement.strip():
             db.execute(statement)
     for step in range(version + 1, SCHEMA_VERSION + 1):
-        db.execute(_UPGRADES[step])
+        for statement in _UPGRADES[step]:
+            db.execute(statement)
+    db.execute(_PRIORITY_INDEX)  # after the upgrade steps: it needs the priority column
     db.execute(
         "INSERT INTO corequeue_meta (key, value) VALUES ('schema_version', ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -678,6 +804,8 @@ def _row(job: PersistedJob) -> tuple[Any, ...]:
         job.max_attempts,
         job.last_error,
         headers_column(job.headers),
+        job.priority,
+        job.group,
     )
 
 
@@ -701,3 +829,13 @@ def _view(row: Sequence[Any], now: int) -> JobView:
         channel = next(c for c, s in PARKED_STATE.items() if s == state)
     shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
     return JobView(readable_or_not(row[2:]), channel, instant_of_ms(due_ms) if shows_due else None)
+
+
+def _whole(value: Any) -> int:
+    """Return an int column as it is, and anything else (a row edited by hand) as 0."""
+    return value if isinstance(value, int) else 0
+
+
+def _is_paused(db: sqlite3.Connection, queue: str) -> bool:
+    row = db.execute(_IS_PAUSED, (queue,)).fetchone()
+    return bool(row and row[0])

@@ -19,12 +19,14 @@ from corequeue.drivers.base import (
     MAX_LIST_LIMIT,
     Channel,
     Driver,
+    GroupCounts,
     InspectDriver,
     JobView,
     QueueInfo,
     instant_of_ms,
 )
 from corequeue.errors import QueueEmpty
+from corequeue.limits import Limits
 from corequeue.testing import FakeClock
 from corequeue.testing.jobs import persisted, with_every_field
 
@@ -256,6 +258,38 @@ async def test_retry_job_ignores_jobs_that_are_not_failed(driver: Driver) -> Non
 
     assert retried == [False, False, False]
     assert await driver.info() == QueueInfo(waiting=1, delayed=1)
+
+
+async def test_held_back_jobs_are_listed_and_found_as_waiting(driver: InspectDriver) -> None:
+    driver.set_limits(Limits(group_concurrency=1))
+    for job_id in ["b0", "b1", "b2"]:
+        await driver.push(persisted(job_id, group="B"), timedelta(0))
+    await driver.pop_many(10)
+
+    listed = await driver.list_jobs("waiting")
+    found = await driver.get_job("b2")
+
+    assert [view.job.id for view in listed] == ["b1", "b2"]
+    assert found is not None
+    assert found.channel is Channel.WAITING
+    assert await driver.delete_job("b1")
+    assert await driver.info() == QueueInfo(waiting=1, reserved=1)
+
+
+async def test_group_counts_give_waiting_and_reserved_jobs_by_group(
+    driver: InspectDriver, clock: FakeClock
+) -> None:
+    driver.set_limits(Limits(group_concurrency=1))
+    for job_id, group in [("a0", "A"), ("a1", "A"), ("a2", "A"), ("b0", "B"), ("free", None)]:
+        await driver.push(persisted(job_id, group=group), timedelta(0))
+    await driver.push(persisted("later", group="C"), timedelta(minutes=1))
+    await driver.pop_many(2)  # a0 and b0; a1 and a2 are held back
+
+    counts = await driver.group_counts()
+
+    assert counts == {"A": GroupCounts(waiting=2, reserved=1), "B": GroupCounts(reserved=1)}
+    clock.advance(timedelta(minutes=1))
+    assert (await driver.group_counts())["C"] == GroupCounts(waiting=1)
 
 
 __all__ = sorted(name for name in dict(globals()) if name.startswith("test_"))

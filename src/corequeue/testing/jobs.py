@@ -49,6 +49,8 @@ def with_every_field(job_id: str = "a") -> PersistedJob:
         max_attempts=4,
         last_error="boom",
         headers=dict(EVERY_HEADER),
+        priority=7,
+        group="acme",
     )
 
 

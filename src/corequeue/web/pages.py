@@ -40,6 +40,8 @@ NOTICES: Final = {
     "retried": "The job is back in waiting.",
     "deleted": "The job was deleted.",
     "cancelled": "The job was cancelled.",
+    "paused": "The queue is paused: workers start none of its jobs until it is resumed.",
+    "resumed": "The queue is resumed.",
     "logged-out": "Logged out.",
 }
 """The messages a redirect may ask a page to show, by code: pages never echo request text."""
@@ -102,6 +104,8 @@ class Pages:
                 methods=["POST"],
                 name="cancel",
             ),
+            Route("/queues/{queue}/pause", self.pause, methods=["POST"], name="pause"),
+            Route("/queues/{queue}/resume", self.resume, methods=["POST"], name="resume"),
             Route("/queues/{queue}/jobs/{job_id:path}", self.job, name="job"),
         ]
 
@@ -149,6 +153,9 @@ class Pages:
             can_list=can_list,
             reloadable=channel in RELOADABLE,
             schedules=await self.dashboard.schedules(name),
+            paused=await self.dashboard.queue(name).is_paused(),
+            limits=self.dashboard.queue(name).limits.describe(),
+            groups=await self.dashboard.group_counts(name),
         )
 
     async def job(self, request: Request) -> Response:
@@ -207,6 +214,14 @@ class Pages:
     async def cancel(self, request: Request) -> Response:
         """Cancel one waiting or delayed job."""
         return await self._job_action(request, self.dashboard.cancel, "cancelled")
+
+    async def pause(self, request: Request) -> Response:
+        """Pause the queue: its workers start no job until it is resumed."""
+        return await self._pause_action(request, paused=True)
+
+    async def resume(self, request: Request) -> Response:
+        """Resume a paused queue."""
+        return await self._pause_action(request, paused=False)
 
     async def login(self, request: Request) -> Response:
         """Check the token and set the session cookie."""
@@ -291,6 +306,17 @@ class Pages:
         if channel in {c.value for c in Channel}:
             return self._done(request, notice, 1, "channel", queue=name, channel=channel)
         return self._done(request, notice, 1, "overview")
+
+    async def _pause_action(self, request: Request, *, paused: bool) -> Response:
+        form = await self._form(request)
+        name = request.path_params["queue"]
+        queue = self.dashboard.queue(name)
+        await (queue.pause() if paused else queue.resume())
+        channel = form.get("back", "")
+        if channel not in {c.value for c in Channel}:
+            channel = Channel.WAITING.value
+        notice = "paused" if paused else "resumed"
+        return self._done(request, notice, 0, "channel", queue=name, channel=channel)
 
     def _done(
         self, request: Request, notice: str, count: int, route: str, **params: str

@@ -15,7 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from corequeue.codec import MAX_DEPTH, nested_deeper
-from corequeue.drivers.base import Channel, InspectDriver, JobView, QueueInfo, reloadable
+from corequeue.drivers.base import (
+    Channel,
+    GroupCounts,
+    InspectDriver,
+    JobView,
+    QueueInfo,
+    reloadable,
+)
 from corequeue.errors import InvalidOption
 from corequeue.metrics import FanOut, JobMetrics
 from corequeue.periodic import PeriodicInfo, slot_job_id
@@ -24,6 +31,9 @@ from corequeue.web.activity import ActivityRecorder
 
 PAGE_SIZE = 50
 """Jobs on one page of a channel view."""
+
+MAX_GROUPS_SHOWN = 50
+"""Groups a queue page lists, busiest first."""
 
 MAX_SHOWN_CHARS = 10_000
 """The most characters of a payload shown as text because it cannot be shown as JSON."""
@@ -141,6 +151,18 @@ class Dashboard:
         for name in self.queues:
             if self.recorder.needs_sample(name):
                 await self.info(name)
+
+    async def group_counts(self, name: str) -> list[tuple[str, GroupCounts]]:
+        """Return the busiest groups of queue `name` (most reserved, then waiting), at most 50.
+
+        Empty when the queue's driver cannot inspect jobs.
+        """
+        inspector = self.inspector(name)
+        if inspector is None:
+            return []
+        counts = await inspector.group_counts()
+        busiest = sorted(counts.items(), key=lambda item: (-item[1].reserved, -item[1].waiting))
+        return busiest[:MAX_GROUPS_SHOWN]
 
     async def schedules(self, name: str) -> list[ScheduleView]:
         """Return the schedules queue `name` declares, then the other names its store knows."""

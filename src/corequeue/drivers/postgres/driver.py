@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from corequeue.drivers.base import (
     LEASE_EXPIRED,
     Channel,
     Clock,
+    GroupCounts,
     JobView,
     QueueInfo,
     check_listing,
@@ -46,6 +48,7 @@ from corequeue.drivers.base import (
 )
 from corequeue.drivers.postgres import migrations
 from corequeue.drivers.postgres.dsn import connect_options, parse_dsn, redact, store_errors
+from corequeue.drivers.postgres.flow import flow_queries, reserve_limited
 from corequeue.drivers.postgres.inspection import inspection_queries
 from corequeue.drivers.postgres.listener import Listener
 from corequeue.drivers.postgres.pooling import SyncPool, pool_waits
@@ -55,6 +58,7 @@ from corequeue.drivers.sql_state import (
     PARKED_STATE,
     PENDING,
     headers_column,
+    counts_by_group,
     job_from_columns,
     readable_or_not,
 )
@@ -67,6 +71,7 @@ from corequeue.errors import (
     StoreUnavailable,
 )
 from corequeue.job import PersistedJob, new_token, to_ms
+from corequeue.limits import HeldBack, Limits
 
 _PARKED_STATE = PARKED_STATE
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")
@@ -145,6 +150,8 @@ class PostgresDriver:
         self._queries = Queries.for_schema(schema)
         self._channel = f"{schema}.jobs"
         self._bell = Bell()
+        self._limits = Limits()
+        self._held_back: Counter[HeldBack] = Counter()
         self._migrated = False
         # One pool per event loop (an application may use the driver from several), as psycopg
         # connections belong to the loop that opened them; one sync pool for `push_sync`.
@@ -291,13 +298,16 @@ class PostgresDriver:
         if job.token is None:
             return False
         params = self._params(id=job.id, token=job.token)
-        return await self._execute(self._queries.ack, params) > 0
+        acked = await self._execute(self._queries.ack, params) > 0
+        self._freed()
+        return acked
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
         """Remove several reserved jobs in one statement; return the stale ones, left alone."""
         if not jobs:
             return []
         rows = await self._fetch(self._queries.ack_many, self._held_params(jobs))
+        self._freed()
         return [jobs[position - 1] for (position,) in rows]
 
     async def fail(self, job: PersistedJob) -> bool:
@@ -343,6 +353,28 @@ class PostgresDriver:
         if moved:
             self._bell.ring()
         return moved
+
+    def set_limits(self, limits: Limits | None) -> None:
+        """Enforce `limits` at every pop of this driver (see `Driver.set_limits`)."""
+        self._limits = limits or Limits()
+
+    def held_back(self) -> dict[HeldBack, int]:
+        """Return how many times each limit held a due job back in this driver's pops."""
+        return dict(self._held_back)
+
+    async def pause(self) -> None:
+        """Hand out no job until `resume()`, for every worker sharing the database."""
+        await self._fetch(self._queries.set_paused, self._params(paused=True))
+
+    async def resume(self) -> None:
+        """Hand out jobs again after `pause()`; wakes the queue's pops on every worker."""
+        await self._fetch(self._queries.set_paused, self._params(paused=False))
+        self._bell.ring()
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        rows = await self._fetch(self._queries.is_paused, self._params())
+        return bool(rows[0][0])
 
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting or delayed job; return whether there was one."""
@@ -396,6 +428,8 @@ class PostgresDriver:
             max_attempts=job.max_attempts,
             last_error=job.last_error,
             headers=headers_column(job.headers),
+            priority=job.priority,
+            job_group=job.group,
         )
         enqueued = await self._moved(self._queries.enqueue_slot, params)
         if enqueued:
@@ -464,6 +498,11 @@ class PostgresDriver:
             self._bell.ring()
         return moved
 
+    async def group_counts(self) -> dict[str, GroupCounts]:
+        """Return the waiting and reserved jobs of every group that has some."""
+        rows = await self._fetch(inspection_queries(self.schema).groups, self._params())
+        return counts_by_group(rows)
+
     # --- moves -----------------------------------------------------------------------------
 
     async def _reserve(self, limit: int) -> tuple[list[PersistedJob], float]:
@@ -480,14 +519,35 @@ class PostgresDriver:
             token=new_token(),  # one per statement: each job is fenced by its (id, token) pair
         )
         async with self._connection() as connection:
+            if not self._limits.is_empty:
+                return await self._reserve_limited(connection, params)
             cursor = await connection.execute(self._queries.reserve, params)
             rows = await cursor.fetchall()
             if rows:
-                rows.sort(key=lambda row: (row[-2], row[-1]))  # RETURNING has no order
+                # RETURNING has no order: the pop's is priority first, then due order
+                rows.sort(key=lambda row: (-_whole(row[8]), row[-2], row[-1]))
                 return await self._readable(connection, rows, params["token"]), 0.0
             cursor = await connection.execute(self._queries.next_event, params)
             now_ms, next_ms = await _one(cursor)
         return [], self._wait_seconds(now_ms, next_ms)
+
+    async def _reserve_limited(
+        self, connection: psycopg.AsyncConnection[Any], params: Params
+    ) -> tuple[list[PersistedJob], float]:
+        """Reserve due jobs under this driver's limits (see postgres/flow.py)."""
+        queries = flow_queries(self.schema)
+        popped = await reserve_limited(
+            connection, queries, self._limits, params, params["lease_ms"]
+        )
+        self._held_back.update(popped.held)
+        if not popped.rows:
+            poll_seconds = self.poll_interval.total_seconds()
+            if popped.wait_ms is None:
+                return [], poll_seconds
+            # Never 0: the jobs due now are held back, not locked by another pop.
+            return [], max(min(poll_seconds, popped.wait_ms / 1000), _DUE_RETRY_SECONDS)
+        rows = sorted(popped.rows, key=lambda row: (-_whole(row[8]), row[-2], row[-1]))
+        return await self._readable(connection, rows, params["token"]), 0.0
 
     async def _readable(
         self, connection: psycopg.AsyncConnection[Any], rows: list[Any], token: str
@@ -531,7 +591,18 @@ class PostgresDriver:
             attempts=job.attempts,
             last_error=job.last_error,
         )
-        return await self._moved(self._queries.settle, params)
+        moved = await self._moved(self._queries.settle, params)
+        self._freed()
+        return moved
+
+    def _freed(self) -> None:
+        """A reservation ended: wake this driver's pops held back by a concurrency limit.
+
+        Pops of other workers see it at their next poll (or a notification: fail, retry and
+        release notify on commit).
+        """
+        if self._limits.limits_concurrency:
+            self._bell.ring()
 
     def _params(self, **values: Any) -> Params:
         now_us = None if self._clock is None else self._clock.now_us()
@@ -557,6 +628,8 @@ class PostgresDriver:
             last_errors=[job.last_error for job, _ in unique],
             delays_us=[delay // _MICROSECOND for _, delay in unique],
             headers=[headers_column(job.headers) for job, _ in unique],
+            priorities=[job.priority for job, _ in unique],
+            groups=[job.group for job, _ in unique],
         )
 
     # --- plumbing --------------------------------------------------------------------------
@@ -743,3 +816,8 @@ def _view(row: Sequence[Any]) -> JobView:
         channel = next(c for c, s in _PARKED_STATE.items() if s == state)
     shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
     return JobView(readable_or_not(row[3:]), channel, instant_of_ms(due_ms) if shows_due else None)
+
+
+def _whole(value: Any) -> int:
+    """Return an int column as it is, and anything else as 0 (for sorting only)."""
+    return value if isinstance(value, int) else 0

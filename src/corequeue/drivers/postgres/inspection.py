@@ -16,19 +16,26 @@ from corequeue.drivers.postgres.queries import clock_placeholders
 
 _COLUMNS = (
     "state, due_ms, due_ms > {now}, id, type, value, handle_timeout_ms, backoff_ms, attempts, "
-    "max_attempts, last_error, headers"
+    "max_attempts, last_error, headers, priority, job_group"
 )
-_PAGE = "AND (%(job_type)s::text IS NULL OR type = %(job_type)s) ORDER BY due_ms, seq "
-_PAGE += "OFFSET %(offset)s LIMIT %(limit)s"
+_TYPE = "AND (%(job_type)s::text IS NULL OR type = %(job_type)s) "
+_PAGE = f"{_TYPE}ORDER BY due_ms, seq OFFSET %(offset)s LIMIT %(limit)s"
+_READY_PAGE = f"{_TYPE}ORDER BY priority DESC, due_ms, seq OFFSET %(offset)s LIMIT %(limit)s"
 
 _STATEMENTS = {
     "list_waiting": f"SELECT {_COLUMNS} FROM {{jobs}} "
-    f"WHERE queue = %(queue)s AND state = 0 AND due_ms <= {{now}} {_PAGE}",
+    f"WHERE queue = %(queue)s AND state = 0 AND due_ms <= {{now}} {_READY_PAGE}",
     "list_delayed": f"SELECT {_COLUMNS} FROM {{jobs}} "
     f"WHERE queue = %(queue)s AND state = 0 AND due_ms > {{now}} {_PAGE}",
     "list_state": f"SELECT {_COLUMNS} FROM {{jobs}} "
     f"WHERE queue = %(queue)s AND state = %(state)s {_PAGE}",
     "get": f"SELECT {_COLUMNS} FROM {{jobs}} WHERE queue = %(queue)s AND id = %(id)s",
+    "groups": """
+        SELECT job_group, state, count(*) FROM {jobs}
+        WHERE queue = %(queue)s AND job_group IS NOT NULL
+        AND (state = 1 OR (state = 0 AND due_ms <= {now}))
+        GROUP BY 1, 2
+    """,
     "delete": "DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state IN (0, 2, 3)",
     # Like reload, for one job: wake pops on commit.
     "retry": """
@@ -55,6 +62,7 @@ class InspectionQueries:
     list_delayed: bytes
     list_state: bytes
     get: bytes
+    groups: bytes
     delete: bytes
     retry: bytes
 

@@ -29,6 +29,8 @@ class Queries:
     push: bytes
     reserve: bytes
     next_event: bytes
+    set_paused: bytes
+    is_paused: bytes
     ack: bytes
     ack_many: bytes
     settle: bytes
@@ -55,6 +57,7 @@ class Queries:
         placeholders = {
             "jobs": sql.Identifier(schema, "jobs"),
             "periodic": sql.Identifier(schema, "periodic"),
+            "queues": sql.Identifier(schema, "queues"),
             **clock_placeholders(),
         }
         texts = _named_statements()

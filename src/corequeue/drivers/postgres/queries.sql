@@ -1,7 +1,7 @@
 -- The statements of the PostgreSQL driver, one per "-- name:" section.
 --
--- Placeholders filled by queries.py: {jobs} is the quoted jobs table and {periodic} the quoted
--- table of periodic schedules' last slots. {now} is the current time
+-- Placeholders filled by queries.py: {jobs} is the quoted jobs table, {periodic} the quoted
+-- table of periodic schedules' last slots and {queues} the quoted table of queue flags. {now} is the current time
 -- in milliseconds rounded down: it decides what is due, and is the due time of what may run at
 -- once. {now_us} is the current time in microseconds, from which later due times are computed
 -- and rounded up, `({now_us} + delay_us + 999) / 1000`, and {now_up} is it in milliseconds
@@ -22,29 +22,31 @@ WITH incoming AS (
     FROM unnest(
         %(ids)s::text[], %(types)s::text[], %(values)s::bytea[], %(handle_timeouts)s::bigint[],
         %(backoffs)s::bigint[], %(attempts)s::integer[], %(max_attempts)s::integer[],
-        %(last_errors)s::text[], %(delays_us)s::bigint[], %(headers)s::text[]
+        %(last_errors)s::text[], %(delays_us)s::bigint[], %(headers)s::text[],
+        %(priorities)s::smallint[], %(groups)s::text[]
     ) WITH ORDINALITY AS t (
         id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error,
-        delay_us, headers, position
+        delay_us, headers, priority, job_group, position
     )
 ),
 pushed AS (
     INSERT INTO {jobs} AS j (
         queue, id, state, due_ms, type, value, handle_timeout_ms, backoff_ms, attempts,
-        max_attempts, last_error, headers
+        max_attempts, last_error, headers, priority, job_group
     )
     SELECT
         %(queue)s, id, 0,
         CASE WHEN delay_us > 0 THEN ({now_us} + delay_us + 999) / 1000 ELSE {now} END,
         type, value, handle_timeout_ms, backoff_ms,
-        attempts, max_attempts, last_error, headers::jsonb
+        attempts, max_attempts, last_error, headers::jsonb, priority, job_group
     FROM incoming
     ORDER BY position
     ON CONFLICT (queue, id) DO UPDATE SET
         state = 0, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
         handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
         attempts = excluded.attempts, max_attempts = excluded.max_attempts,
-        last_error = excluded.last_error, headers = excluded.headers
+        last_error = excluded.last_error, headers = excluded.headers,
+        priority = excluded.priority, job_group = excluded.job_group
     WHERE j.state >= 2
     RETURNING 1
 )
@@ -69,10 +71,12 @@ recovered AS (
         token = NULL
     WHERE j.ctid = ANY(ARRAY(SELECT row_id FROM expired))
 ),
+-- Highest priority first, then due order (the jobs_ready index). A paused queue picks nothing.
 picked AS (
     SELECT ctid AS row_id, id, due_ms, seq FROM {jobs}
     WHERE queue = %(queue)s AND state = 0 AND due_ms <= {now}
-    ORDER BY due_ms, seq
+    AND NOT EXISTS (SELECT FROM {queues} WHERE queue = %(queue)s AND paused)
+    ORDER BY priority DESC, due_ms, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
@@ -85,16 +89,30 @@ FROM picked
 WHERE j.ctid = ANY(ARRAY(SELECT row_id FROM picked)) AND j.ctid = picked.row_id
 RETURNING
     j.id, j.type, j.value, j.handle_timeout_ms, j.backoff_ms, j.attempts, j.max_attempts,
-    j.last_error, j.headers, picked.due_ms, picked.seq;
+    j.last_error, j.headers, j.priority, j.job_group, picked.due_ms, picked.seq;
 
 -- name: next_event
 -- The clock's idea of now and when something next happens in the queue: a delayed job
 -- becomes due or a lease runs out. A due job still here is locked by a worker about to take
 -- it (or was pushed since the look): look again soon.
+-- A paused queue waits for lease expiries only: resume() notifies.
 SELECT {now}, LEAST(
-    (SELECT min(due_ms) FROM {jobs} WHERE queue = %(queue)s AND state = 0),
+    (SELECT min(due_ms) FROM {jobs} WHERE queue = %(queue)s AND state = 0
+        AND NOT EXISTS (SELECT FROM {queues} WHERE queue = %(queue)s AND paused)),
     (SELECT min(due_ms) FROM {jobs} WHERE queue = %(queue)s AND state = 1)
 );
+
+-- name: set_paused
+-- Pause or resume the queue; wake pops on commit (a resumed queue has jobs to hand out).
+WITH flagged AS (
+    INSERT INTO {queues} AS q (queue, paused) VALUES (%(queue)s, %(paused)s)
+    ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused
+    RETURNING 1
+)
+SELECT count(*), pg_notify(%(channel)s, %(queue)s) FROM flagged;
+
+-- name: is_paused
+SELECT EXISTS (SELECT FROM {queues} WHERE queue = %(queue)s AND paused);
 
 -- name: ack
 DELETE FROM {jobs}
@@ -197,17 +215,19 @@ WITH advanced AS (
 pushed AS (
     INSERT INTO {jobs} AS j (
         queue, id, state, due_ms, type, value, handle_timeout_ms, backoff_ms, attempts,
-        max_attempts, last_error, headers
+        max_attempts, last_error, headers, priority, job_group
     )
     SELECT
         %(queue)s, %(id)s, 0, {now}, %(type)s, %(value)s, %(handle_timeout_ms)s,
-        %(backoff_ms)s, %(attempts)s, %(max_attempts)s, %(last_error)s, %(headers)s::jsonb
+        %(backoff_ms)s, %(attempts)s, %(max_attempts)s, %(last_error)s, %(headers)s::jsonb,
+        %(priority)s, %(job_group)s
     FROM advanced
     ON CONFLICT (queue, id) DO UPDATE SET
         state = 0, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
         handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
         attempts = excluded.attempts, max_attempts = excluded.max_attempts,
-        last_error = excluded.last_error, headers = excluded.headers
+        last_error = excluded.last_error, headers = excluded.headers,
+        priority = excluded.priority, job_group = excluded.job_group
     WHERE j.state >= 2
     RETURNING 1
 )

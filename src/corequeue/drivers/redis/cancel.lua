@@ -4,7 +4,8 @@ if refused then
   return refused
 end
 local id = ARGV[2]
-if redis.call('ZREM', WAITING, id) == 1 or redis.call('ZREM', DELAYED, id) == 1 then
+if redis.call('ZREM', WAITING, id) == 1 or redis.call('ZREM', DELAYED, id) == 1
+  or unhold(id) then
   forget(id)
   return 1
 end

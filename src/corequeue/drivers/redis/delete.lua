@@ -11,4 +11,8 @@ for _, key in ipairs({ WAITING, DELAYED, FAILED, TIMEOUT }) do
     return 1
   end
 end
+if unhold(id) then
+  forget(id)
+  return 1
+end
 return 0

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Final
@@ -46,6 +47,7 @@ from corequeue.drivers.base import (
     Channel,
     ChannelConfig,
     Clock,
+    GroupCounts,
     JobView,
     QueueInfo,
     check_listing,
@@ -72,6 +74,7 @@ from corequeue.drivers.redis.sync import SyncClient
 from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, quads, text, view
 from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
 from corequeue.job import PersistedJob, new_token
+from corequeue.limits import HeldBack, Limits
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,7 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 _SCRIPTS: Final = ("ack", "cancel", "flush", "info", "pop", "push", "reload", "release", "renew")
 _SCRIPTS_MORE: Final = ("settle", "inspect", "lookup", "delete", "requeue", "migrate")
 _SCRIPTS_PERIODIC: Final = ("enqueue_slot",)
+_SCRIPTS_FLOW: Final = ("pause", "groups")
 _REFUSED: Final = "COREQUEUE_LAYOUT"  # how the scripts refuse a queue in another layout
 
 
@@ -214,10 +218,13 @@ class RedisDriver:
         self._clients = LoopClients(source)
         self._sync = SyncClient(source)
         self._sync_loop = LoopThread(f"corequeue-sync-redis-{name}")  # only without a sync client
+        self._limits = Limits()
+        self._limit_args = _limit_args(self._limits)
+        self._held_back: Counter[HeldBack] = Counter()
         slot = self.keys.slot
         self._scripts = {
             script: Script(script, slot, SCRIPT_KEY_COUNT)
-            for script in _SCRIPTS + _SCRIPTS_MORE + _SCRIPTS_PERIODIC
+            for script in _SCRIPTS + _SCRIPTS_MORE + _SCRIPTS_PERIODIC + _SCRIPTS_FLOW
         }
 
     def __repr__(self) -> str:
@@ -346,6 +353,27 @@ class RedisDriver:
         """Remove a waiting or delayed job; return whether there was one."""
         return bool(await self._run("cancel", job_id))
 
+    def set_limits(self, limits: Limits | None) -> None:
+        """Enforce `limits` at every pop of this driver (see `Driver.set_limits`)."""
+        self._limits = limits or Limits()
+        self._limit_args = _limit_args(self._limits)
+
+    def held_back(self) -> dict[HeldBack, int]:
+        """Return how many times each limit held a due job back in this driver's pops."""
+        return dict(self._held_back)
+
+    async def pause(self) -> None:
+        """Hand out no job until `resume()`, for every worker sharing the queue's keys."""
+        await self._run("pause", 1)
+
+    async def resume(self) -> None:
+        """Hand out jobs again after `pause()`; wakes the queue's blocked pops everywhere."""
+        await self._run("pause", 0)
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        return bool(await self._command("EXISTS", self.keys.paused))
+
     async def reload(self, channel: Channel | str) -> int:
         """Move every job of `failed` or `timeout` back to `waiting`, a batch per script."""
         source = reloadable(channel)
@@ -373,7 +401,8 @@ class RedisDriver:
         See `Driver.enqueue_slot`: the script compares the slot with the clock (the server's
         TIME when the driver has none) and with the `periodic` hash, then pushes.
         """
-        return bool(await self._run("enqueue_slot", name, slot_ms, job.id, job.to_bytes()))
+        args = (name, slot_ms, job.id, job.to_bytes(), job.priority, job.group or "")
+        return bool(await self._run("enqueue_slot", *args))
 
     async def schedule_slots(self) -> dict[str, int]:
         """Return the last enqueued slot of every schedule of the queue, by name."""
@@ -430,6 +459,15 @@ class RedisDriver:
         """Move one failed or timeout job back to `waiting`; return whether it was there."""
         return bool(await self._run("requeue", job_id))
 
+    async def group_counts(self) -> dict[str, GroupCounts]:
+        """Return the waiting and reserved jobs of every group that has some (groups.lua)."""
+        reply = await self._run("groups")
+        found = {
+            text(reply[i]): GroupCounts(int(reply[i + 1]), int(reply[i + 2]))
+            for i in range(0, len(reply), 3)
+        }
+        return dict(sorted(found.items()))
+
     async def migrate(self) -> list[int]:
         """Convert the queue from store layout 1 (an earlier release) to layout 2, in place.
 
@@ -483,9 +521,14 @@ class RedisDriver:
         token = new_token()  # one per pop: fencing compares (id, token) pairs
         timed = "1" if wake_key else ""
         args: list[Any] = [*self.keys.for_script(wake_key), self._now()]
-        args += [limit, _microseconds(self.lease), timed, token]
+        args += [limit, _microseconds(self.lease), timed, token, *self._limit_args]
         with self._errors():
             reply = await self._scripts["pop"].run(clients.main, args)
+        wait_us = reply[0]
+        if isinstance(wait_us, list):  # under limits: {wait, holds by reason}
+            wait_us, *holds = wait_us
+            for reason, count in zip(_HOLD_REASONS, holds, strict=True):
+                self._held_back[reason] += int(count)
         jobs: list[PersistedJob] = []
         for index in range(1, len(reply), 3):
             job_id, envelope, extra = reply[index : index + 3]
@@ -500,7 +543,7 @@ class RedisDriver:
                 continue
             job.token = token
             jobs.append(job)
-        return jobs, int(reply[0])
+        return jobs, int(wait_us)
 
     async def _park_undecodable(self, job_id: str, token: str, exc: DecodeError) -> None:
         # Not a job this release can read (corrupt, or a newer wire format): keep the bytes in
@@ -601,7 +644,13 @@ class RedisDriver:
         for start in range(0, len(jobs), PUSH_CHUNK):
             args: list[Any] = []
             for job, delay in jobs[start : start + PUSH_CHUNK]:
-                args += [job.id, _microseconds(delay), job.to_bytes()]
+                args += [
+                    job.id,
+                    _microseconds(delay),
+                    job.to_bytes(),
+                    job.priority,
+                    job.group or "",
+                ]
             calls.append(args)
         return self._args_of(calls)
 
@@ -643,6 +692,27 @@ def _converting(state: str) -> int:
     if prefix != "1>2" or not number.isdigit() or not 1 <= int(number) <= len(Channel):
         raise DriverError(f"unknown store layout state {state!r}")
     return int(number)
+
+
+_HOLD_REASONS: Final = (
+    HeldBack.CONCURRENCY,
+    HeldBack.GROUP_CONCURRENCY,
+    HeldBack.RATE,
+    HeldBack.GROUP_RATE,
+)
+"""The order of pop.lua's hold counts."""
+
+
+def _limit_args(limits: Limits) -> list[Any]:
+    """Return ARGV 6..11 of pop.lua for `limits` ("" for a limit not set)."""
+    return [
+        "" if limits.concurrency is None else limits.concurrency,
+        "" if limits.group_concurrency is None else limits.group_concurrency,
+        "" if limits.rate is None else limits.rate.interval_us,
+        "" if limits.group_rate is None else limits.group_rate.interval_us,
+        "" if limits.rate is None else limits.rate.ahead_us,
+        "" if limits.group_rate is None else limits.group_rate.ahead_us,
+    ]
 
 
 def _microseconds(duration: timedelta) -> int:

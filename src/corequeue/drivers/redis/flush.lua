@@ -12,6 +12,13 @@ local function select_ids(channel)
     if #ids > 0 then
       return WAITING, ids
     end
+    ids = redis.call('ZRANGE', HELD, 0, BATCH - 1)
+    if #ids > 0 then
+      for _, id in ipairs(ids) do
+        unhold(id)
+      end
+      return nil, ids
+    end
     return DELAYED, redis.call('ZRANGEBYSCORE', DELAYED, '-inf', int(NOW), 'LIMIT', 0, BATCH)
   end
   if channel == 'delayed' then
@@ -23,7 +30,9 @@ end
 
 local key, ids = select_ids(ARGV[2])
 if #ids > 0 then
-  redis.call('ZREM', key, unpack(ids))
+  if key then
+    redis.call('ZREM', key, unpack(ids))
+  end
   forget_all(ids)
 end
 return #ids

@@ -1,6 +1,6 @@
 -- For operators: the jobs of channel ARGV 2 at positions ARGV 3 to ARGV 3 + ARGV 4 - 1, in
 -- channel order. Waiting is the waiting set, then the delayed jobs already due (the order the
--- next pops take them in). Read only. Returns {next position, or -1 when the channel ends in
+-- next pops take them in), then the jobs held back by group limits. Read only. Returns {next position, or -1 when the channel ends in
 -- this window; then id, envelope, lost leases, score for each job}.
 local refused = layout_refusal()
 if refused then
@@ -27,6 +27,13 @@ if channel == 'waiting' then
   if missing > 0 then
     local due = scored(DELAYED, '-inf', int(NOW), math.max(start - queued, 0), missing)
     for _, value in ipairs(due) do
+      found[#found + 1] = value
+    end
+  end
+  missing = count - #found / 2
+  if missing > 0 then -- then the jobs held back by group limits, in waiting order
+    local before = queued + redis.call('ZCOUNT', DELAYED, '-inf', int(NOW))
+    for _, value in ipairs(ranks(HELD, math.max(start - before, 0), missing)) do
       found[#found + 1] = value
     end
   end

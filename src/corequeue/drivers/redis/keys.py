@@ -36,6 +36,13 @@ class RedisKeys:
     jobs: str
     layout: str
     periodic: str
+    priorities: str
+    paused: str
+    rates: str
+    groups: str
+    held: str
+    held_index: str
+    held_groups: str
     scratch: str
     wake_prefix: str
     layout1_job_prefix: str
@@ -63,6 +70,13 @@ class RedisKeys:
             jobs=f"{base}jobs",
             layout=f"{base}layout",
             periodic=f"{base}periodic",
+            priorities=f"{base}priorities",
+            paused=f"{base}paused",
+            rates=f"{base}rates",
+            groups=f"{base}groups",
+            held=f"{base}held",
+            held_index=f"{base}held_index",
+            held_groups=f"{base}held_groups",
             scratch=f"{base}migrating",
             wake_prefix=f"{base}wake:",
             layout1_job_prefix=f"{base}job:",
@@ -103,6 +117,13 @@ class RedisKeys:
             self.jobs,
             self.layout,
             self.periodic,
+            self.priorities,
+            self.paused,
+            self.rates,
+            self.groups,
+            self.held,
+            self.held_index,
+            self.held_groups,
             wake or self.wake_prefix,
         )
 
@@ -111,5 +132,5 @@ class RedisKeys:
         return f"{self.layout1_job_prefix}{job_id}"
 
 
-SCRIPT_KEY_COUNT: Final = 13
+SCRIPT_KEY_COUNT: Final = 20
 """How many KEYS `RedisKeys.for_script()` returns."""

@@ -3,7 +3,8 @@
 -- Store layout 2. Every key a script touches is one of its KEYS, and they all share the
 -- queue's hash tag: a script runs whole on the node holding the queue's slot, and while that
 -- slot migrates, Redis answers ASK or TRYAGAIN before running it instead of failing halfway.
--- KEYS  1 waiting   ZSET  id -> arrival number (FIFO)
+-- KEYS  1 waiting   ZSET  id -> arrival number minus priority * PRIORITY_STEP (highest
+--                         priority first, then FIFO; see make_all_waiting)
 --       2 delayed   ZSET  id -> due instant, microseconds since the epoch
 --       3 reserved  ZSET  id -> lease expiry, microseconds
 --       4 failed    ZSET  id -> time parked, microseconds
@@ -16,18 +17,34 @@
 --                         failed because its envelope was missing
 --      11 layout    STRING  the store layout, '2' (absent: a new queue, or layout 1)
 --      12 periodic  HASH  periodic schedule name -> its last enqueued slot, ms since the epoch
---      13 wake      LIST  the private wake-up list of the pop whose timer runs pop.lua; any
+--      13 priorities HASH id -> priority, for jobs whose priority is not 0
+--      14 paused    STRING  present while the queue is paused: pops hand out nothing
+--      15 rates     HASH  rate scope ('' the queue, 'g:<group>') -> next allowed start, µs
+--      16 groups    HASH  id -> group, for jobs that have one
+--      17 held      ZSET  id -> waiting score: waiting jobs a pop set aside because their
+--                         group was at its limit (they count as waiting; see hold)
+--      18 held_index ZSET (all scores 0) group NUL score NUL id, for held jobs in group and
+--                         waiting order
+--      19 held_groups HASH group -> how many of its jobs are held
+--      20 wake      LIST  the private wake-up list of the pop whose timer runs pop.lua; any
 --                         other script gets a placeholder it never touches
 -- ARGV  1 now in microseconds since the epoch, or "" to read the Redis server's clock
 --       2.. per script
 local WAITING, DELAYED, RESERVED, FAILED, TIMEOUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local NOTIFY, SEQ, EXPIRIES, TOKENS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local JOBS, LAYOUT, PERIODIC, WAKE = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+local JOBS, LAYOUT, PERIODIC, PRIORITIES = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+local PAUSED, RATES, GROUPS, HELD = KEYS[14], KEYS[15], KEYS[16], KEYS[17]
+local HELD_INDEX, HELD_GROUPS, WAKE = KEYS[18], KEYS[19], KEYS[20]
+local SCRIPT_KEYS = 20 -- the keys above; migrate.lua gets more after them
 local CHANNELS = { WAITING, DELAYED, RESERVED, FAILED, TIMEOUT }
 local TOKEN_CAP = 128 -- more blocked pops than this wake in turns, not at once
 local BATCH = 1000 -- most jobs one call moves, so no call blocks Redis for long
 local LOST = 'lost:' -- an envelope never starts so: it is a JSON object
 local VERSION = '2'
+-- A waiting job's score is its arrival number minus priority * PRIORITY_STEP: priorities
+-- -100..100 keep every score within +-101 * 2^44, exact in a double (below 2^53), and a job
+-- of priority 0 scores its arrival number, as in stores written before priorities existed.
+local PRIORITY_STEP = 17592186044416 -- 2^44 arrivals per priority
 
 local function server_now_us()
   local time = redis.call('TIME')
@@ -72,6 +89,8 @@ local function forget(id)
   redis.call('HDEL', JOBS, id)
   redis.call('HDEL', EXPIRIES, id)
   redis.call('HDEL', TOKENS, id)
+  redis.call('HDEL', PRIORITIES, id)
+  redis.call('HDEL', GROUPS, id)
 end
 
 -- One variadic command per slice of `items` (at most BATCH groups of `width` entries, so no
@@ -99,11 +118,13 @@ local function read_many(command, key, ids)
   return values
 end
 
--- forget() for many ids at once: three calls per BATCH ids instead of three per id.
+-- forget() for many ids at once: four calls per BATCH ids instead of four per id.
 local function forget_all(ids)
   call_sliced('HDEL', JOBS, ids, 1)
   call_sliced('HDEL', EXPIRIES, ids, 1)
   call_sliced('HDEL', TOKENS, ids, 1)
+  call_sliced('HDEL', PRIORITIES, ids, 1)
+  call_sliced('HDEL', GROUPS, ids, 1)
 end
 
 -- Fencing of a batch: ARGV from `first` holds (id, token) pairs. Returns the ids, and for each
@@ -132,6 +153,8 @@ local function park_lost(id, why)
   redis.call('HSET', JOBS, id, marker)
   redis.call('HDEL', EXPIRIES, id)
   redis.call('HDEL', TOKENS, id)
+  redis.call('HDEL', PRIORITIES, id)
+  redis.call('HDEL', GROUPS, id)
   redis.call('ZADD', FAILED, int(NOW), id)
   return marker
 end
@@ -155,22 +178,85 @@ end
 
 local function is_pending(id)
   return redis.call('ZSCORE', WAITING, id) or redis.call('ZSCORE', DELAYED, id)
-    or redis.call('ZSCORE', RESERVED, id)
+    or redis.call('ZSCORE', RESERVED, id) or redis.call('ZSCORE', HELD, id)
 end
 
-local function make_waiting(id)
-  redis.call('ZADD', WAITING, redis.call('INCR', SEQ), id)
+-- Held jobs: a pop whose limits close a group moves the waiting jobs of that group it meets
+-- from `waiting` to `held`, so the head of `waiting` holds jobs that may start and a group at
+-- its limit never blocks the others. `held_index` finds a group's held jobs in waiting order;
+-- a pop that finds the group open again moves them back with their scores.
+local SCORE_OFFSET = 4503599627370496 -- 2^52: every waiting score plus it is positive
+
+local function held_member(group, score, id)
+  return group .. '\0' .. string.format('%017.0f', tonumber(score) + SCORE_OFFSET) .. '\0' .. id
 end
 
--- make_waiting() for many ids, in their order: one INCRBY and one ZADD per BATCH ids.
-local function make_all_waiting(ids)
+local function hold(id, score, group)
+  redis.call('ZADD', HELD, score, id)
+  redis.call('ZADD', HELD_INDEX, 0, held_member(group, score, id))
+  redis.call('HINCRBY', HELD_GROUPS, group, 1)
+end
+
+local function count_released(group, count)
+  if redis.call('HINCRBY', HELD_GROUPS, group, -count) <= 0 then
+    redis.call('HDEL', HELD_GROUPS, group)
+  end
+end
+
+-- Take job `id` out of `held` (cancel, delete, flush); returns whether it was there.
+local function unhold(id)
+  local score = redis.call('ZSCORE', HELD, id)
+  if not score then
+    return false
+  end
+  local group = redis.call('HGET', GROUPS, id) or ''
+  redis.call('ZREM', HELD, id)
+  redis.call('ZREM', HELD_INDEX, held_member(group, score, id))
+  count_released(group, 1)
+  return true
+end
+
+-- Move up to `count` held jobs of `group` back to waiting, first in waiting order first, with
+-- the scores they had. Returns how many moved.
+local function release_group(group, count)
+  local members = redis.call('ZRANGEBYLEX', HELD_INDEX, '[' .. group .. '\0',
+    '(' .. group .. '\1', 'LIMIT', 0, count)
+  if #members == 0 then
+    redis.call('HDEL', HELD_GROUPS, group)
+    return 0
+  end
+  local ids, scored = {}, {}
+  for _, member in ipairs(members) do
+    local padded, id = string.match(member, '^.-%z(%d+)%z(.*)$', #group + 1)
+    table.insert(ids, id)
+    table.insert(scored, int(tonumber(padded) - SCORE_OFFSET))
+    table.insert(scored, id)
+  end
+  call_sliced('ZREM', HELD, ids, 1)
+  call_sliced('ZREM', HELD_INDEX, members, 1)
+  call_sliced('ZADD', WAITING, scored, 2)
+  count_released(group, #members)
+  return #members
+end
+
+-- Make job `id` waiting, ordered by its priority (read from `priorities` when not given),
+-- then by arrival.
+local function make_waiting(id, priority)
+  priority = priority or tonumber(redis.call('HGET', PRIORITIES, id)) or 0
+  redis.call('ZADD', WAITING, int(redis.call('INCR', SEQ) - priority * PRIORITY_STEP), id)
+end
+
+-- make_waiting() for many ids, in their order: one INCRBY and one ZADD per BATCH ids (and one
+-- HMGET of their priorities when `priorities`, a list in id order, is not given).
+local function make_all_waiting(ids, priorities)
   if #ids == 0 then
     return
   end
+  priorities = priorities or read_many('HMGET', PRIORITIES, ids)
   local first = redis.call('INCRBY', SEQ, #ids) - #ids
   local scored = {}
   for i, id in ipairs(ids) do
-    table.insert(scored, first + i)
+    table.insert(scored, int(first + i - (tonumber(priorities[i]) or 0) * PRIORITY_STEP))
     table.insert(scored, id)
   end
   call_sliced('ZADD', WAITING, scored, 2)
@@ -178,9 +264,9 @@ end
 
 -- Waiting now (a delay of 0 or less), or delayed until NOW + delay microseconds; returns 1
 -- when it became the next job due, so blocked pops must wake to shorten their wait.
-local function schedule(id, delay)
+local function schedule(id, delay, priority)
   if delay <= 0 then
-    make_waiting(id)
+    make_waiting(id, priority)
     return 0
   end
   redis.call('ZADD', DELAYED, int(NOW + delay), id)
@@ -206,15 +292,23 @@ local function store_envelope(id, envelope)
   redis.call('ZREM', FAILED, id) -- in failed or timeout: replaced
   redis.call('ZREM', TIMEOUT, id)
   redis.call('HDEL', EXPIRIES, id)
+  redis.call('HDEL', PRIORITIES, id)
+  redis.call('HDEL', GROUPS, id)
   redis.call('HSET', JOBS, id, envelope)
   return true
 end
 
--- Push one job (see store_envelope). Returns whether it was stored, and 1 when it became the
--- next job due (see schedule), else 0.
-local function push_one(id, delay, envelope)
+-- Push one job of `priority` and `group` ("" for none; see store_envelope). Returns whether it
+-- was stored, and 1 when it became the next job due (see schedule), else 0.
+local function push_one(id, delay, envelope, priority, group)
   if store_envelope(id, envelope) then
-    return true, schedule(id, delay)
+    if priority ~= 0 then
+      redis.call('HSET', PRIORITIES, id, priority)
+    end
+    if group ~= '' then
+      redis.call('HSET', GROUPS, id, group)
+    end
+    return true, schedule(id, delay, priority)
   end
   return false, 0
 end
@@ -234,8 +328,10 @@ local function top_up_tokens(extra)
 end
 
 -- Exactly one token per waiting job (capped): run by a consumer that is about to wait itself.
-local function sync_tokens()
-  local wanted = math.min(redis.call('ZCARD', WAITING), TOKEN_CAP)
+-- `wanted` overrides the count: 0 for a paused queue (resume tops tokens up again, see
+-- pause.lua) and for a pop whose limits held every due job back.
+local function sync_tokens(wanted)
+  wanted = wanted or math.min(redis.call('ZCARD', WAITING), TOKEN_CAP)
   if wanted == 0 then
     redis.call('DEL', NOTIFY)
     return
@@ -285,9 +381,10 @@ local function promote_due_jobs()
 end
 
 -- Microseconds until the next delayed job is due or the next lease runs out; -1 for never.
-local function next_event_in_us()
+-- A paused queue (`leases_only`) waits for leases only.
+local function next_event_in_us(leases_only)
   local at = false
-  for _, key in ipairs({ DELAYED, RESERVED }) do
+  for _, key in ipairs(leases_only and { RESERVED } or { DELAYED, RESERVED }) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]
     if first and (not at or tonumber(first) < at) then
       at = tonumber(first)

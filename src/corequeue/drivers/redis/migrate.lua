@@ -5,12 +5,12 @@
 -- failed and timeout in milliseconds; layout 2 keeps envelopes in `jobs` and scores in
 -- microseconds. `layout` tells how far the conversion got: absent (layout 1, or a new queue),
 -- '1>2:<n>' (converting channel n of CHANNELS; the other scripts refuse to run meanwhile),
--- '2' (done). Channel n is converted by moving its ids into the scratch set (KEYS 14) with
+-- '2' (done). Channel n is converted by moving its ids into the scratch set (KEYS 21) with
 -- their scores converted and their envelopes moved into `jobs`; once it is empty, the scratch
 -- set takes its name and the next channel starts. Every call is atomic, so concurrent or
 -- interrupted conversions pick up where the last call left off. Tokens, lease expiry counts,
 -- the arrival counter and the wake-up tokens mean the same in both layouts: they stay.
--- KEYS  14 the scratch sorted set; 15.. the layout 1 envelope keys of the ids ARGV 3..
+-- KEYS  21 the scratch sorted set; 22.. the layout 1 envelope keys of the ids ARGV 3..
 -- ARGV  2 the state the client read before choosing the ids ("" to start or just look)
 --       3.. ids of channel n, from its head
 -- Returns the state after the call.
@@ -39,9 +39,9 @@ end
 -- A delayed job is due at the end of its millisecond (never early: layout 1 rounded now down);
 -- lease expiries and parking times keep their instant. Waiting scores are arrival numbers.
 local SCALE, OFFSET = { 1, 1000, 1000, 1000, 1000 }, { 0, 999, 0, 0, 0 }
-local source, scratch = CHANNELS[n], KEYS[14]
+local source, scratch = CHANNELS[n], KEYS[SCRIPT_KEYS + 1]
 for i = 3, #ARGV do
-  local id, old_key = ARGV[i], KEYS[i + 12]
+  local id, old_key = ARGV[i], KEYS[SCRIPT_KEYS + i - 1]
   local score = redis.call('ZSCORE', source, id)
   if score then
     redis.call('ZADD', scratch, int(tonumber(score) * SCALE[n] + OFFSET[n]), id)

@@ -1,27 +1,39 @@
 -- Push jobs, idempotent by id (see store_envelope). ARGV 2..: (id, delay in microseconds,
--- envelope) triples. Returns how many jobs were stored. Besides one HSETNX per new job, a fixed
+-- envelope, priority, group or "") quintuples. Returns how many jobs were stored. Besides one HSETNX per new job, a fixed
 -- number of calls per batch: the jobs due now join waiting in one ZADD, the others delayed in
--- another. An id given twice is stored once, from its first triple.
+-- another. An id given twice is stored once, from its first quintuple.
 local refused = layout_refusal()
 if refused then
   return refused
 end
-local stored, waiting, delayed = {}, {}, {}
+local stored, waiting, waiting_priorities, delayed, prioritised = {}, {}, {}, {}, {}
+local grouped = {}
 local pushed = 0
-for i = 2, #ARGV, 3 do
-  local id, delay = ARGV[i], tonumber(ARGV[i + 1])
+for i = 2, #ARGV, 5 do
+  local id, delay, priority = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3])
   if not stored[id] and store_envelope(id, ARGV[i + 2]) then
     stored[id] = true
     pushed = pushed + 1
+    if priority ~= 0 then
+      table.insert(prioritised, id)
+      table.insert(prioritised, priority)
+    end
+    if ARGV[i + 4] ~= '' then
+      table.insert(grouped, id)
+      table.insert(grouped, ARGV[i + 4])
+    end
     if delay <= 0 then
       table.insert(waiting, id)
+      table.insert(waiting_priorities, priority)
     else
       table.insert(delayed, int(NOW + delay))
       table.insert(delayed, id)
     end
   end
 end
-make_all_waiting(waiting)
+call_sliced('HSET', PRIORITIES, prioritised, 2)
+call_sliced('HSET', GROUPS, grouped, 2)
+make_all_waiting(waiting, waiting_priorities)
 call_sliced('ZADD', DELAYED, delayed, 2)
 -- Blocked pops wait for the first delayed job: wake them when it is one of these.
 local wake = 0

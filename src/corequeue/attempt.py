@@ -18,7 +18,7 @@ from typing import Any, cast
 from corequeue.codec import Codec
 from corequeue.deadlines import Deadlines
 from corequeue.drivers.base import Channel
-from corequeue.errors import DecodeError, HandleTimeout, NoListener
+from corequeue.errors import DecodeError, EncodeError, HandleTimeout, NoListener
 from corequeue.events import BeforeAbortPayload, BeforeRetryPayload, JobDispatcher
 from corequeue.guard import Logger
 from corequeue.job import PersistedJob, ReceivedJob, job_from
@@ -45,6 +45,8 @@ class Listeners:
     payload_class: PayloadLookup
     job_dispatcher: JobDispatcher
     event_dispatcher: JobDispatcher
+    keep_results: timedelta | None = None
+    """How long results are kept for jobs that do not say (`adjust(keep_result=)`)."""
 
 
 class Attempts:
@@ -86,7 +88,7 @@ class Attempts:
         task = cast("asyncio.Task[None]", asyncio.current_task())
         deadline = self.deadlines.watch(task, job.handle_timeout.total_seconds())
         try:
-            await self.listeners.job_dispatcher.dispatch(received)
+            returned = await self.listeners.job_dispatcher.dispatch(received)
         except asyncio.CancelledError as exc:
             if deadline.expired:
                 deadline.expired = False
@@ -104,6 +106,26 @@ class Attempts:
             self.deadlines.finish(deadline)
             if deadline.expired:  # the listener swallowed the cancellation: take it back
                 task.uncancel()
+        return self.keep_result(job, returned)
+
+    def keep_result(self, job: PersistedJob, returned: Any) -> Failure | None:
+        """Encode what the listeners returned onto `job` when its result is to be kept.
+
+        One listener's value is the result; several listeners' values make a list, in
+        subscription order. A value the codec cannot encode fails the job (no retry: the
+        listeners would return the same), so a caller awaiting the result learns why.
+        """
+        if job.keep_result is None:
+            job.keep_result = self.listeners.keep_results
+        if job.keep_result is None or job.keep_result <= timedelta(0):
+            return None
+        if isinstance(returned, list) and len(returned) == 1:
+            returned = returned[0]
+        try:
+            job.result = self.listeners.codec.encode(returned)
+        except Exception as exc:
+            error = EncodeError(f"the result cannot be encoded: {type(exc).__name__}: {exc}")
+            return Failure(error, retryable=False)
         return None
 
     def decode(self, job: PersistedJob) -> ReceivedJob | Failure:

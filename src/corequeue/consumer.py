@@ -32,6 +32,7 @@ from corequeue.guard import Guard, Logger
 from corequeue.job import PersistedJob
 from corequeue.metrics import Gauge, JobMetrics, LabelledGauge, Outcome, set_gauge
 from corequeue.periodic import Ticker
+from corequeue.retention import Pruner
 from corequeue.settlement import (
     RETRY_FIRST_SECONDS,
     RETRY_MAX_SECONDS,
@@ -51,6 +52,7 @@ class ConsumerSettings:
     gauge_interval: timedelta = timedelta(seconds=15)
     handle_signals: bool = True
     backoff: Callable[[timedelta], timedelta] = next_backoff
+    failed_retention: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,9 @@ class Consumer:
             name=parts.name,
             log=parts.log,
         )
+        self._pruner = Pruner(
+            parts.driver, settings.failed_retention, name=parts.name, log=parts.log
+        )
         self._in_flight: set[asyncio.Task[None]] = set()
         self._ready: deque[PersistedJob] = deque()  # prefetched, leased, waiting for a slot
         self._signalled = False
@@ -117,6 +122,9 @@ class Consumer:
         helpers = {
             asyncio.create_task(self._report_lengths(), name=f"gauge {self.name}"),
             asyncio.create_task(self.settlement.renew_loop(), name=f"leases {self.name}"),
+            asyncio.create_task(
+                self._pruner.run(self.driver.lease / 3), name=f"retention {self.name}"
+            ),
         }
         acker = asyncio.create_task(self.settlement.ack_loop(), name=f"acks {self.name}")
         crashed: tuple[str, BaseException] | None = None

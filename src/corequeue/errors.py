@@ -10,6 +10,8 @@ CoreQueueError
 ├── NoListener
 ├── HandleTimeout
 ├── WorkerCrashed
+├── JobFailed
+├── JobNotFound (also a LookupError)
 └── DriverError
     └── StoreUnavailable
 
@@ -81,6 +83,32 @@ class WorkerCrashed(CoreQueueError):
 
 class DriverError(CoreQueueError):
     """A driver could not complete an operation."""
+
+
+class JobFailed(CoreQueueError):
+    """The job whose result was asked for ended in `failed` or `timeout`.
+
+    Attributes:
+        job_id: The job's id.
+        last_error: Why its last attempt failed.
+        channel: Where it ended: "failed" or "timeout".
+    """
+
+    def __init__(self, job_id: str, last_error: str | None, channel: str = "failed") -> None:
+        self.job_id = job_id
+        self.last_error = last_error
+        self.channel = channel
+        super().__init__(f"job {job_id} ended in {channel}: {last_error or 'no error recorded'}")
+
+
+class JobNotFound(CoreQueueError, LookupError):
+    """No job has that id: never dispatched, finished without a kept result, or pruned."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(
+            f"no job {job_id!r}: unknown, finished without keeping its result, or pruned"
+        )
 
 
 class StoreUnavailable(DriverError):

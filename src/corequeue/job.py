@@ -149,6 +149,12 @@ class PersistedJob:
     attempts: int = 1
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     last_error: str | None = None
+    keep_result: timedelta | None = None
+    """How long the job stays in `completed` with its result once acked (None: the queue's
+    `keep_results`; no result is kept when both are None)."""
+    result: bytes | None = field(default=None, compare=False, repr=False)
+    """The listeners' return value, encoded by the codec, once the job completed (an ack of a
+    job with a result and a `keep_result` moves it to `completed` instead of removing it)."""
     token: str | None = field(default=None, compare=False, repr=False)
     """The reservation token of the pop that handed this copy out (None when not popped).
 
@@ -217,10 +223,14 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     value_b64: bytes | None = None
     backoff_ms: int = 0
     last_error: str | None = None
+    keep_result_ms: int | None = None
+    result: str | None = None
+    result_b64: bytes | None = None
 
     @classmethod
     def from_job(cls, job: PersistedJob) -> _Envelope:
         text, raw = _split_value(job.value)
+        result_text, result_raw = (None, None) if job.result is None else _split_value(job.result)
         return cls(
             v=ENVELOPE_VERSION,
             id=job.id,
@@ -232,6 +242,9 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
             value_b64=raw,
             backoff_ms=to_ms(job.backoff),
             last_error=job.last_error,
+            keep_result_ms=None if job.keep_result is None else to_ms(job.keep_result),
+            result=result_text,
+            result_b64=result_raw,
         )
 
     def to_job(self) -> PersistedJob:
@@ -244,6 +257,9 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
         try:
             handle_timeout = timedelta(milliseconds=self.handle_timeout_ms)
             backoff = timedelta(milliseconds=self.backoff_ms)
+            keep = (
+                None if self.keep_result_ms is None else timedelta(milliseconds=self.keep_result_ms)
+            )
         except OverflowError as exc:  # well-formed JSON, but past timedelta's ~2.7 million years
             raise DecodeError(
                 f"envelope of job {self.id} holds a duration out of range: {exc}"
@@ -257,6 +273,8 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
             attempts=self.attempts,
             max_attempts=self.max_attempts,
             last_error=self.last_error,
+            keep_result=keep,
+            result=self.result.encode() if self.result is not None else self.result_b64,
         )
 
 
@@ -306,8 +324,8 @@ def to_ms(duration: timedelta) -> int:
 class AdjustedJob:
     """A job with delivery options attached; returned by `adjust()`.
 
-    `priority`, `group` and `keep_result` are carried for the flow-control and result features;
-    the envelope does not store them yet.
+    `priority` and `group` are carried for the flow-control features; the envelope does not
+    store them yet. `keep_result` goes to the envelope.
     """
 
     job: Job
@@ -344,6 +362,8 @@ class AdjustedJob:
             persisted.handle_timeout = self.timeout
         if self.unique_id is not None:
             persisted.id = self.unique_id
+        if self.keep_result is not None:
+            persisted.keep_result = self.keep_result
 
 
 _JOB_CLASSES: frozenset[type[Any]] = frozenset({AdjustedJob, ValueJob})

@@ -18,8 +18,8 @@ from corequeue.backoff import next_backoff
 from corequeue.coalesce import PushCoalescer
 from corequeue.codec import Codec, JsonCodec
 from corequeue.consumer import Consumer, ConsumerParts, ConsumerSettings
-from corequeue.drivers.base import Driver, QueueInfo, SystemClock
-from corequeue.errors import CoreQueueError, InvalidOption, PayloadTooLarge
+from corequeue.drivers.base import Channel, Driver, QueueInfo, SystemClock
+from corequeue.errors import CoreQueueError, InvalidOption, JobFailed, JobNotFound, PayloadTooLarge
 from corequeue.events import (
     Handler,
     JobDispatcher,
@@ -33,6 +33,7 @@ from corequeue.metrics import Gauge, JobMetrics, LabelledGauge, SlotMetrics
 from corequeue.periodic import PeriodicInfo, Schedules, Ticker
 
 F = TypeVar("F", bound=ListenerCallable)
+T = TypeVar("T")
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 """Largest encoded payload `dispatch` accepts unless told otherwise (1 MiB)."""
@@ -63,6 +64,11 @@ class Queue:
             They stay leased in the store and go back to `waiting` at shutdown. The default, 0,
             suits long jobs shared by several workers: no job waits in a busy worker while
             another worker is idle.
+        keep_results: How long a finished job stays in `completed` with its listeners' return
+            value, for `result()` (None: not kept, unless the job says with
+            `adjust(keep_result=)`).
+        failed_retention: How long `failed` and `timeout` jobs are kept before the workers
+            prune them (None: until deleted or reloaded).
 
     Example:
         >>> import corequeue as cq
@@ -90,8 +96,13 @@ class Queue:
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
         backoff: Callable[[timedelta], timedelta] = next_backoff,
         prefetch: int = 0,
+        keep_results: timedelta | None = None,
+        failed_retention: timedelta | None = None,
     ) -> None:
         _check_options(parallelism, gauge_interval, shutdown_grace, max_payload_bytes)
+        _check_retention("keep_results", keep_results)
+        _check_retention("failed_retention", failed_retention)
+        self.keep_results = keep_results
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise InvalidOption(f"prefetch must be a whole number of at least 0, got {prefetch!r}")
         self.driver = driver
@@ -109,6 +120,7 @@ class Queue:
             shutdown_grace=shutdown_grace,
             gauge_interval=gauge_interval,
             backoff=backoff,
+            failed_retention=failed_retention,
         )
         self._pushes = PushCoalescer(driver)
         self._schedules = Schedules()
@@ -261,6 +273,47 @@ class Queue:
         """Return the number of jobs in each channel."""
         return await self.driver.info()
 
+    async def result(
+        self,
+        job_id: str,
+        timeout: timedelta | float | None = None,  # noqa: ASYNC109 - the name SPEC.md fixes
+        type: type[T] | None = None,
+    ) -> Any:
+        """Wait for job `job_id` to finish and return its result.
+
+        The result is what its listener returned (a list in subscription order when several
+        listeners ran), kept while the job stays in `completed` (`Queue(keep_results=)` or
+        `adjust(keep_result=)`). Works from any process sharing the store: waiting does not
+        poll in a tight loop (see docs/results.md for each driver's wake-up).
+
+        Args:
+            job_id: The id `dispatch()` returned.
+            timeout: How long to wait, a timedelta or seconds (None: until it finishes).
+            type: The class to decode the result into (None: plain JSON values).
+
+        Raises:
+            JobFailed: The job ended in `failed` or `timeout` (its `last_error` says why).
+            JobNotFound: No such job: unknown, finished without keeping its result, or pruned.
+            TimeoutError: The job is still waiting, delayed or running after `timeout`.
+
+        Example:
+            >>> kept = cq.adjust(Resize(42), keep_result=timedelta(hours=1))  # doctest: +SKIP
+            >>> job_id = await queue.dispatch(kept)  # doctest: +SKIP
+            >>> size = await queue.result(job_id, timeout=10, type=int)  # doctest: +SKIP
+        """
+        wait = timedelta(seconds=timeout) if isinstance(timeout, int | float) else timeout
+        if wait is not None and wait < timedelta(0):
+            raise InvalidOption(f"timeout must not be negative, got {timeout!r}")
+        view = await self.driver.wait_finished(job_id, wait)
+        if view is None:
+            raise JobNotFound(job_id)
+        if view.channel is Channel.COMPLETED:
+            result = view.job.result
+            return None if result is None else self.codec.decode(result, type)
+        if view.channel in (Channel.FAILED, Channel.TIMEOUT):
+            raise JobFailed(job_id, view.job.last_error, view.channel.value)
+        raise TimeoutError(f"job {job_id} is still {view.channel.value} after {wait}")
+
     def persist(self, job: Any) -> tuple[PersistedJob, timedelta]:
         """Build the envelope of `job` and the delay before it may run."""
         if isinstance(job, PersistedJob):
@@ -299,6 +352,7 @@ class Queue:
             payload_class=self.payload_class,
             job_dispatcher=self.job_dispatcher,
             event_dispatcher=self.event_dispatcher,
+            keep_results=self.keep_results,
         )
         parts = ConsumerParts(
             name=self.name,
@@ -345,6 +399,11 @@ def _refuse_running_loop() -> None:
     raise CoreQueueError(
         "dispatch_sync() was called from a running event loop: use await dispatch()"
     )
+
+
+def _check_retention(name: str, value: object) -> None:
+    if value is not None and (not isinstance(value, timedelta) or value < timedelta(0)):
+        raise InvalidOption(f"{name} must be a timedelta of at least 0 or None, got {value!r}")
 
 
 def _check_options(

@@ -24,14 +24,21 @@ DEFAULT_POP_TIMEOUT = timedelta(seconds=1)
 
 
 class Channel(StrEnum):
-    """The five channels of a queue."""
+    """The channels of a queue: the five of every queue, and `completed` for kept results."""
 
     WAITING = "waiting"
     DELAYED = "delayed"
     RESERVED = "reserved"
     FAILED = "failed"
     TIMEOUT = "timeout"
+    COMPLETED = "completed"
 
+
+FINISHED = (Channel.COMPLETED, Channel.FAILED, Channel.TIMEOUT)
+"""The channels a job ends in: `result()` stops waiting when its job is in one of them."""
+
+
+_STORED_KEYS = (Channel.WAITING, Channel.DELAYED, Channel.RESERVED, Channel.FAILED, Channel.TIMEOUT)
 
 RELOADABLE = (Channel.FAILED, Channel.TIMEOUT)
 """The channels `reload()` may move back to `waiting`."""
@@ -46,6 +53,7 @@ class QueueInfo:
     reserved: int = 0
     failed: int = 0
     timeout: int = 0
+    completed: int = 0
 
     @property
     def pending(self) -> int:
@@ -76,7 +84,7 @@ class ChannelConfig:
     def for_queue(cls, name: str, prefix: str = "app:env") -> ChannelConfig:
         """Return keys hash-tagged `{prefix:name}:<channel>`, so a queue lives in one slot."""
         tag = f"{{{prefix}:{name}}}"
-        return cls(*(f"{tag}:{channel.value}" for channel in Channel))
+        return cls(*(f"{tag}:{channel.value}" for channel in _STORED_KEYS))
 
     def key(self, channel: Channel) -> str:
         """Return the key of `channel`."""
@@ -163,11 +171,16 @@ class Driver(Protocol):
         ...
 
     async def ack(self, job: PersistedJob) -> bool:
-        """Remove a reserved job: it is done. Return False (and change nothing) when stale."""
+        """Remove a reserved job: it is done. Return False (and change nothing) when stale.
+
+        A job with a positive `keep_result` is not removed: it moves to `completed`, its
+        envelope (with `result`) stored, until `keep_result` from now (its `due_at`); in the
+        same atomic step as the token check.
+        """
         ...
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
-        """Remove every job of `jobs` still reserved under its token; return the stale ones."""
+        """Ack every job of `jobs` still reserved under its token; return the stale ones."""
         ...
 
     async def fail(self, job: PersistedJob) -> bool:
@@ -219,6 +232,27 @@ class Driver(Protocol):
         """Return the number of jobs in each channel."""
         ...
 
+    async def wait_finished(self, job_id: str, wait: timedelta | None) -> JobView | None:
+        """Return job `job_id` once it is in `completed`, `failed` or `timeout`.
+
+        Waits up to `wait` (None: no limit) without polling in a tight loop, and notices
+        jobs finished by other processes; when the time is up, returns the job where it is.
+
+        Returns:
+            The job's view, or None when the store has no job with that id (never dispatched,
+            acked without a kept result, or pruned).
+        """
+        ...
+
+    async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
+        """Delete up to `limit` finished jobs past their retention; return how many went.
+
+        `completed` jobs go once their `due_at` (the end of their `keep_result`) has passed;
+        `failed` and `timeout` jobs once parked longer than `failed_retention` (None: kept).
+        One bounded step of the store, oldest first: workers call it as they go.
+        """
+        ...
+
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Enqueue the job of periodic schedule `name`'s slot `slot_ms`, exactly once.
 
@@ -266,8 +300,8 @@ class JobView:
         job: The stored envelope (for a job recovered from an expired lease, with that attempt
             counted and `last_error` set, as a worker would receive it).
         channel: Where the job is now; a delayed job already due counts as waiting.
-        due_at: When a delayed job falls due, or when a reserved job's lease runs out (aware,
-            UTC); None in the other channels.
+        due_at: When a delayed job falls due, when a reserved job's lease runs out, or when a
+            completed job's result is pruned (aware, UTC); None in the other channels.
     """
 
     job: PersistedJob

@@ -30,9 +30,10 @@ from corequeue.drivers.base import (
     parse_channel,
     reloadable,
 )
+from corequeue.drivers.finished import Pause, wait_finished
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import InvalidOption, QueueEmpty
-from corequeue.job import PersistedJob, new_token
+from corequeue.job import PersistedJob, new_token, to_ms
 
 
 class InProcessDriver:
@@ -65,8 +66,12 @@ class InProcessDriver:
         self._parked: dict[Channel, dict[str, PersistedJob]] = {
             Channel.FAILED: {},
             Channel.TIMEOUT: {},
+            Channel.COMPLETED: {},
         }
+        # id -> ms: when a failed or timeout job was parked; when a completed one is pruned.
+        self._since: dict[str, int] = {}
         self._pushed = Bell()
+        self._finished = Bell()
         self._slots: dict[str, int] = {}  # periodic schedule name -> last enqueued slot, ms
         self._lock = threading.RLock()
 
@@ -142,22 +147,25 @@ class InProcessDriver:
             await self._pushed.wait(seen, wait)
 
     async def ack(self, job: PersistedJob) -> bool:
-        """Remove a reserved job; False (nothing changed) when its token is stale."""
-        with self._lock:
-            return self._settle(job) is not None
+        """Remove a reserved job (or keep it in `completed`); False when its token is stale."""
+        return not await self.ack_many([job])
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
-        """Remove every job still reserved under its token; return the stale ones."""
+        """Ack every job still reserved under its token; return the stale ones."""
+        now = self._clock.now_us()
         with self._lock:
-            return [job for job in jobs if self._settle(job) is None]
+            stale = [job for job in jobs if not self._ack(job, now)]
+        self._finished.ring()
+        return stale
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`; False (nothing changed) when its token is stale."""
         with self._lock:
             if self._settle(job) is None:
                 return False
-            self._parked[Channel.FAILED][job.id] = replace(job, token=None)
-            return True
+            self._park(Channel.FAILED, replace(job, token=None), self._clock.now_ms())
+        self._finished.ring()
+        return True
 
     async def retry(self, job: PersistedJob) -> bool:
         """Move a reserved job to `delayed` for its backoff; False when its token is stale."""
@@ -202,6 +210,7 @@ class InProcessDriver:
             moved = list(parked.values())
             parked.clear()
             for job in moved:
+                self._since.pop(job.id, None)
                 self._enqueue(job, now)
         return len(moved)
 
@@ -211,6 +220,8 @@ class InProcessDriver:
         now = self._clock.now_ms()
         with self._lock:
             if parsed in self._parked:
+                for job_id in self._parked[parsed]:
+                    self._since.pop(job_id, None)
                 self._parked[parsed].clear()
             elif parsed is Channel.RESERVED:
                 self._reserved.clear()
@@ -231,7 +242,28 @@ class InProcessDriver:
                 reserved=len(self._reserved),
                 failed=len(self._parked[Channel.FAILED]),
                 timeout=len(self._parked[Channel.TIMEOUT]),
+                completed=len(self._parked[Channel.COMPLETED]),
             )
+
+    async def wait_finished(self, job_id: str, wait: timedelta | None) -> JobView | None:
+        """Return job `job_id` once finished, or where it is after `wait`; None if unknown."""
+        return await wait_finished(lambda: self.get_job(job_id), Pause(self._finished, None), wait)
+
+    async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
+        """Delete up to `limit` finished jobs past their retention (see `Driver.prune`)."""
+        now = self._clock.now_ms()
+        with self._lock:
+            due = [
+                job_id for job_id in self._parked[Channel.COMPLETED] if self._since[job_id] <= now
+            ]
+            if failed_retention is not None:
+                parked_before = now - to_ms(failed_retention)
+                for channel in (Channel.FAILED, Channel.TIMEOUT):
+                    due.extend(i for i in self._parked[channel] if self._since[i] <= parked_before)
+            due = sorted(due, key=self._since.__getitem__)[:limit]
+            for job_id in due:
+                self._unpark(job_id)
+        return len(due)
 
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Advance schedule `name` to `slot_ms` and push `job`, unless it is to come or taken.
@@ -289,24 +321,30 @@ class InProcessDriver:
         return None
 
     async def delete_job(self, job_id: str) -> bool:
-        """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
+        """Delete a waiting, delayed, failed, timeout or completed job; return whether it was."""
         with self._lock:
             if self._pending.pop(job_id, None) is not None:
                 return True
-            return any(parked.pop(job_id, None) is not None for parked in self._parked.values())
+            return self._unpark(job_id) is not None
 
     async def retry_job(self, job_id: str) -> bool:
         """Move one failed or timeout job back to `waiting`; return whether it was there."""
         with self._lock:
-            for parked in self._parked.values():
-                job = parked.pop(job_id, None)
+            for channel in (Channel.FAILED, Channel.TIMEOUT):
+                job = self._parked[channel].pop(job_id, None)
                 if job is not None:
+                    self._since.pop(job_id, None)
                     self._enqueue(job, self._clock.now_ms())
                     return True
         return False
 
     def _views(self, channel: Channel, now: int) -> list[JobView]:
         """Return every job of `channel` in channel order."""
+        if channel is Channel.COMPLETED:
+            kept = sorted(self._parked[channel].values(), key=lambda job: self._since[job.id])
+            return [
+                JobView(replace(job), channel, instant_of_ms(self._since[job.id])) for job in kept
+            ]
         if channel in self._parked:
             return [JobView(replace(job), channel) for job in self._parked[channel].values()]
         if channel is Channel.RESERVED:
@@ -336,8 +374,7 @@ class InProcessDriver:
     def _push(self, job: PersistedJob, delay: timedelta) -> None:
         if job.id in self._pending or job.id in self._reserved:
             return
-        for parked in self._parked.values():
-            parked.pop(job.id, None)
+        self._unpark(job.id)
         self._enqueue(replace(job, token=None), due_ms(self._clock.now_us(), delay))
 
     def _enqueue(self, job: PersistedJob, due: int) -> None:
@@ -366,6 +403,28 @@ class InProcessDriver:
             jobs.append(replace(job, token=token))
         return jobs
 
+    def _ack(self, job: PersistedJob, now_us: int) -> bool:
+        """Remove a reserved job, or keep it in `completed`; False (nothing changed) when stale."""
+        if self._settle(job) is None:
+            return False
+        if job.keep_result is not None and job.keep_result > timedelta(0):
+            self._park(Channel.COMPLETED, replace(job, token=None), due_ms(now_us, job.keep_result))
+        return True
+
+    def _park(self, channel: Channel, job: PersistedJob, since_ms: int) -> None:
+        self._unpark(job.id)
+        self._parked[channel][job.id] = job
+        self._since[job.id] = since_ms
+
+    def _unpark(self, job_id: str) -> PersistedJob | None:
+        """Take job `job_id` out of failed, timeout or completed; return it (None: not there)."""
+        self._since.pop(job_id, None)
+        for parked in self._parked.values():
+            job = parked.pop(job_id, None)
+            if job is not None:
+                return job
+        return None
+
     def _settle(self, job: PersistedJob) -> _Reservation | None:
         """End the reservation `job` holds and return it; None (nothing changed) when stale."""
         held = self._reserved.get(job.id)
@@ -390,7 +449,9 @@ class InProcessDriver:
                 job.attempts += 1
                 self._enqueue(job, now)
             else:
-                self._parked[Channel.TIMEOUT][job.id] = job
+                self._park(Channel.TIMEOUT, job, now)
+        if expired:
+            self._finished.ring()
 
 
 class _Reservation(NamedTuple):

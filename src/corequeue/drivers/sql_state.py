@@ -18,14 +18,21 @@ PENDING: Final = 0
 RESERVED: Final = 1
 FAILED: Final = 2
 TIMEOUT: Final = 3
+COMPLETED: Final = 4
+"""A finished job kept with its result; `due_ms` is when it is pruned."""
 
-PARKED_STATE: Final = {Channel.FAILED: FAILED, Channel.TIMEOUT: TIMEOUT, Channel.RESERVED: RESERVED}
+PARKED_STATE: Final = {
+    Channel.FAILED: FAILED,
+    Channel.TIMEOUT: TIMEOUT,
+    Channel.RESERVED: RESERVED,
+    Channel.COMPLETED: COMPLETED,
+}
 """The state of each channel that is not split by the clock."""
 
 
 def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
     """Build a job from SQL columns `id, type, value, handle_timeout_ms, backoff_ms, attempts,
-    max_attempts, last_error`.
+    max_attempts, last_error`, then optionally `keep_result_ms, result`.
 
     Raises:
         DecodeError: For columns no driver writes (a row edited by hand or by another tool):
@@ -41,6 +48,10 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
     _expect(attempts, int, "attempts")
     _expect(max_attempts, int, "max_attempts")
     _expect(last_error, str | None, "last_error")
+    keep_ms, result = (columns[8], columns[9]) if len(columns) >= 10 else (None, None)
+    if isinstance(result, str):
+        result = result.encode()
+    _expect(result, bytes | bytearray | memoryview | None, "result")
     return PersistedJob(
         id=job_id,
         type=job_type,
@@ -50,6 +61,8 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
         attempts=attempts,
         max_attempts=max_attempts,
         last_error=last_error,
+        keep_result=None if keep_ms is None else _duration(keep_ms, "keep_result_ms"),
+        result=None if result is None else bytes(result),
     )
 
 

@@ -45,7 +45,9 @@ from corequeue.drivers.base import (
     parse_channel,
     reloadable,
 )
+from corequeue.drivers.finished import Pause, wait_finished
 from corequeue.drivers.sql_state import (
+    COMPLETED,
     FAILED,
     PARKED_STATE,
     PENDING,
@@ -60,9 +62,10 @@ from corequeue.job import PersistedJob, new_token, to_ms
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """Version 2 added the `token` column (fenced settlement), version 3 the `corequeue_periodic`
-table (periodic jobs); an older file is upgraded."""
+table (periodic jobs), version 4 the `keep_result_ms` and `result` columns (kept results); an
+older file is upgraded."""
 
 _META = "CREATE TABLE IF NOT EXISTS corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -80,6 +83,8 @@ CREATE TABLE IF NOT EXISTS corequeue_jobs (
     max_attempts INTEGER NOT NULL,
     last_error TEXT,
     token TEXT,
+    keep_result_ms INTEGER,
+    result BLOB,
     UNIQUE (queue, id)
 );
 CREATE INDEX IF NOT EXISTS corequeue_jobs_due ON corequeue_jobs (queue, state, due_ms);
@@ -94,19 +99,30 @@ CREATE TABLE IF NOT EXISTS corequeue_periodic (
 )
 """
 
-_UPGRADES: Final = {2: "ALTER TABLE corequeue_jobs ADD COLUMN token TEXT", 3: _PERIODIC_TABLE}
+_UPGRADES: Final = {
+    2: ("ALTER TABLE corequeue_jobs ADD COLUMN token TEXT",),
+    3: (_PERIODIC_TABLE,),
+    4: (
+        "ALTER TABLE corequeue_jobs ADD COLUMN keep_result_ms INTEGER",
+        "ALTER TABLE corequeue_jobs ADD COLUMN result BLOB",
+    ),
+}
 """The statements that bring a file from version n - 1 to version n."""
 
-_COLUMNS = "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error"
+_COLUMNS = (
+    "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error, "
+    "keep_result_ms, result"
+)
 
 _PUSH = f"""
 INSERT INTO corequeue_jobs (queue, state, due_ms, {_COLUMNS})
-VALUES (?, {PENDING}, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, {PENDING}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (queue, id) DO UPDATE SET
     state = {PENDING}, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
     handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
     attempts = excluded.attempts, max_attempts = excluded.max_attempts,
-    last_error = excluded.last_error, token = NULL
+    last_error = excluded.last_error, keep_result_ms = excluded.keep_result_ms,
+    result = excluded.result, token = NULL
 WHERE corequeue_jobs.state >= {FAILED}
 """
 
@@ -146,6 +162,25 @@ WHERE {_HELD}
 _RELEASE = f"UPDATE corequeue_jobs SET state = {PENDING}, due_ms = ?, token = NULL WHERE {_HELD}"
 
 _ACK = f"DELETE FROM corequeue_jobs WHERE {_HELD}"
+
+# An ack that keeps the result: the job stays, in `completed` until `due_ms`.
+_COMPLETE = f"""
+UPDATE corequeue_jobs
+SET state = {COMPLETED}, due_ms = ?, keep_result_ms = ?, result = ?, token = NULL
+WHERE {_HELD}
+"""
+
+# Oldest first, at most `limit` rows: completed ones past their due time, failed and timeout
+# ones parked before the retention cutoff (-1 when the queue keeps them).
+_PRUNE = f"""
+DELETE FROM corequeue_jobs WHERE rowid IN (
+    SELECT rowid FROM corequeue_jobs
+    WHERE queue = ? AND (
+        (state = {COMPLETED} AND due_ms <= ?) OR (state IN ({FAILED}, {TIMEOUT}) AND due_ms <= ?)
+    )
+    ORDER BY due_ms LIMIT ?
+)
+"""
 
 _RENEW = f"UPDATE corequeue_jobs SET due_ms = ? WHERE {_HELD}"
 
@@ -210,6 +245,7 @@ class SQLiteDriver:
         self._thread: _ConnectionThread | None = None
         self._thread_lock = threading.Lock()
         self._pushed = Bell()
+        self._finished = Bell()
 
     def __repr__(self) -> str:
         return f"SQLiteDriver({str(self.path)!r}, name={self.name!r})"
@@ -289,19 +325,27 @@ class SQLiteDriver:
             await self._pushed.wait(seen, min(wait, poll_seconds))
 
     async def ack(self, job: PersistedJob) -> bool:
-        """Remove a reserved job; False (nothing changed) when its token is stale."""
-        return job.token is not None and await self._write(_ACK, self._held(job)) > 0
+        """Remove a reserved job (or keep it in `completed`); False when its token is stale."""
+        return not await self.ack_many([job])
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
-        """Remove the jobs still reserved under their tokens; return the stale ones.
+        """Ack the jobs still reserved under their tokens; return the stale ones.
 
         One transaction, so one sync to disk, for the whole batch.
         """
-        return await self._each(jobs, _ACK, [self._held(job) for job in jobs])
+        if not jobs:
+            return []
+        now_us = self._clock.now_us()
+        statements = [self._ack_statement(job, now_us) for job in jobs]
+        changed = await self._run(partial(_execute_statements, statements=statements))
+        self._finished.ring()
+        return [job for job, done in zip(jobs, changed, strict=True) if not done]
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`; False (nothing changed) when its token is stale."""
-        return await self._settle(job, FAILED, self._clock.now_ms())
+        failed = await self._settle(job, FAILED, self._clock.now_ms())
+        self._finished.ring()
+        return failed
 
     async def retry(self, job: PersistedJob) -> bool:
         """Move a reserved job to `delayed` for its backoff; False when its token is stale."""
@@ -375,6 +419,22 @@ class SQLiteDriver:
                 channel = next(c for c, s in PARKED_STATE.items() if s == state)
                 counts[channel] += count
         return QueueInfo(**{channel.value: count for channel, count in counts.items()})
+
+    async def wait_finished(self, job_id: str, wait: timedelta | None) -> JobView | None:
+        """Return job `job_id` once finished, or where it is after `wait`; None if unknown.
+
+        Settles through this driver wake the wait at once; those of other processes sharing
+        the file are seen by looks backing off from 5 ms to `poll_interval` * 10 (at least
+        100 ms).
+        """
+        cap = max(self.poll_interval.total_seconds() * 10, 0.1)
+        return await wait_finished(lambda: self.get_job(job_id), Pause(self._finished, cap), wait)
+
+    async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
+        """Delete up to `limit` finished jobs past their retention (see `Driver.prune`)."""
+        now = self._clock.now_ms()
+        cutoff = -1 if failed_retention is None else now - to_ms(failed_retention)
+        return await self._write(_PRUNE, (self.name, now, cutoff, limit))
 
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Advance schedule `name` to `slot_ms` and push `job`, in one transaction.
@@ -450,7 +510,7 @@ class SQLiteDriver:
         """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
         sql = (
             f"DELETE FROM corequeue_jobs WHERE queue = ? AND id = ? "
-            f"AND state IN ({PENDING}, {FAILED}, {TIMEOUT})"
+            f"AND state IN ({PENDING}, {FAILED}, {TIMEOUT}, {COMPLETED})"
         )
         return await self._write(sql, (self.name, job_id)) > 0
 
@@ -506,6 +566,14 @@ class SQLiteDriver:
         now_us = self._clock.now_us()
         # Built here, in full, before the driver's thread sees it.
         return [(self.name, due_ms(now_us, delay), *_row(job)) for job, delay in jobs]
+
+    def _ack_statement(self, job: PersistedJob, now_us: int) -> tuple[str, tuple[Any, ...]]:
+        """Return the statement that acks `job`: a delete, or a move to `completed`."""
+        keep = job.keep_result
+        if keep is None or keep <= timedelta(0):
+            return _ACK, self._held(job)
+        values = (due_ms(now_us, keep), to_ms(keep), job.result)
+        return _COMPLETE, (*values, *self._held(job))
 
     def _held(self, job: PersistedJob) -> tuple[str, str, str | None]:
         """Return the parameters of `_HELD` for `job`: the row it holds under its token."""
@@ -609,6 +677,15 @@ def _execute_each(db: sqlite3.Connection, *, sql: str, rows: Sequence[Sequence[A
     return _in_transaction(db, lambda: [db.execute(sql, row).rowcount > 0 for row in rows])
 
 
+def _execute_statements(
+    db: sqlite3.Connection, *, statements: Sequence[tuple[str, Sequence[Any]]]
+) -> list[bool]:
+    """Run every `(sql, parameters)` in one transaction; return whether each changed a row."""
+    return _in_transaction(
+        db, lambda: [db.execute(*statement).rowcount > 0 for statement in statements]
+    )
+
+
 def _advance_and_push(db: sqlite3.Connection, *, slot: Sequence[Any], push: Sequence[Any]) -> bool:
     """Advance a schedule's last slot and, when it moved, push the slot's job: one transaction."""
 
@@ -647,7 +724,8 @@ def _migrate(db: sqlite3.Connection) -> None:
         if statement.strip():
             db.execute(statement)
     for step in range(version + 1, SCHEMA_VERSION + 1):
-        db.execute(_UPGRADES[step])
+        for upgrade in _UPGRADES[step]:
+            db.execute(upgrade)
     db.execute(
         "INSERT INTO corequeue_meta (key, value) VALUES ('schema_version', ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -665,6 +743,8 @@ def _row(job: PersistedJob) -> tuple[Any, ...]:
         job.attempts,
         job.max_attempts,
         job.last_error,
+        None if job.keep_result is None else to_ms(job.keep_result),
+        job.result,
     )
 
 
@@ -686,5 +766,5 @@ def _view(row: Sequence[Any], now: int) -> JobView:
         channel = Channel.DELAYED if due_ms > now else Channel.WAITING
     else:
         channel = next(c for c, s in PARKED_STATE.items() if s == state)
-    shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
+    shows_due = channel in (Channel.DELAYED, Channel.RESERVED, Channel.COMPLETED)
     return JobView(readable_or_not(row[2:]), channel, instant_of_ms(due_ms) if shows_due else None)

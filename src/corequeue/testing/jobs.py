@@ -48,6 +48,7 @@ def with_every_field(job_id: str = "a") -> PersistedJob:
         attempts=2,
         max_attempts=4,
         last_error="boom",
+        keep_result=timedelta(minutes=5),
     )
 
 

@@ -43,6 +43,7 @@ from corequeue.drivers.base import (
     parse_channel,
     reloadable,
 )
+from corequeue.drivers.finished import Pause, wait_finished
 from corequeue.drivers.postgres import migrations
 from corequeue.drivers.postgres.dsn import connect_options, parse_dsn, redact, store_errors
 from corequeue.drivers.postgres.inspection import inspection_queries
@@ -143,6 +144,8 @@ class PostgresDriver:
         self._queries = Queries.for_schema(schema)
         self._channel = f"{schema}.jobs"
         self._bell = Bell()
+        self._finished = Bell()
+        self._finished_payload = f"{name}:finished"
         self._migrated = False
         # One pool per event loop (an application may use the driver from several), as psycopg
         # connections belong to the loop that opened them; one sync pool for `push_sync`.
@@ -271,18 +274,34 @@ class PostgresDriver:
             await self._bell.wait(seen, min(remaining, max(wait_seconds, _DUE_RETRY_SECONDS)))
 
     async def ack(self, job: PersistedJob) -> bool:
-        """Remove a reserved job; return False, changing nothing, when `job.token` is stale."""
+        """Remove a reserved job (or keep it in `completed`); False when its token is stale."""
         if job.token is None:
             return False
+        if _keeps(job):
+            return not await self._complete_many([job])
         params = self._params(id=job.id, token=job.token)
         return await self._execute(self._queries.ack, params) > 0
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
-        """Remove several reserved jobs in one statement; return the stale ones, left alone."""
-        if not jobs:
-            return []
-        rows = await self._fetch(self._queries.ack_many, self._held_params(jobs))
-        return [jobs[position - 1] for (position,) in rows]
+        """Ack several reserved jobs, one statement for those that keep their result and one
+        for the rest; return the stale ones, left alone."""
+        kept = [job for job in jobs if _keeps(job)]
+        removed = [job for job in jobs if not _keeps(job)] if kept else list(jobs)
+        stale = await self._complete_many(kept) if kept else []
+        if removed:
+            rows = await self._fetch(self._queries.ack_many, self._held_params(removed))
+            stale.extend(removed[position - 1] for (position,) in rows)
+        return stale
+
+    async def _complete_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Move reserved jobs to `completed` with their results; return the stale ones."""
+        params = self._held_params(
+            jobs,
+            keeps=[to_ms(job.keep_result or timedelta(0)) for job in jobs],
+            results=[job.result for job in jobs],
+        )
+        rows = await self._fetch(self._queries.complete_many, params)
+        return [jobs[position - 1] for position in rows[0][0]]
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`, keeping its envelope.
@@ -362,6 +381,23 @@ class PostgresDriver:
                 counts[channel] += count
         return QueueInfo(**{channel.value: count for channel, count in counts.items()})
 
+    async def wait_finished(self, job_id: str, wait: timedelta | None) -> JobView | None:
+        """Return job `job_id` once finished, or where it is after `wait`; None if unknown.
+
+        Acks that keep a result and moves to `failed` send a NOTIFY on commit, which a LISTEN
+        connection of this event loop turns into a new look at once; a job recovered into
+        `timeout` from an expired lease sends none and is seen within `poll_interval`.
+        """
+        await self._listening(finished=True)
+        pause = Pause(self._finished, self.poll_interval.total_seconds())
+        return await wait_finished(lambda: self.get_job(job_id), pause, wait)
+
+    async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
+        """Delete up to `limit` finished jobs past their retention (see `Driver.prune`)."""
+        retention_ms = None if failed_retention is None else to_ms(failed_retention)
+        params = self._params(retention_ms=retention_ms, limit=limit)
+        return await self._execute(self._queries.prune, params)
+
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Advance schedule `name` to `slot_ms` and push `job`, in one statement.
 
@@ -379,6 +415,7 @@ class PostgresDriver:
             attempts=job.attempts,
             max_attempts=job.max_attempts,
             last_error=job.last_error,
+            keep_result_ms=None if job.keep_result is None else to_ms(job.keep_result),
         )
         enqueued = await self._moved(self._queries.enqueue_slot, params)
         if enqueued:
@@ -489,6 +526,7 @@ class PostgresDriver:
                     backoff_ms=row[4],
                     attempts=row[5],
                     last_error=f"DecodeError: {exc}",
+                    wake=self._finished_payload,
                 )
                 await connection.execute(self._queries.settle, params)
         return jobs
@@ -513,12 +551,22 @@ class PostgresDriver:
             backoff_ms=to_ms(job.backoff),
             attempts=job.attempts,
             last_error=job.last_error,
+            wake=self._finished_payload if state == FAILED else self.name,
         )
-        return await self._moved(self._queries.settle, params)
+        moved = await self._moved(self._queries.settle, params)
+        if moved and state == FAILED:
+            self._finished.ring()
+        return moved
 
     def _params(self, **values: Any) -> Params:
         now_us = None if self._clock is None else self._clock.now_us()
-        return {"queue": self.name, "now_us": now_us, "channel": self._channel, **values}
+        return {
+            "queue": self.name,
+            "now_us": now_us,
+            "channel": self._channel,
+            "finished": self._finished_payload,
+            **values,
+        }
 
     def _held_params(self, jobs: Sequence[PersistedJob], **values: Any) -> Params:
         """Return the parameters of a batch statement fenced by `(id, token)` pairs."""
@@ -539,6 +587,9 @@ class PostgresDriver:
             max_attempts=[job.max_attempts for job, _ in unique],
             last_errors=[job.last_error for job, _ in unique],
             delays_us=[delay // _MICROSECOND for _, delay in unique],
+            keep_results=[
+                None if job.keep_result is None else to_ms(job.keep_result) for job, _ in unique
+            ],
         )
 
     # --- plumbing --------------------------------------------------------------------------
@@ -581,17 +632,26 @@ class PostgresDriver:
                     resources.opened = True
         return resources
 
-    async def _listening(self) -> None:
-        """Start this loop's LISTEN connection, before the first look for jobs."""
+    async def _listening(self, *, finished: bool = False) -> None:
+        """Start this loop's LISTEN connection, before the first look for jobs.
+
+        With `finished`, the one for `result()` waiters instead: it rings when jobs finish.
+        """
         resources = await self._resources()
-        if resources.listener is not None:
+        kind = "finished" if finished else "pushed"
+        if kind in resources.listeners:
             return
         async with resources.lock:
-            if resources.listener is None:
-                listener = Listener(self._connect, self._channel, self.name, self._bell)
+            if kind not in resources.listeners:
+                payload, bell = (
+                    (self._finished_payload, self._finished)
+                    if finished
+                    else (self.name, self._bell)
+                )
+                listener = Listener(self._connect, self._channel, payload, bell)
                 with self._translate_errors():
                     await listener.start()
-                resources.listener = listener
+                resources.listeners[kind] = listener
 
     def _new_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
         min_size, max_size = self._pool_sizes
@@ -645,12 +705,12 @@ class _LoopResources:
 
     pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]
     opened: bool = False
-    listener: Listener | None = None
+    listeners: dict[str, Listener] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def close(self) -> None:
-        if self.listener is not None:
-            await self.listener.close()
+        for listener in self.listeners.values():
+            await listener.close()
         await self.pool.close()
 
 
@@ -710,6 +770,11 @@ def _job(row: Sequence[Any], token: str) -> PersistedJob:
     return job
 
 
+def _keeps(job: PersistedJob) -> bool:
+    """Whether an ack of `job` keeps it in `completed` (a positive `keep_result`)."""
+    return job.keep_result is not None and job.keep_result > timedelta(0)
+
+
 def _not_matched(jobs: Iterable[PersistedJob], rows: Iterable[Sequence[Any]]) -> list[PersistedJob]:
     """Return the jobs whose `(id, token)` pair is not among the `id, token` rows, in order."""
     matched = {(row[0], row[1]) for row in rows}
@@ -723,5 +788,5 @@ def _view(row: Sequence[Any]) -> JobView:
         channel = Channel.DELAYED if is_later else Channel.WAITING
     else:
         channel = next(c for c, s in _PARKED_STATE.items() if s == state)
-    shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
+    shows_due = channel in (Channel.DELAYED, Channel.RESERVED, Channel.COMPLETED)
     return JobView(readable_or_not(row[3:]), channel, instant_of_ms(due_ms) if shows_due else None)

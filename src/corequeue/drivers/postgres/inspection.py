@@ -16,7 +16,7 @@ from corequeue.drivers.postgres.queries import clock_placeholders
 
 _COLUMNS = (
     "state, due_ms, due_ms > {now}, id, type, value, handle_timeout_ms, backoff_ms, attempts, "
-    "max_attempts, last_error"
+    "max_attempts, last_error, keep_result_ms, result"
 )
 _PAGE = "AND (%(job_type)s::text IS NULL OR type = %(job_type)s) ORDER BY due_ms, seq "
 _PAGE += "OFFSET %(offset)s LIMIT %(limit)s"
@@ -29,7 +29,8 @@ _STATEMENTS = {
     "list_state": f"SELECT {_COLUMNS} FROM {{jobs}} "
     f"WHERE queue = %(queue)s AND state = %(state)s {_PAGE}",
     "get": f"SELECT {_COLUMNS} FROM {{jobs}} WHERE queue = %(queue)s AND id = %(id)s",
-    "delete": "DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state IN (0, 2, 3)",
+    "delete": "DELETE FROM {jobs} "
+    "WHERE queue = %(queue)s AND id = %(id)s AND state IN (0, 2, 3, 4)",
     # Like reload, for one job: wake pops on commit.
     "retry": """
         WITH moved AS (

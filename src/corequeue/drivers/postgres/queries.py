@@ -31,6 +31,8 @@ class Queries:
     next_event: bytes
     ack: bytes
     ack_many: bytes
+    complete_many: bytes
+    prune: bytes
     settle: bytes
     renew: bytes
     renew_many: bytes

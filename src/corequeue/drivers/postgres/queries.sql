@@ -8,7 +8,8 @@
 -- rounded up: so nothing ever runs before its exact due instant. They read %(now_us)s, the
 -- driver's clock, and fall back to the database server's clock when it is NULL (see
 -- queries.py for which of the server's clocks each reads).
--- States: 0 pending, 1 reserved, 2 failed, 3 timeout.
+-- States: 0 pending, 1 reserved, 2 failed, 3 timeout, 4 completed (a kept result; due_ms is
+-- when it is pruned).
 --
 -- Fencing: a pop stores %(token)s, fresh per pop, in the rows it reserves. Every statement that
 -- settles or renews a reservation matches the caller's token in its WHERE clause, so the check
@@ -22,29 +23,30 @@ WITH incoming AS (
     FROM unnest(
         %(ids)s::text[], %(types)s::text[], %(values)s::bytea[], %(handle_timeouts)s::bigint[],
         %(backoffs)s::bigint[], %(attempts)s::integer[], %(max_attempts)s::integer[],
-        %(last_errors)s::text[], %(delays_us)s::bigint[]
+        %(last_errors)s::text[], %(delays_us)s::bigint[], %(keep_results)s::bigint[]
     ) WITH ORDINALITY AS t (
         id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error,
-        delay_us, position
+        delay_us, keep_result_ms, position
     )
 ),
 pushed AS (
     INSERT INTO {jobs} AS j (
         queue, id, state, due_ms, type, value, handle_timeout_ms, backoff_ms, attempts,
-        max_attempts, last_error
+        max_attempts, last_error, keep_result_ms
     )
     SELECT
         %(queue)s, id, 0,
         CASE WHEN delay_us > 0 THEN ({now_us} + delay_us + 999) / 1000 ELSE {now} END,
         type, value, handle_timeout_ms, backoff_ms,
-        attempts, max_attempts, last_error
+        attempts, max_attempts, last_error, keep_result_ms
     FROM incoming
     ORDER BY position
     ON CONFLICT (queue, id) DO UPDATE SET
         state = 0, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
         handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
         attempts = excluded.attempts, max_attempts = excluded.max_attempts,
-        last_error = excluded.last_error
+        last_error = excluded.last_error, keep_result_ms = excluded.keep_result_ms,
+        result = NULL
     WHERE j.state >= 2
     RETURNING 1
 )
@@ -85,7 +87,7 @@ FROM picked
 WHERE j.ctid = ANY(ARRAY(SELECT row_id FROM picked)) AND j.ctid = picked.row_id
 RETURNING
     j.id, j.type, j.value, j.handle_timeout_ms, j.backoff_ms, j.attempts, j.max_attempts,
-    j.last_error, picked.due_ms, picked.seq;
+    j.last_error, j.keep_result_ms, j.result, picked.due_ms, picked.seq;
 
 -- name: next_event
 -- The clock's idea of now and when something next happens in the queue: a delayed job
@@ -116,8 +118,46 @@ acked AS (
 )
 SELECT position FROM held WHERE position NOT IN (SELECT position FROM acked);
 
+-- name: complete_many
+-- ack_many for jobs that keep their result: each row held under its token moves to completed
+-- (state 4) with its result, until keep_ms from now. Returns one row whatever happens: the
+-- stale positions (from 1) as an array, and the NOTIFY that wakes `result()` waiters.
+WITH held AS (
+    SELECT * FROM unnest(
+        %(ids)s::text[], %(tokens)s::text[], %(keeps)s::bigint[], %(results)s::bytea[]
+    ) WITH ORDINALITY AS h (id, token, keep_ms, result, position)
+),
+kept AS (
+    UPDATE {jobs} AS j SET
+        state = 4, due_ms = ({now_us} + held.keep_ms * 1000 + 999) / 1000,
+        keep_result_ms = held.keep_ms, result = held.result, token = NULL
+    FROM held
+    WHERE j.queue = %(queue)s AND j.id = held.id AND j.state = 1 AND j.token = held.token
+    RETURNING held.position
+)
+SELECT
+    ARRAY(SELECT position FROM held WHERE position NOT IN (SELECT position FROM kept)),
+    CASE WHEN EXISTS (SELECT FROM kept) THEN pg_notify(%(channel)s, %(finished)s) END;
+
+-- name: prune
+-- At most %(limit)s finished rows past their retention, oldest first: completed ones whose
+-- due_ms has passed, failed and timeout ones parked %(retention_ms)s ago or more (none when it
+-- is NULL). Rows another worker is pruning are skipped, never waited for.
+WITH doomed AS (
+    SELECT ctid AS row_id FROM {jobs}
+    WHERE queue = %(queue)s AND (
+        (state = 4 AND due_ms <= {now})
+        OR (state IN (2, 3) AND due_ms <= {now} - %(retention_ms)s::bigint)
+    )
+    ORDER BY due_ms
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {jobs} WHERE ctid = ANY(ARRAY(SELECT row_id FROM doomed));
+
 -- name: settle
--- fail and retry: move a reserved job, storing its updated envelope; wake pops on commit.
+-- fail and retry: move a reserved job, storing its updated envelope; on commit, wake pops
+-- (%(wake)s is the queue's name) or `result()` waiters (the queue's name + ':finished').
 -- Returns how many rows moved: 0 when the caller's token is stale.
 WITH settled AS (
     UPDATE {jobs} SET
@@ -132,7 +172,7 @@ WITH settled AS (
     RETURNING 1
 ),
 counted AS (SELECT count(*) AS moved FROM settled)
-SELECT moved, CASE WHEN moved > 0 THEN pg_notify(%(channel)s, %(queue)s) END FROM counted;
+SELECT moved, CASE WHEN moved > 0 THEN pg_notify(%(channel)s, %(wake)s) END FROM counted;
 
 -- name: renew
 UPDATE {jobs} SET due_ms = {now_up} + %(lease_ms)s
@@ -197,17 +237,18 @@ WITH advanced AS (
 pushed AS (
     INSERT INTO {jobs} AS j (
         queue, id, state, due_ms, type, value, handle_timeout_ms, backoff_ms, attempts,
-        max_attempts, last_error
+        max_attempts, last_error, keep_result_ms
     )
     SELECT
         %(queue)s, %(id)s, 0, {now}, %(type)s, %(value)s, %(handle_timeout_ms)s,
-        %(backoff_ms)s, %(attempts)s, %(max_attempts)s, %(last_error)s
+        %(backoff_ms)s, %(attempts)s, %(max_attempts)s, %(last_error)s, %(keep_result_ms)s
     FROM advanced
     ON CONFLICT (queue, id) DO UPDATE SET
         state = 0, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
         handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
         attempts = excluded.attempts, max_attempts = excluded.max_attempts,
-        last_error = excluded.last_error
+        last_error = excluded.last_error, keep_result_ms = excluded.keep_result_ms,
+        result = NULL
     WHERE j.state >= 2
     RETURNING 1
 )

@@ -53,6 +53,7 @@ from corequeue.drivers.base import (
     reloadable,
 )
 from corequeue.drivers.derived import LoopThread
+from corequeue.drivers.finished import Pause, wait_finished
 from corequeue.drivers.redis.connection import (
     AnyRedis,
     Clients,
@@ -69,6 +70,7 @@ from corequeue.drivers.redis.pools import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_
 from corequeue.drivers.redis.scripts import Script
 from corequeue.drivers.redis.sync import SyncClient
 from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, quads, text, view
+from corequeue.drivers.wakeup import Bell
 from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
 from corequeue.job import PersistedJob, new_token
 
@@ -88,6 +90,8 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 _SCRIPTS: Final = ("ack", "cancel", "flush", "info", "pop", "push", "reload", "release", "renew")
 _SCRIPTS_MORE: Final = ("settle", "inspect", "lookup", "delete", "requeue", "migrate")
 _SCRIPTS_PERIODIC: Final = ("enqueue_slot",)
+_SCRIPTS_RESULTS: Final = ("complete", "prune")
+_LAYOUT1_CHANNELS: Final = 5  # the channels store layout 1 had (completed came later)
 _REFUSED: Final = "COREQUEUE_LAYOUT"  # how the scripts refuse a queue in another layout
 
 
@@ -216,8 +220,9 @@ class RedisDriver:
         slot = self.keys.slot
         self._scripts = {
             script: Script(script, slot, SCRIPT_KEY_COUNT)
-            for script in _SCRIPTS + _SCRIPTS_MORE + _SCRIPTS_PERIODIC
+            for script in _SCRIPTS + _SCRIPTS_MORE + _SCRIPTS_PERIODIC + _SCRIPTS_RESULTS
         }
+        self._finished = Bell()
 
     def __repr__(self) -> str:
         return f"RedisDriver({self.url!r}, name={self.name!r})"
@@ -301,18 +306,35 @@ class RedisDriver:
         return job.token is not None and not await self.ack_many([job])
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
-        """Remove the jobs still reserved under their tokens, in one script; return the rest."""
-        if not jobs:
-            return []
-        stale = await self._run("ack", *_fenced(jobs))
-        return [jobs[int(position)] for position in stale]
+        """Ack the jobs still reserved under their tokens; return the rest.
+
+        One script removes the jobs that keep no result; one more moves those that do to
+        `completed` with their envelopes.
+        """
+        kept = [job for job in jobs if _keeps(job)]
+        removed = [job for job in jobs if not _keeps(job)] if kept else list(jobs)
+        stale: list[PersistedJob] = []
+        if kept:
+            args = [
+                part
+                for job in kept
+                for part in (job.id, job.token or "", _keep_us(job), job.to_bytes())
+            ]
+            stale += [kept[int(position)] for position in await self._run("complete", *args)]
+            self._finished.ring()
+        if removed:
+            positions = await self._run("ack", *_fenced(removed))
+            stale += [removed[int(position)] for position in positions]
+        return stale
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`, storing its envelope (and `last_error`).
 
         Returns False, changing nothing, when the caller's token is stale.
         """
-        return await self._settle(job, "failed", 0, job.to_bytes())
+        failed = await self._settle(job, "failed", 0, job.to_bytes())
+        self._finished.ring()
+        return failed
 
     async def retry(self, job: PersistedJob) -> bool:
         """Move a reserved job to `delayed` for its backoff, storing its envelope.
@@ -357,6 +379,20 @@ class RedisDriver:
         """Return the number of jobs in each channel (due delayed jobs count as waiting)."""
         counts = await self._run("info")
         return QueueInfo(*(int(count) for count in counts))
+
+    async def wait_finished(self, job_id: str, wait: timedelta | None) -> JobView | None:
+        """Return job `job_id` once finished, or where it is after `wait`; None if unknown.
+
+        Settles through this driver wake the wait at once; those of other processes are seen
+        by lookups backing off from 5 ms to 250 ms (one short script each).
+        """
+        pause = Pause(self._finished, _RESULT_POLL_CAP_SECONDS)
+        return await wait_finished(lambda: self.get_job(job_id), pause, wait)
+
+    async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
+        """Delete up to `limit` finished jobs past their retention, in one script."""
+        retention = "" if failed_retention is None else _microseconds(failed_retention)
+        return int(await self._run("prune", limit, retention))
 
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Advance schedule `name` to `slot_ms` and push `job`, in one script.
@@ -631,7 +667,7 @@ def _layout_message(driver: RedisDriver, refusal: str) -> str:
 def _converting(state: str) -> int:
     """Return the number (1-5, lib.lua's order) of the channel migrate.lua is converting."""
     prefix, _, number = state.partition(":")
-    if prefix != "1>2" or not number.isdigit() or not 1 <= int(number) <= len(Channel):
+    if prefix != "1>2" or not number.isdigit() or not 1 <= int(number) <= _LAYOUT1_CHANNELS:
         raise DriverError(f"unknown store layout state {state!r}")
     return int(number)
 
@@ -648,6 +684,19 @@ async def _outcome(timer: asyncio.Task[list[PersistedJob]] | None) -> list[Persi
         return []
     (result,) = await asyncio.gather(timer, return_exceptions=True)
     return result if isinstance(result, list) else []
+
+
+def _keeps(job: PersistedJob) -> bool:
+    """Whether an ack of `job` keeps it in `completed` (a positive `keep_result`)."""
+    return job.keep_result is not None and job.keep_result > timedelta(0)
+
+
+def _keep_us(job: PersistedJob) -> int:
+    return _microseconds(job.keep_result or timedelta(0))
+
+
+_RESULT_POLL_CAP_SECONDS: Final = 0.25
+"""The longest pause between two lookups of `wait_finished` (other processes' settles)."""
 
 
 def _fenced(jobs: Sequence[PersistedJob]) -> list[str]:

@@ -33,7 +33,9 @@ if channel == 'waiting' then
 elseif channel == 'delayed' then
   found = scored(DELAYED, '(' .. int(NOW), '+inf', start, count)
 else
-  local key = ({ reserved = RESERVED, failed = FAILED, timeout = TIMEOUT })[channel]
+  local key = ({
+    reserved = RESERVED, failed = FAILED, timeout = TIMEOUT, completed = COMPLETED,
+  })[channel]
   found = ranks(key, start, count)
 end
 

@@ -39,6 +39,7 @@ class RedisKeys:
     scratch: str
     wake_prefix: str
     layout1_job_prefix: str
+    completed: str
 
     @classmethod
     def for_channels(cls, channels: ChannelConfig) -> RedisKeys:
@@ -66,6 +67,7 @@ class RedisKeys:
             scratch=f"{base}migrating",
             wake_prefix=f"{base}wake:",
             layout1_job_prefix=f"{base}job:",
+            completed=f"{base}completed",
         )
         if len({key_slot(key.encode()) for key in keys.all()}) > 1:
             raise InvalidOption(
@@ -81,7 +83,7 @@ class RedisKeys:
 
     def all(self) -> tuple[str, ...]:
         """Return every key the queue keeps (not the short-lived wake-up lists of pops)."""
-        return (*self.for_script()[:-1], self.scratch)
+        return (*self.for_script()[:12], self.completed, self.scratch)
 
     def for_script(self, wake: str | None = None) -> tuple[str, ...]:
         """Return the KEYS of every script, in the order lib.lua names them.
@@ -104,6 +106,7 @@ class RedisKeys:
             self.layout,
             self.periodic,
             wake or self.wake_prefix,
+            self.completed,
         )
 
     def layout1_job(self, job_id: str) -> str:
@@ -111,5 +114,5 @@ class RedisKeys:
         return f"{self.layout1_job_prefix}{job_id}"
 
 
-SCRIPT_KEY_COUNT: Final = 13
+SCRIPT_KEY_COUNT: Final = 14
 """How many KEYS `RedisKeys.for_script()` returns."""

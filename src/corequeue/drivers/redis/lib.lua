@@ -18,11 +18,13 @@
 --      12 periodic  HASH  periodic schedule name -> its last enqueued slot, ms since the epoch
 --      13 wake      LIST  the private wake-up list of the pop whose timer runs pop.lua; any
 --                         other script gets a placeholder it never touches
+--      14 completed ZSET  id -> when its kept result is pruned, microseconds
 -- ARGV  1 now in microseconds since the epoch, or "" to read the Redis server's clock
 --       2.. per script
 local WAITING, DELAYED, RESERVED, FAILED, TIMEOUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local NOTIFY, SEQ, EXPIRIES, TOKENS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local JOBS, LAYOUT, PERIODIC, WAKE = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+local COMPLETED = KEYS[14]
 local CHANNELS = { WAITING, DELAYED, RESERVED, FAILED, TIMEOUT }
 local TOKEN_CAP = 128 -- more blocked pops than this wake in turns, not at once
 local BATCH = 1000 -- most jobs one call moves, so no call blocks Redis for long
@@ -145,9 +147,10 @@ end
 -- channel look-ups.
 local function push_one(id, delay, envelope)
   local store = redis.call('HSETNX', JOBS, id, envelope) == 1
-  if not store and not is_pending(id) then -- in failed or timeout: replaced
+  if not store and not is_pending(id) then -- in failed, timeout or completed: replaced
     redis.call('ZREM', FAILED, id)
     redis.call('ZREM', TIMEOUT, id)
+    redis.call('ZREM', COMPLETED, id)
     redis.call('HDEL', EXPIRIES, id)
     redis.call('HSET', JOBS, id, envelope)
     store = true

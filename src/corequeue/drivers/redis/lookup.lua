@@ -7,7 +7,7 @@ end
 local id = ARGV[2]
 local channels = {
   { 'waiting', WAITING }, { 'delayed', DELAYED }, { 'reserved', RESERVED },
-  { 'failed', FAILED }, { 'timeout', TIMEOUT },
+  { 'failed', FAILED }, { 'timeout', TIMEOUT }, { 'completed', COMPLETED },
 }
 for _, entry in ipairs(channels) do
   local score = redis.call('ZSCORE', entry[2], id)

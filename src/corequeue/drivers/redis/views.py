@@ -37,7 +37,7 @@ def view(
     job_id: str, channel: Channel, envelope: bytes | None, lost: bytes | None, score: Any
 ) -> JobView:
     """Return what inspection shows of one job: `envelope` as stored, `score` its channel's."""
-    shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
+    shows_due = channel in (Channel.DELAYED, Channel.RESERVED, Channel.COMPLETED)
     due = _EPOCH + round(float(score)) * _MICROSECOND if shows_due else None
     if envelope is None or envelope.startswith(_LOST):
         why = "no envelope stored" if envelope is None else text(envelope[len(_LOST) :])

@@ -1,0 +1,16 @@
+-- corequeue PostgreSQL schema, version 4: kept results.
+--
+-- A job dispatched with `keep_result` (or on a queue with `keep_results`) is not deleted when
+-- acked: it moves to state 4 (completed) with its listeners' encoded return value in `result`,
+-- and `due_ms` says when workers prune it. Nullable columns without defaults: adding them
+-- rewrites nothing, and a worker of the previous release still acks by deleting.
+
+ALTER TABLE {schema}.jobs ADD COLUMN keep_result_ms bigint, ADD COLUMN result bytea;
+
+-- State 4 joins the states the CHECK of version 1 allows (its name is PostgreSQL's default).
+ALTER TABLE {schema}.jobs DROP CONSTRAINT jobs_state_check,
+    ADD CONSTRAINT jobs_state_check CHECK (state BETWEEN 0 AND 4);
+
+-- prune: the oldest finished rows of a queue (completed by expiry, failed and timeout by the
+-- time they were parked) are the first entries of this index.
+CREATE INDEX jobs_finished ON {schema}.jobs (queue, due_ms) WHERE state >= 2;

@@ -17,4 +17,7 @@ for i = 2, #ARGV, 4 do
     stale[#stale + 1] = (i - 2) / 4
   end
 end
+if #stale < (#ARGV - 1) / 4 then
+  announce_finished()
+end
 return stale

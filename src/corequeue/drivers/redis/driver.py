@@ -223,6 +223,7 @@ class RedisDriver:
             for script in _SCRIPTS + _SCRIPTS_MORE + _SCRIPTS_PERIODIC + _SCRIPTS_RESULTS
         }
         self._finished = Bell()
+        self._watchers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
     def __repr__(self) -> str:
         return f"RedisDriver({self.url!r}, name={self.name!r})"
@@ -383,11 +384,54 @@ class RedisDriver:
     async def wait_finished(self, job_id: str, wait: timedelta | None) -> JobView | None:
         """Return job `job_id` once finished, or where it is after `wait`; None if unknown.
 
-        Settles through this driver wake the wait at once; those of other processes are seen
-        by lookups backing off from 5 ms to 250 ms (one short script each).
+        Every script that moves jobs to `completed` or `failed` adds an entry to the queue's
+        `finished` stream; one blocking XREAD per event loop reads it and wakes the waiters,
+        who look their jobs up again. A job recovered into `timeout` adds none: lookups back
+        off from 5 ms to one second, the safety net.
         """
+        self._watch_finished()
         pause = Pause(self._finished, _RESULT_POLL_CAP_SECONDS)
         return await wait_finished(lambda: self.get_job(job_id), pause, wait)
+
+    def _watch_finished(self) -> None:
+        """Start this event loop's reader of the `finished` stream, once."""
+        loop = asyncio.get_running_loop()
+        watcher = self._watchers.get(loop)
+        if watcher is None or watcher.done():
+            self._watchers[loop] = loop.create_task(
+                self._relay_finished(), name=f"results {self.name}"
+            )
+
+    async def _relay_finished(self) -> None:
+        """Ring the `finished` bell for each entry scripts add to the stream, until closed.
+
+        One blocking XREAD per event loop, on the blocking client, whatever the number of
+        waiters; after a store error it pauses and rings once (waiters look again).
+        """
+        last: str | None = None
+        while True:
+            try:
+                clients = await self._clients.current()
+                block_ms = max(int(min(clients.longest_block_seconds, 1.0) * 1000), 1)
+                if last is None:
+                    newest = await execute(
+                        clients.main, self.keys.slot, "XREVRANGE", self.keys.finished, "+", "-",
+                        "COUNT", 1,
+                    )  # fmt: skip
+                    last = text(newest[0][0]) if newest else "0-0"
+                reply = await execute(
+                    clients.blocking, self.keys.slot, "XREAD", "BLOCK", block_ms,
+                    "STREAMS", self.keys.finished, last,
+                )  # fmt: skip
+            except Exception as exc:  # the store is down: waiters fall back on their back-off
+                logger.debug("queue %s: cannot read finished jobs: %s", self.name, exc)
+                last = None
+                self._finished.ring()
+                await asyncio.sleep(_RESULT_POLL_CAP_SECONDS)
+                continue
+            if reply:
+                last = text(_stream_entries(reply)[-1][0])
+                self._finished.ring()
 
     async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
         """Delete up to `limit` finished jobs past their retention, in one script."""
@@ -413,6 +457,14 @@ class RedisDriver:
 
     async def close(self) -> None:
         """Close the connections the driver opened (not a client given to it), sync ones too."""
+        watchers, self._watchers = self._watchers, {}
+        current = asyncio.get_running_loop()
+        for loop, watcher in watchers.items():
+            if loop is current:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(watcher.cancel)
         await self._clients.close()
         await asyncio.to_thread(self._sync.close)
         await asyncio.to_thread(self._sync_loop.stop)  # joins a thread: not on the event loop
@@ -691,12 +743,19 @@ def _keeps(job: PersistedJob) -> bool:
     return job.keep_result is not None and job.keep_result > timedelta(0)
 
 
+def _stream_entries(reply: Any) -> list[Any]:
+    """Return the entries of an XREAD reply of one stream (RESP2 list or RESP3 map)."""
+    if isinstance(reply, dict):
+        return list(next(iter(reply.values()))[0])
+    return list(reply[0][1])
+
+
 def _keep_us(job: PersistedJob) -> int:
     return _microseconds(job.keep_result or timedelta(0))
 
 
-_RESULT_POLL_CAP_SECONDS: Final = 0.25
-"""The longest pause between two lookups of `wait_finished` (other processes' settles)."""
+_RESULT_POLL_CAP_SECONDS: Final = 1.0
+"""The longest pause between two lookups of `wait_finished` when the stream says nothing."""
 
 
 def _fenced(jobs: Sequence[PersistedJob]) -> list[str]:

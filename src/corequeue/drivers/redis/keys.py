@@ -40,6 +40,7 @@ class RedisKeys:
     wake_prefix: str
     layout1_job_prefix: str
     completed: str
+    finished: str
 
     @classmethod
     def for_channels(cls, channels: ChannelConfig) -> RedisKeys:
@@ -68,6 +69,7 @@ class RedisKeys:
             wake_prefix=f"{base}wake:",
             layout1_job_prefix=f"{base}job:",
             completed=f"{base}completed",
+            finished=f"{base}finished",
         )
         if len({key_slot(key.encode()) for key in keys.all()}) > 1:
             raise InvalidOption(
@@ -83,7 +85,7 @@ class RedisKeys:
 
     def all(self) -> tuple[str, ...]:
         """Return every key the queue keeps (not the short-lived wake-up lists of pops)."""
-        return (*self.for_script()[:12], self.completed, self.scratch)
+        return (*self.for_script()[:12], self.completed, self.finished, self.scratch)
 
     def for_script(self, wake: str | None = None) -> tuple[str, ...]:
         """Return the KEYS of every script, in the order lib.lua names them.
@@ -107,6 +109,7 @@ class RedisKeys:
             self.periodic,
             wake or self.wake_prefix,
             self.completed,
+            self.finished,
         )
 
     def layout1_job(self, job_id: str) -> str:
@@ -114,5 +117,5 @@ class RedisKeys:
         return f"{self.layout1_job_prefix}{job_id}"
 
 
-SCRIPT_KEY_COUNT: Final = 14
+SCRIPT_KEY_COUNT: Final = 15
 """How many KEYS `RedisKeys.for_script()` returns."""

@@ -19,12 +19,14 @@
 --      13 wake      LIST  the private wake-up list of the pop whose timer runs pop.lua; any
 --                         other script gets a placeholder it never touches
 --      14 completed ZSET  id -> when its kept result is pruned, microseconds
+--      15 finished  STREAM  one entry per script that moved jobs to completed or failed:
+--                         what wakes `result()` waiters (XREAD BLOCK), trimmed to ~100
 -- ARGV  1 now in microseconds since the epoch, or "" to read the Redis server's clock
 --       2.. per script
 local WAITING, DELAYED, RESERVED, FAILED, TIMEOUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local NOTIFY, SEQ, EXPIRIES, TOKENS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local JOBS, LAYOUT, PERIODIC, WAKE = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
-local COMPLETED = KEYS[14]
+local COMPLETED, FINISHED = KEYS[14], KEYS[15]
 local CHANNELS = { WAITING, DELAYED, RESERVED, FAILED, TIMEOUT }
 local TOKEN_CAP = 128 -- more blocked pops than this wake in turns, not at once
 local BATCH = 1000 -- most jobs one call moves, so no call blocks Redis for long
@@ -64,6 +66,12 @@ local function layout_refusal()
     return nil
   end
   return redis.error_reply('COREQUEUE_LAYOUT ' .. layout)
+end
+
+-- Wake the `result()` waiters of every process: they look their jobs up again. Called last
+-- in a script (XADD * is not deterministic).
+local function announce_finished()
+  redis.call('XADD', FINISHED, 'MAXLEN', '~', 100, '*', 'n', '1')
 end
 
 local function is_lost(envelope)

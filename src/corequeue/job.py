@@ -134,6 +134,28 @@ def new_token() -> str:
     return os.urandom(12).hex()
 
 
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a running job got: a fraction from 0 to 1 and a short message.
+
+    Example:
+        >>> Progress(0.5, "halfway").percent
+        50
+    """
+
+    fraction: float
+    message: str = ""
+
+    @property
+    def percent(self) -> int:
+        """The fraction in whole percent, rounded down."""
+        return int(self.fraction * 100)
+
+
+MAX_PROGRESS_MESSAGE_CHARS = 200
+"""The longest progress message `set_progress` accepts."""
+
+
 @dataclass(slots=True)
 class PersistedJob:
     """The envelope a driver stores: a job's encoded payload plus its delivery state.
@@ -155,6 +177,11 @@ class PersistedJob:
     result: bytes | None = field(default=None, compare=False, repr=False)
     """The listeners' return value, encoded by the codec, once the job completed (an ack of a
     job with a result and a `keep_result` moves it to `completed` instead of removing it)."""
+    progress: Progress | None = field(default=None, compare=False, repr=False)
+    """How far the running attempt got (`ReceivedJob.set_progress`): stored by the next lease
+    renewal, and shown by inspection while the job is reserved (and after it completed)."""
+    cancel_requested: bool = field(default=False, compare=False, repr=False)
+    """Set by `Driver.renew_many` on the holder's copy when `cancel(id)` asked to stop it."""
     token: str | None = field(default=None, compare=False, repr=False)
     """The reservation token of the pop that handed this copy out (None when not popped).
 
@@ -540,3 +567,31 @@ class ReceivedJob:
     attempt: int
     max_attempts: int
     persisted: PersistedJob = field(repr=False)
+
+    async def set_progress(self, fraction: float, message: str = "") -> None:
+        """Record how far this run got; the next lease renewal stores it (no round trip here).
+
+        Inspection and the dashboard show it while the job runs. Calling it often costs
+        nothing: only the latest value travels, with the renewal the worker makes anyway.
+
+        Args:
+            fraction: From 0 to 1.
+            message: A short note (at most 200 characters), e.g. "page 3 of 10".
+
+        Raises:
+            InvalidOption: A fraction outside 0..1 or a message too long.
+
+        Example:
+            >>> async def resize(job: ReceivedJob) -> None:
+            ...     for n, image in enumerate(job.data.images):
+            ...         await job.set_progress(n / len(job.data.images), f"image {n}")
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise InvalidOption(f"fraction must be a number from 0 to 1, got {fraction!r}")
+        if not 0 <= fraction <= 1:
+            raise InvalidOption(f"fraction must be from 0 to 1, got {fraction!r}")
+        if not isinstance(message, str) or len(message) > MAX_PROGRESS_MESSAGE_CHARS:
+            raise InvalidOption(
+                f"message must be a str of at most {MAX_PROGRESS_MESSAGE_CHARS} characters"
+            )
+        self.persisted.progress = Progress(float(fraction), message)

@@ -202,7 +202,11 @@ class Driver(Protocol):
         ...
 
     async def renew_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
-        """Extend the leases of every job of `jobs`; return those whose lease is lost."""
+        """Extend the leases of every job of `jobs`; return those whose lease is lost.
+
+        In the same step, for each job still held: store its `progress` when set, and set
+        `cancel_requested` on the caller's copy when `cancel()` asked to stop that reservation.
+        """
         ...
 
     async def release(self, job: PersistedJob) -> bool:
@@ -213,7 +217,12 @@ class Driver(Protocol):
         ...
 
     async def cancel(self, job_id: str) -> bool:
-        """Remove a waiting or delayed job; return whether there was one."""
+        """Remove a waiting or delayed job, or ask the holder of a reserved one to stop it.
+
+        A request for a reserved job is recorded for its current reservation: the holder's
+        next `renew_many` reports it (a later reservation of the same id does not see it).
+        Returns whether a job was removed or a request recorded.
+        """
         ...
 
     async def reload(self, channel: Channel | str) -> int:

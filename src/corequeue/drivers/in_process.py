@@ -198,9 +198,15 @@ class InProcessDriver:
             return True
 
     async def cancel(self, job_id: str) -> bool:
-        """Remove a waiting or delayed job."""
+        """Remove a waiting or delayed job, or record a cancel request for a reserved one."""
         with self._lock:
-            return self._pending.pop(job_id, None) is not None
+            if self._pending.pop(job_id, None) is not None:
+                return True
+            held = self._reserved.get(job_id)
+            if held is None:
+                return False
+            self._reserved[job_id] = held._replace(cancel=True)
+            return True
 
     async def reload(self, channel: Channel | str) -> int:
         """Move every job of `failed` or `timeout` back to `waiting`."""
@@ -368,7 +374,10 @@ class InProcessDriver:
         if held is None or not held.is_held_by(job):
             return False
         expiry_ms = due_ms(self._clock.now_us(), self.lease)
+        if job.progress is not None:
+            held.job.progress = job.progress
         self._reserved[job.id] = held._replace(expiry_ms=expiry_ms)
+        job.cancel_requested = held.cancel
         return True
 
     def _push(self, job: PersistedJob, delay: timedelta) -> None:
@@ -460,6 +469,7 @@ class _Reservation(NamedTuple):
     expiry_ms: int
     job: PersistedJob
     token: str
+    cancel: bool = False
 
     def is_held_by(self, job: PersistedJob) -> bool:
         """Whether `job` is the copy this reservation's pop handed out."""

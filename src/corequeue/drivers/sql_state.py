@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from corequeue.drivers.base import Channel
 from corequeue.errors import DecodeError
-from corequeue.job import PersistedJob
+from corequeue.job import PersistedJob, Progress
 
 PENDING: Final = 0
 RESERVED: Final = 1
@@ -32,7 +32,8 @@ PARKED_STATE: Final = {
 
 def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
     """Build a job from SQL columns `id, type, value, handle_timeout_ms, backoff_ms, attempts,
-    max_attempts, last_error`, then optionally `keep_result_ms, result`.
+    max_attempts, last_error`, then optionally `keep_result_ms, result` and `progress,
+    progress_message`.
 
     Raises:
         DecodeError: For columns no driver writes (a row edited by hand or by another tool):
@@ -52,6 +53,9 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
     if isinstance(result, str):
         result = result.encode()
     _expect(result, bytes | bytearray | memoryview | None, "result")
+    progress = None
+    if len(columns) >= 12 and isinstance(columns[10], int | float):
+        progress = Progress(float(columns[10]), str(columns[11] or ""))
     return PersistedJob(
         id=job_id,
         type=job_type,
@@ -63,6 +67,7 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
         last_error=last_error,
         keep_result=None if keep_ms is None else _duration(keep_ms, "keep_result_ms"),
         result=None if result is None else bytes(result),
+        progress=progress,
     )
 
 

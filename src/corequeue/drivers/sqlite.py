@@ -64,8 +64,9 @@ T = TypeVar("T")
 
 SCHEMA_VERSION: Final = 4
 """Version 2 added the `token` column (fenced settlement), version 3 the `corequeue_periodic`
-table (periodic jobs), version 4 the `keep_result_ms` and `result` columns (kept results); an
-older file is upgraded."""
+table (periodic jobs), version 4 the `keep_result_ms`, `result`, `progress`, `progress_message` and
+`cancel_token` columns (kept results, progress, cancelling a running job); an older file is
+upgraded."""
 
 _META = "CREATE TABLE IF NOT EXISTS corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -85,6 +86,9 @@ CREATE TABLE IF NOT EXISTS corequeue_jobs (
     token TEXT,
     keep_result_ms INTEGER,
     result BLOB,
+    progress REAL,
+    progress_message TEXT,
+    cancel_token TEXT,
     UNIQUE (queue, id)
 );
 CREATE INDEX IF NOT EXISTS corequeue_jobs_due ON corequeue_jobs (queue, state, due_ms);
@@ -105,6 +109,9 @@ _UPGRADES: Final = {
     4: (
         "ALTER TABLE corequeue_jobs ADD COLUMN keep_result_ms INTEGER",
         "ALTER TABLE corequeue_jobs ADD COLUMN result BLOB",
+        "ALTER TABLE corequeue_jobs ADD COLUMN progress REAL",
+        "ALTER TABLE corequeue_jobs ADD COLUMN progress_message TEXT",
+        "ALTER TABLE corequeue_jobs ADD COLUMN cancel_token TEXT",
     ),
 }
 """The statements that bring a file from version n - 1 to version n."""
@@ -113,6 +120,7 @@ _COLUMNS = (
     "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error, "
     "keep_result_ms, result"
 )
+_READ_COLUMNS = f"{_COLUMNS}, progress, progress_message"
 
 _PUSH = f"""
 INSERT INTO corequeue_jobs (queue, state, due_ms, {_COLUMNS})
@@ -122,7 +130,8 @@ ON CONFLICT (queue, id) DO UPDATE SET
     handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
     attempts = excluded.attempts, max_attempts = excluded.max_attempts,
     last_error = excluded.last_error, keep_result_ms = excluded.keep_result_ms,
-    result = excluded.result, token = NULL
+    result = excluded.result, token = NULL, progress = NULL, progress_message = NULL,
+    cancel_token = NULL
 WHERE corequeue_jobs.state >= {FAILED}
 """
 
@@ -134,7 +143,7 @@ WHERE rowid IN (
     WHERE queue = ? AND state = {PENDING} AND due_ms <= ?
     ORDER BY due_ms, rowid LIMIT ?
 )
-RETURNING {_COLUMNS}, rowid
+RETURNING {_READ_COLUMNS}, rowid
 """
 
 _RECOVER = f"""
@@ -182,7 +191,18 @@ DELETE FROM corequeue_jobs WHERE rowid IN (
 )
 """
 
-_RENEW = f"UPDATE corequeue_jobs SET due_ms = ? WHERE {_HELD}"
+# Stores the progress the holder sends (NULL keeps the stored one) and answers whether a cancel
+# request names this reservation.
+_RENEW = f"""
+UPDATE corequeue_jobs SET due_ms = ?, progress = COALESCE(?, progress),
+    progress_message = COALESCE(?, progress_message)
+WHERE {_HELD}
+RETURNING cancel_token IS NOT NULL AND cancel_token = token
+"""
+
+_REQUEST_CANCEL = f"""
+UPDATE corequeue_jobs SET cancel_token = token WHERE queue = ? AND id = ? AND state = {RESERVED}
+"""
 
 # A row written behind the driver's back that is no job (see job_from_columns): parked, not lost.
 _PARK_UNREADABLE = f"""
@@ -363,8 +383,18 @@ class SQLiteDriver:
 
         One transaction for the whole batch.
         """
+        if not jobs:
+            return []
         until = due_ms(self._clock.now_us(), self.lease)
-        return await self._each(jobs, _RENEW, [(until, *self._held(job)) for job in jobs])
+        rows = [(until, *_progress_values(job), *self._held(job)) for job in jobs]
+        answers = await self._run(partial(_renew_each, rows=rows))
+        lost = []
+        for job, answer in zip(jobs, answers, strict=True):
+            if answer is None:
+                lost.append(job)
+            else:
+                job.cancel_requested = bool(answer)
+        return lost
 
     async def release(self, job: PersistedJob) -> bool:
         """Put a reserved job back in `waiting` without counting an attempt.
@@ -379,9 +409,8 @@ class SQLiteDriver:
         return moved
 
     async def cancel(self, job_id: str) -> bool:
-        """Remove a waiting or delayed job."""
-        sql = f"DELETE FROM corequeue_jobs WHERE queue = ? AND id = ? AND state = {PENDING}"
-        return await self._write(sql, (self.name, job_id)) > 0
+        """Remove a waiting or delayed job, or record a cancel request for a reserved one."""
+        return await self._run(partial(_cancel, name=self.name, job_id=job_id))
 
     async def reload(self, channel: Channel | str) -> int:
         """Move every job of `failed` or `timeout` back to `waiting`."""
@@ -491,7 +520,7 @@ class SQLiteDriver:
             comparison = ">" if parsed is Channel.DELAYED else "<="
             where, values = f"state = {PENDING} AND due_ms {comparison} ?", [now]
         sql = (
-            f"SELECT state, due_ms, {_COLUMNS} FROM corequeue_jobs "
+            f"SELECT state, due_ms, {_READ_COLUMNS} FROM corequeue_jobs "
             f"WHERE queue = ? AND {where} AND (? IS NULL OR type = ?) "
             f"ORDER BY due_ms, rowid LIMIT ? OFFSET ?"
         )
@@ -502,7 +531,9 @@ class SQLiteDriver:
     async def get_job(self, job_id: str) -> JobView | None:
         """Return the job with id `job_id` wherever it is, or None."""
         now = self._clock.now_ms()
-        sql = f"SELECT state, due_ms, {_COLUMNS} FROM corequeue_jobs WHERE queue = ? AND id = ?"
+        sql = (
+            f"SELECT state, due_ms, {_READ_COLUMNS} FROM corequeue_jobs WHERE queue = ? AND id = ?"
+        )
         row = await self._run(lambda db: db.execute(sql, (self.name, job_id)).fetchone())
         return None if row is None else _view(row, now)
 
@@ -684,6 +715,38 @@ def _execute_statements(
     return _in_transaction(
         db, lambda: [db.execute(*statement).rowcount > 0 for statement in statements]
     )
+
+
+def _renew_each(db: sqlite3.Connection, *, rows: Sequence[Sequence[Any]]) -> list[int | None]:
+    """Run `_RENEW` for every row in one transaction; per row, whether a cancel request names
+    the reservation (1 or 0), or None when the lease is lost."""
+
+    def renew() -> list[int | None]:
+        answers: list[int | None] = []
+        for row in rows:
+            found = db.execute(_RENEW, row).fetchone()
+            answers.append(None if found is None else int(found[0]))
+        return answers
+
+    return _in_transaction(db, renew)
+
+
+def _cancel(db: sqlite3.Connection, *, name: str, job_id: str) -> bool:
+    """Delete a pending job, or mark a reserved one's reservation as cancelled: one step."""
+
+    def cancel() -> bool:
+        sql = f"DELETE FROM corequeue_jobs WHERE queue = ? AND id = ? AND state = {PENDING}"
+        if db.execute(sql, (name, job_id)).rowcount > 0:
+            return True
+        return db.execute(_REQUEST_CANCEL, (name, job_id)).rowcount > 0
+
+    return _in_transaction(db, cancel)
+
+
+def _progress_values(job: PersistedJob) -> tuple[float | None, str | None]:
+    if job.progress is None:
+        return None, None
+    return job.progress.fraction, job.progress.message
 
 
 def _advance_and_push(db: sqlite3.Connection, *, slot: Sequence[Any], push: Sequence[Any]) -> bool:

@@ -1,4 +1,4 @@
--- corequeue PostgreSQL schema, version 4: kept results.
+-- corequeue PostgreSQL schema, version 4: kept results, progress, cancelling a running job.
 --
 -- A job dispatched with `keep_result` (or on a queue with `keep_results`) is not deleted when
 -- acked: it moves to state 4 (completed) with its listeners' encoded return value in `result`,
@@ -6,6 +6,12 @@
 -- rewrites nothing, and a worker of the previous release still acks by deleting.
 
 ALTER TABLE {schema}.jobs ADD COLUMN keep_result_ms bigint, ADD COLUMN result bytea;
+
+-- A running job's progress, stored by its holder's lease renewals; and the token of the
+-- reservation a `cancel()` asked to stop (its holder learns of it at its next renewal; a later
+-- reservation of the same id has another token, so an old request never touches it).
+ALTER TABLE {schema}.jobs ADD COLUMN progress double precision,
+    ADD COLUMN progress_message text, ADD COLUMN cancel_token text;
 
 -- State 4 joins the states the CHECK of version 1 allows (its name is PostgreSQL's default).
 ALTER TABLE {schema}.jobs DROP CONSTRAINT jobs_state_check,

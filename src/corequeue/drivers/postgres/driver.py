@@ -331,8 +331,17 @@ class PostgresDriver:
         """Extend several leases by `lease` from now, in one statement; return the lost ones."""
         if not jobs:
             return []
-        params = self._held_params(jobs, lease_ms=to_ms(self.lease))
-        return _not_matched(jobs, await self._fetch(self._queries.renew_many, params))
+        params = self._held_params(
+            jobs,
+            lease_ms=to_ms(self.lease),
+            progresses=[None if job.progress is None else job.progress.fraction for job in jobs],
+            messages=[None if job.progress is None else job.progress.message for job in jobs],
+        )
+        rows = await self._fetch(self._queries.renew_many, params)
+        cancelled = {(row[0], row[1]) for row in rows if row[2]}
+        for job in jobs:
+            job.cancel_requested = (job.id, job.token) in cancelled
+        return _not_matched(jobs, rows)
 
     async def release(self, job: PersistedJob) -> bool:
         """Put a reserved job back in `waiting` without counting an attempt.
@@ -348,8 +357,8 @@ class PostgresDriver:
         return moved
 
     async def cancel(self, job_id: str) -> bool:
-        """Remove a waiting or delayed job; return whether there was one."""
-        return await self._execute(self._queries.cancel, self._params(id=job_id)) > 0
+        """Remove a waiting or delayed job, or record a cancel request for a reserved one."""
+        return await self._moved(self._queries.cancel, self._params(id=job_id))
 
     async def reload(self, channel: Channel | str) -> int:
         """Move every job of `failed` or `timeout` back to `waiting`; return how many moved."""

@@ -16,7 +16,7 @@ from corequeue.drivers.postgres.queries import clock_placeholders
 
 _COLUMNS = (
     "state, due_ms, due_ms > {now}, id, type, value, handle_timeout_ms, backoff_ms, attempts, "
-    "max_attempts, last_error, keep_result_ms, result"
+    "max_attempts, last_error, keep_result_ms, result, progress, progress_message"
 )
 _PAGE = "AND (%(job_type)s::text IS NULL OR type = %(job_type)s) ORDER BY due_ms, seq "
 _PAGE += "OFFSET %(offset)s LIMIT %(limit)s"

@@ -46,7 +46,7 @@ pushed AS (
         handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
         attempts = excluded.attempts, max_attempts = excluded.max_attempts,
         last_error = excluded.last_error, keep_result_ms = excluded.keep_result_ms,
-        result = NULL
+        result = NULL, progress = NULL, progress_message = NULL, cancel_token = NULL
     WHERE j.state >= 2
     RETURNING 1
 )
@@ -87,7 +87,8 @@ FROM picked
 WHERE j.ctid = ANY(ARRAY(SELECT row_id FROM picked)) AND j.ctid = picked.row_id
 RETURNING
     j.id, j.type, j.value, j.handle_timeout_ms, j.backoff_ms, j.attempts, j.max_attempts,
-    j.last_error, j.keep_result_ms, j.result, picked.due_ms, picked.seq;
+    j.last_error, j.keep_result_ms, j.result, j.progress, j.progress_message, picked.due_ms,
+    picked.seq;
 
 -- name: next_event
 -- The clock's idea of now and when something next happens in the queue: a delayed job
@@ -180,10 +181,18 @@ WHERE queue = %(queue)s AND id = %(id)s AND state = 1 AND token = %(token)s;
 
 -- name: renew_many
 -- Like ack_many: the caller reads which (id, token) pairs were renewed; the others are lost.
-UPDATE {jobs} AS j SET due_ms = {now_up} + %(lease_ms)s
-FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS held (id, token)
+-- Stores the progress each holder sends (NULL keeps the stored one) and answers whether a
+-- cancel request names the reservation.
+UPDATE {jobs} AS j SET
+    due_ms = {now_up} + %(lease_ms)s,
+    progress = COALESCE(held.progress, j.progress),
+    progress_message = COALESCE(held.message, j.progress_message)
+FROM unnest(
+    %(ids)s::text[], %(tokens)s::text[], %(progresses)s::double precision[],
+    %(messages)s::text[]
+) AS held (id, token, progress, message)
 WHERE j.queue = %(queue)s AND j.id = held.id AND j.state = 1 AND j.token = held.token
-RETURNING j.id, j.token;
+RETURNING j.id, j.token, j.cancel_token IS NOT NULL AND j.cancel_token = j.token;
 
 -- name: release
 -- Returns how many rows moved: 0 when the caller's token is stale.
@@ -196,7 +205,18 @@ counted AS (SELECT count(*) AS moved FROM released)
 SELECT moved, CASE WHEN moved > 0 THEN pg_notify(%(channel)s, %(queue)s) END FROM counted;
 
 -- name: cancel
-DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state = 0;
+-- Removes a pending job, or records a cancel request for the current reservation of a reserved
+-- one. Returns 1 when either happened.
+WITH removed AS (
+    DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state = 0
+    RETURNING 1
+),
+requested AS (
+    UPDATE {jobs} SET cancel_token = token
+    WHERE queue = %(queue)s AND id = %(id)s AND state = 1 AND NOT EXISTS (SELECT FROM removed)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM removed) + (SELECT count(*) FROM requested);
 
 -- name: reload
 WITH reloaded AS (

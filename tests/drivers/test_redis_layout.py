@@ -118,7 +118,7 @@ async def test_a_popped_id_without_an_envelope_is_parked_in_failed_and_shown(
     assert "job gone moved to failed" in caplog.text
 
 
-async def test_a_lost_job_reloaded_is_parked_again_and_a_new_push_replaces_it(
+async def test_a_lost_job_stays_in_failed_on_reload_and_a_new_push_replaces_it(
     store: Store,
 ) -> None:
     driver = store.driver
@@ -126,15 +126,31 @@ async def test_a_lost_job_reloaded_is_parked_again_and_a_new_push_replaces_it(
     await store.client.hdel(store.keys.jobs, "gone")
     with pytest.raises(QueueEmpty):
         await driver.pop()
+    await driver.push(persisted("good", max_attempts=1), timedelta(0))
+    await driver.fail(await driver.pop())
 
-    assert await driver.reload(Channel.FAILED) == 1
-    with pytest.raises(QueueEmpty):  # still nothing to hand out: back to failed
-        await driver.pop()
-    assert await driver.info() == QueueInfo(failed=1)
+    assert await driver.reload(Channel.FAILED) == 1  # the good one; the lost one is passed over
+    assert await driver.retry_job("gone") is False
+    assert await driver.info() == QueueInfo(waiting=1, failed=1)
+    assert (await driver.pop()).id == "good"
 
     await driver.push(persisted("gone"), timedelta(0))
     assert (await driver.pop()).id == "gone"
-    assert await driver.info() == QueueInfo(reserved=1)
+    assert await driver.info() == QueueInfo(reserved=2)
+
+
+async def test_a_reload_passes_over_many_lost_jobs_once(store: Store) -> None:
+    driver = store.driver
+    names = [f"gone{n:04}" for n in range(1_200)]  # more than one script's batch
+    await driver.push_many([(persisted(name), timedelta(0)) for name in names])
+    await store.client.hdel(store.keys.jobs, *names)
+    with pytest.raises(QueueEmpty):
+        await driver.pop_many(2_000)
+    await driver.push(persisted("good", max_attempts=1), timedelta(0))
+    await driver.fail(await driver.pop())
+
+    assert await driver.reload(Channel.FAILED) == 1
+    assert await driver.info() == QueueInfo(waiting=1, failed=1_200)
 
 
 async def test_a_lease_running_out_on_a_job_without_envelope_parks_it(store: Store) -> None:

@@ -442,6 +442,12 @@ def reloadable(channel: Channel | str) -> Channel:
     return parsed
 
 
+def check_pop_limit(limit: int) -> None:
+    """Raise InvalidOption unless `limit` (the most jobs one pop_many may reserve) is at least 1."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidOption(f"limit must be an int of at least 1, got {limit!r}")
+
+
 def check_listing(channel: Channel | str, offset: int, limit: int) -> Channel:
     """Return `channel` parsed; raise InvalidOption for a page `list_jobs()` cannot give."""
     parsed = parse_channel(channel)

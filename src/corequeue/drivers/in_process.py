@@ -25,6 +25,7 @@ from corequeue.drivers.base import (
     QueueInfo,
     SystemClock,
     check_listing,
+    check_pop_limit,
     due_ms,
     instant_of_ms,
     parse_channel,
@@ -128,7 +129,9 @@ class InProcessDriver:
 
         Raises:
             QueueEmpty: No job fell due within `pop_timeout`.
+            InvalidOption: `limit` is below 1.
         """
+        check_pop_limit(limit)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pop_timeout.total_seconds()
         while True:
@@ -137,7 +140,7 @@ class InProcessDriver:
             now = now_us // 1_000  # rounded down: what is due at `now` is due at `now_us`
             with self._lock:
                 self._recover_expired(now)
-                jobs = self._reserve_due(now, due_ms(now_us, self.lease), max(limit, 1))
+                jobs = self._reserve_due(now, due_ms(now_us, self.lease), limit)
                 next_event_ms = self._next_event_ms(now)
             if jobs:
                 return jobs

@@ -40,6 +40,7 @@ from corequeue.drivers.base import (
     QueueInfo,
     SystemClock,
     check_listing,
+    check_pop_limit,
     due_ms,
     instant_of_ms,
     parse_channel,
@@ -319,7 +320,9 @@ class SQLiteDriver:
 
         Raises:
             QueueEmpty: No job fell due within `pop_timeout`.
+            InvalidOption: `limit` is below 1.
         """
+        check_pop_limit(limit)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pop_timeout.total_seconds()
         poll_seconds = self.poll_interval.total_seconds()
@@ -331,7 +334,7 @@ class SQLiteDriver:
                 self._reserve,
                 now=now,
                 until=due_ms(now_us, self.lease),
-                limit=max(limit, 1),
+                limit=limit,
                 token=new_token(),
             )
             jobs, next_event_ms = await self._run(reserve)

@@ -43,6 +43,7 @@ import pytest
 
 from corequeue.drivers.base import LEASE_EXPIRED, Channel, Driver, QueueInfo
 from corequeue.errors import InvalidOption, QueueEmpty
+from corequeue.job import PersistedJob
 from corequeue.testing import FakeClock
 from corequeue.testing.contract_fencing import *  # noqa: F403 (its tests are part of the suite)
 from corequeue.testing.jobs import persisted, pop_all, with_every_field
@@ -398,6 +399,47 @@ async def test_pop_many_reserves_due_jobs_oldest_first(driver: Driver) -> None:
     assert await driver.info() == QueueInfo(delayed=1, reserved=5)
     with pytest.raises(QueueEmpty):
         await driver.pop_many(10)
+
+
+async def test_batches_of_thousands_move_every_job_once(driver: Driver, clock: FakeClock) -> None:
+    # Larger than any store's internal slice (Redis scripts move 1,000 ids per command).
+    jobs = [(persisted(f"j{n:04}"), timedelta(seconds=n % 2)) for n in range(2_500)]
+    await driver.push_many(jobs)
+    clock.advance(timedelta(seconds=1))
+
+    popped: list[PersistedJob] = []
+    for _ in range(100):
+        if len(popped) == len(jobs):
+            break
+        popped += await driver.pop_many(2_500)
+    assert sorted(job.id for job in popped) == sorted(job.id for job, _ in jobs)
+    assert await driver.renew_many(popped) == []
+
+    stale = await driver.ack_many([*popped, popped[0]])  # the same job twice: one ack takes it
+    assert [job.id for job in stale] == [popped[0].id]
+    assert await driver.info() == QueueInfo()
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, True])
+async def test_pop_many_refuses_a_limit_below_one(driver: Driver, limit: int) -> None:
+    await driver.push(persisted("kept"), timedelta(0))
+
+    with pytest.raises(InvalidOption, match="limit"):
+        await driver.pop_many(limit)
+
+    assert await driver.info() == QueueInfo(waiting=1)
+
+
+async def test_push_many_stores_an_id_given_twice_once(driver: Driver) -> None:
+    first, second = persisted("twice", max_attempts=3), persisted("twice", max_attempts=5)
+
+    await driver.push_many([(first, timedelta(0)), (second, timedelta(0))])
+
+    assert await driver.info() == QueueInfo(waiting=1)
+    job = await driver.pop()
+    assert (job.id, job.max_attempts) == ("twice", 3)
+    with pytest.raises(QueueEmpty):
+        await driver.pop()
 
 
 async def test_ack_many_removes_reserved_jobs_and_returns_the_others(driver: Driver) -> None:

@@ -39,6 +39,7 @@ from corequeue.drivers.base import (
     JobView,
     QueueInfo,
     check_listing,
+    check_pop_limit,
     instant_of_ms,
     parse_channel,
     reloadable,
@@ -244,8 +245,7 @@ class PostgresDriver:
 
     async def pop_many(self, limit: int) -> list[PersistedJob]:
         """Reserve up to `limit` due jobs (at least one); raise QueueEmpty after `pop_timeout`."""
-        if limit < 1:
-            raise InvalidOption(f"limit must be at least 1, got {limit}")
+        check_pop_limit(limit)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pop_timeout.total_seconds()
         await self._listening()

@@ -1,18 +1,19 @@
 -- Remove reserved jobs and their data. ARGV 2..: (id, token) pairs; a job is removed only if
 -- it is reserved under that token. Returns the positions (0-based, in pair order) of the jobs
--- left alone: stale tokens, or jobs no longer reserved.
+-- left alone: stale tokens, or jobs no longer reserved. A fixed number of calls per batch.
 local refused = layout_refusal()
 if refused then
   return refused
 end
+local ids, held = holding_pairs(2, true)
 local acked, stale = {}, {}
-for i = 2, #ARGV, 2 do
-  local id = ARGV[i]
-  if holds(id, ARGV[i + 1]) and redis.call('ZREM', RESERVED, id) == 1 then
+for j, id in ipairs(ids) do
+  if held[j] then
     acked[#acked + 1] = id
   else
-    stale[#stale + 1] = (i - 2) / 2
+    stale[#stale + 1] = j - 1
   end
 end
+call_sliced('ZREM', RESERVED, acked, 1)
 forget_all(acked)
 return stale

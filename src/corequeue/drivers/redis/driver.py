@@ -49,6 +49,7 @@ from corequeue.drivers.base import (
     JobView,
     QueueInfo,
     check_listing,
+    check_pop_limit,
     parse_channel,
     reloadable,
 )
@@ -286,8 +287,7 @@ class RedisDriver:
 
     async def pop_many(self, limit: int) -> list[PersistedJob]:
         """Reserve up to `limit` due jobs, oldest first; raise QueueEmpty after `pop_timeout`."""
-        if limit < 1:
-            raise InvalidOption(f"limit must be at least 1, got {limit}")
+        check_pop_limit(limit)
         limit = min(limit, MAX_POP)
         clients = await self._clients.current()
         loop = asyncio.get_running_loop()
@@ -370,7 +370,14 @@ class RedisDriver:
     async def reload(self, channel: Channel | str) -> int:
         """Move every job of `failed` or `timeout` back to `waiting`, a batch per script."""
         source = reloadable(channel)
-        return await self._repeat("reload", source.value)
+        total, position = 0, 0
+        while True:
+            moved, kept = (
+                int(count) for count in await self._run("reload", source.value, position)
+            )
+            if moved == kept == 0:
+                return total
+            total, position = total + moved, position + kept
 
     async def flush(self, channel: Channel | str) -> None:
         """Delete every job of `channel` with its data, a batch per script."""

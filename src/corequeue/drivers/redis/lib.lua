@@ -84,14 +84,54 @@ local function forget(id)
   redis.call('HDEL', TOKENS, id)
 end
 
+-- One variadic command per slice of `items` (at most BATCH groups of `width` entries, so no
+-- call unpacks more than Lua's stack takes): redis.call(command, key, items...).
+local function call_sliced(command, key, items, width)
+  local size = BATCH * width
+  for first = 1, #items, size do
+    redis.call(command, key, unpack(items, first, math.min(first + size - 1, #items)))
+  end
+end
+
+-- HMGET or ZMSCORE of many ids: the replies in id order (false where absent), one call per
+-- BATCH ids instead of one per id.
+local function read_many(command, key, ids)
+  if #ids <= BATCH then
+    return #ids > 0 and redis.call(command, key, unpack(ids)) or {}
+  end
+  local values = {}
+  for first = 1, #ids, BATCH do
+    local reply = redis.call(command, key, unpack(ids, first, math.min(first + BATCH - 1, #ids)))
+    for i = 1, #reply do
+      values[first + i - 1] = reply[i]
+    end
+  end
+  return values
+end
+
 -- forget() for many ids at once: three calls per BATCH ids instead of three per id.
 local function forget_all(ids)
-  for first = 1, #ids, BATCH do
-    local last = math.min(first + BATCH - 1, #ids)
-    redis.call('HDEL', JOBS, unpack(ids, first, last))
-    redis.call('HDEL', EXPIRIES, unpack(ids, first, last))
-    redis.call('HDEL', TOKENS, unpack(ids, first, last))
+  call_sliced('HDEL', JOBS, ids, 1)
+  call_sliced('HDEL', EXPIRIES, ids, 1)
+  call_sliced('HDEL', TOKENS, ids, 1)
+end
+
+-- Fencing of a batch: ARGV from `first` holds (id, token) pairs. Returns the ids, and for each
+-- whether its pair holds the job (see holds) while it is reserved, from two reads in all. With
+-- `once`, an id given twice holds only at its first pair: the first settle takes the job.
+local function holding_pairs(first, once)
+  local ids, tokens = {}, {}
+  for i = first, #ARGV, 2 do
+    ids[#ids + 1], tokens[#tokens + 1] = ARGV[i], ARGV[i + 1]
   end
+  local stored, leases = read_many('HMGET', TOKENS, ids), read_many('ZMSCORE', RESERVED, ids)
+  local held, seen = {}, {}
+  for j, id in ipairs(ids) do
+    held[j] = tokens[j] ~= '' and stored[j] == tokens[j] and leases[j] ~= false
+      and not (once and seen[id])
+    seen[id] = true
+  end
+  return ids, held
 end
 
 -- A job whose envelope is missing (deleted behind the queue's back, or never moved from an
@@ -132,6 +172,20 @@ local function make_waiting(id)
   redis.call('ZADD', WAITING, redis.call('INCR', SEQ), id)
 end
 
+-- make_waiting() for many ids, in their order: one INCRBY and one ZADD per BATCH ids.
+local function make_all_waiting(ids)
+  if #ids == 0 then
+    return
+  end
+  local first = redis.call('INCRBY', SEQ, #ids) - #ids
+  local scored = {}
+  for i, id in ipairs(ids) do
+    table.insert(scored, first + i)
+    table.insert(scored, id)
+  end
+  call_sliced('ZADD', WAITING, scored, 2)
+end
+
 -- Waiting now (a delay of 0 or less), or delayed until NOW + delay microseconds; returns 1
 -- when it became the next job due, so blocked pops must wake to shorten their wait.
 local function schedule(id, delay)
@@ -146,24 +200,31 @@ local function schedule(id, delay)
   return 0
 end
 
--- Push one job, idempotent by id: an id already waiting, delayed or reserved is left alone;
--- one in failed or timeout is replaced. Returns whether it was stored, and 1 when it became
--- the next job due (see schedule), else 0.
+-- Store the envelope of a job being pushed, idempotent by id: an id already waiting, delayed
+-- or reserved is left alone; one in failed or timeout is replaced. Returns whether it was
+-- stored (the caller then schedules it).
 --
 -- Every pending or parked job has its field in `jobs`, so an id without one is new: HSETNX
--- stores it and it is scheduled at once (three calls). Only an id seen before pays for the
--- channel look-ups.
-local function push_one(id, delay, envelope)
-  local store = redis.call('HSETNX', JOBS, id, envelope) == 1
-  if not store and not is_pending(id) then -- in failed, timeout or completed: replaced
-    redis.call('ZREM', FAILED, id)
-    redis.call('ZREM', TIMEOUT, id)
-    redis.call('ZREM', COMPLETED, id)
-    redis.call('HDEL', EXPIRIES, id)
-    redis.call('HSET', JOBS, id, envelope)
-    store = true
+-- stores it in one call. Only an id seen before pays for the channel look-ups.
+local function store_envelope(id, envelope)
+  if redis.call('HSETNX', JOBS, id, envelope) == 1 then
+    return true
   end
-  if store then
+  if is_pending(id) then
+    return false
+  end
+  redis.call('ZREM', FAILED, id) -- in failed, timeout or completed: replaced
+  redis.call('ZREM', TIMEOUT, id)
+  redis.call('ZREM', COMPLETED, id)
+  redis.call('HDEL', EXPIRIES, id)
+  redis.call('HSET', JOBS, id, envelope)
+  return true
+end
+
+-- Push one job (see store_envelope). Returns whether it was stored, and 1 when it became the
+-- next job due (see schedule), else 0.
+local function push_one(id, delay, envelope)
+  if store_envelope(id, envelope) then
     return true, schedule(id, delay)
   end
   return false, 0
@@ -230,10 +291,8 @@ end
 
 local function promote_due_jobs()
   local ids = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', int(NOW), 'LIMIT', 0, BATCH)
-  for _, id in ipairs(ids) do
-    redis.call('ZREM', DELAYED, id)
-    make_waiting(id)
-  end
+  call_sliced('ZREM', DELAYED, ids, 1)
+  make_all_waiting(ids)
 end
 
 -- Microseconds until the next delayed job is due or the next lease runs out; -1 for never.

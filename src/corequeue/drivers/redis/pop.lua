@@ -16,23 +16,32 @@ recover_expired_leases()
 promote_due_jobs()
 local limit, lease, token = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[5]
 local popped = redis.call('ZPOPMIN', WAITING, limit)
-local reply, reserved = { 0 }, 0
+local ids = {}
 for i = 1, #popped, 2 do
-  local id = popped[i]
-  local envelope = redis.call('HGET', JOBS, id)
+  ids[#ids + 1] = popped[i]
+end
+-- A fixed number of calls per batch: two reads, one ZADD and one HSET for the whole of it.
+local envelopes, expiries = read_many('HMGET', JOBS, ids), read_many('HMGET', EXPIRIES, ids)
+local reply, leases, holders, until_us = { 0 }, {}, {}, int(NOW + lease)
+for j, id in ipairs(ids) do
+  local envelope = envelopes[j]
   reply[#reply + 1] = id
   if envelope and not is_lost(envelope) then
-    redis.call('ZADD', RESERVED, int(NOW + lease), id)
-    redis.call('HSET', TOKENS, id, token)
+    table.insert(leases, until_us)
+    table.insert(leases, id)
+    table.insert(holders, id)
+    table.insert(holders, token)
     reply[#reply + 1] = envelope
-    reply[#reply + 1] = redis.call('HGET', EXPIRIES, id)
-    reserved = reserved + 1
+    reply[#reply + 1] = expiries[j]
   else
     reply[#reply + 1] = false
     reply[#reply + 1] = park_lost(id, envelope and string.sub(envelope, #LOST + 1)
       or 'its envelope was missing when it was popped')
   end
 end
+call_sliced('ZADD', RESERVED, leases, 2)
+call_sliced('HSET', TOKENS, holders, 2)
+local reserved = #leases / 2
 if reserved > 0 and ARGV[4] == '1' then
   redis.call('RPUSH', WAKE, '1')
   redis.call('PEXPIRE', WAKE, 60000) -- gone even if the BLPOP ended another way

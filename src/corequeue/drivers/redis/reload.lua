@@ -1,5 +1,7 @@
--- Move up to BATCH jobs of ARGV 2 ("failed" or "timeout") back to waiting, oldest first.
--- Returns how many moved; the client calls again until that is 0.
+-- Move up to BATCH jobs of ARGV 2 ("failed" or "timeout") back to waiting, oldest first,
+-- from position ARGV 3 of that channel. A job whose envelope is lost (see park_lost) stays
+-- where it is: it could only be parked again. Returns {moved, kept}; the client calls again
+-- from position + kept until both are 0, so kept jobs are passed over, not read again.
 local refused = layout_refusal()
 if refused then
   return refused
@@ -8,10 +10,16 @@ local source = FAILED
 if ARGV[2] == 'timeout' then
   source = TIMEOUT
 end
-local ids = redis.call('ZRANGE', source, 0, BATCH - 1)
-for _, id in ipairs(ids) do
-  redis.call('ZREM', source, id)
-  make_waiting(id)
+local from = tonumber(ARGV[3])
+local ids = redis.call('ZRANGE', source, from, from + BATCH - 1)
+local envelopes = read_many('HMGET', JOBS, ids)
+local moved = {}
+for j, id in ipairs(ids) do
+  if envelopes[j] and not is_lost(envelopes[j]) then
+    table.insert(moved, id)
+  end
 end
+call_sliced('ZREM', source, moved, 1)
+make_all_waiting(moved)
 top_up_tokens(0)
-return #ids
+return { #moved, #ids - #moved }

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-from corequeue.attempt import Attempts, Failure, Listeners
+from corequeue.attempt import CANCELLED, Attempts, Failure, Listeners
 from corequeue.backoff import next_backoff
 from corequeue.drivers.base import Driver
-from corequeue.errors import QueueEmpty, WorkerCrashed
+from corequeue.errors import JobCancelled, QueueEmpty, WorkerCrashed
 from corequeue.guard import Guard, Logger
 from corequeue.job import PersistedJob
 from corequeue.metrics import Gauge, JobMetrics, LabelledGauge, Outcome, set_gauge
@@ -92,6 +92,7 @@ class Consumer:
             log=parts.log,
             observe=self._observe,
             on_settled=self._slot_freed.set,
+            on_cancel=self._cancel_job,
         )
         self.attempts = Attempts(
             parts.listeners,
@@ -217,6 +218,21 @@ class Consumer:
             self.log.error("queue %s: job task crashed", self.name, exc_info=task.exception())
 
     # --- one job ---------------------------------------------------------------------------
+
+    def _cancel_job(self, job: PersistedJob) -> None:
+        """Stop a held job that `cancel(id)` asked to stop: its listeners, or its start."""
+        if self.attempts.cancel(job):
+            return
+        waiting = [ready for ready in self._ready if ready is job]
+        if waiting:  # prefetched, not started: fail it without running it
+            self._ready.remove(waiting[0])
+            task = asyncio.create_task(self._fail_cancelled(job), name=f"cancel {job.id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._finished)
+
+    async def _fail_cancelled(self, job: PersistedJob) -> None:
+        outcome = await self._settle_failure(job, Failure(JobCancelled(CANCELLED), False))
+        self._observe(job, outcome, 0.0)
 
     async def _run_job(self, job: PersistedJob) -> None:
         started = time.perf_counter()

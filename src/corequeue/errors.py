@@ -10,6 +10,7 @@ CoreQueueError
 ├── NoListener
 ├── HandleTimeout
 ├── WorkerCrashed
+├── JobCancelled
 ├── JobFailed
 ├── JobNotFound (also a LookupError)
 └── DriverError
@@ -83,6 +84,13 @@ class WorkerCrashed(CoreQueueError):
 
 class DriverError(CoreQueueError):
     """A driver could not complete an operation."""
+
+
+class JobCancelled(CoreQueueError):
+    """`queue.cancel(id)` stopped the job while it ran: its attempt failed, with no retry.
+
+    The error of the `BeforeAbort` event of such a job; its `last_error` is "cancelled".
+    """
 
 
 class JobFailed(CoreQueueError):

@@ -266,7 +266,16 @@ class Queue:
     # --- other operations ------------------------------------------------------------------
 
     async def cancel(self, job_id: str) -> bool:
-        """Remove a waiting or delayed job; return whether it was there."""
+        """Remove a waiting or delayed job, or stop a running one; return whether it did.
+
+        For a reserved job the request is recorded in the store: the worker holding it sees
+        it at its next lease renewal (within a third of a lease), cancels its listeners and
+        moves it to `failed` with `last_error` "cancelled", with no retry, after a
+        `BeforeAbort` event (its error a JobCancelled). An async listener stops at its next
+        await. A plain `def` listener runs in a thread that cannot be stopped: it goes on to
+        its end and its outcome is ignored; the job is failed as soon as the request arrives.
+        Returns True when the job was removed or the request recorded.
+        """
         return await self.driver.cancel(job_id)
 
     async def info(self) -> QueueInfo:

@@ -23,12 +23,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @asynccontextmanager
-async def shared_store(kind: str, tmp_path: Path) -> AsyncIterator[tuple[Driver, str, str]]:
+async def shared_store(
+    kind: str, tmp_path: Path, lease: timedelta = timedelta(seconds=30)
+) -> AsyncIterator[tuple[Driver, str, str]]:
     """Yield a driver on a fresh queue, with the target and name another process opens."""
     name = unique_queue_name()
     if kind == "sqlite":
         target = str(tmp_path / "jobs.db")
-        sqlite = cq.SQLiteDriver(target, name)
+        sqlite = cq.SQLiteDriver(target, name, lease=lease)
         yield sqlite, target, name
         await sqlite.close()
         return
@@ -36,7 +38,7 @@ async def shared_store(kind: str, tmp_path: Path) -> AsyncIterator[tuple[Driver,
         from corequeue.drivers.redis import RedisDriver
 
         url = redis_url()
-        redis = RedisDriver.from_url(url, name)
+        redis = RedisDriver.from_url(url, name, lease=lease)
         yield redis, url, name
         async with raw_client(url) as client:
             await wipe(redis, client)
@@ -45,7 +47,7 @@ async def shared_store(kind: str, tmp_path: Path) -> AsyncIterator[tuple[Driver,
     from corequeue.drivers.postgres import PostgresDriver
 
     dsn = postgres_dsn()
-    postgres = PostgresDriver(dsn, name, TEST_SCHEMA)
+    postgres = PostgresDriver(dsn, name, TEST_SCHEMA, lease=lease)
     yield postgres, dsn, name
     await postgres.close()
     await delete_queue(dsn, TEST_SCHEMA, name)
@@ -80,3 +82,48 @@ async def test_a_result_is_awaited_from_another_process(kind: str, tmp_path: Pat
 
     assert json.loads(line) == {"result": "HELLO"}
     assert seen_after < 5.0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
+async def test_a_running_job_is_cancelled_from_another_process_within_a_renewal(
+    kind: str, tmp_path: Path
+) -> None:
+    lease = timedelta(milliseconds=900)  # renewed every 300 ms
+    events = cq.SyncDispatcher()
+    aborted: list[cq.BeforeAbortPayload] = []
+
+    async def record(job: cq.Job) -> None:
+        aborted.append(job.data)
+
+    events.subscribe(cq.listen(cq.BeforeAbortPayload, record))
+    async with shared_store(kind, tmp_path, lease) as (driver, target, name):
+        queue = cq.Queue(driver, event_dispatcher=events, keep_results=timedelta(minutes=1))
+        started, stopped = asyncio.Event(), asyncio.Event()
+
+        @queue.listener(str)
+        async def forever(job: cq.ReceivedJob) -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                stopped.set()
+
+        job_id = await queue.dispatch(cq.adjust("work", max_attempts=3))
+        async with consuming(queue):
+            await asyncio.wait_for(started.wait(), 30)
+            canceller = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.integration.workers.canceller",
+                kind, target, name, job_id,
+                cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, _ = await asyncio.wait_for(canceller.communicate(), 30)
+            requested = time.monotonic()
+            await asyncio.wait_for(stopped.wait(), 30)
+            stopped_after = time.monotonic() - requested
+            with pytest.raises(cq.JobFailed) as failed:
+                await queue.result(job_id, timeout=10)
+
+    assert out.decode().strip() == "True"
+    assert stopped_after < lease.total_seconds() / 3 + 0.5
+    assert failed.value.last_error == "cancelled"
+    assert [type(payload.err) for payload in aborted] == [cq.JobCancelled]

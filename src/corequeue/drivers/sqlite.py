@@ -198,7 +198,7 @@ _RENEW = f"""
 UPDATE corequeue_jobs SET due_ms = ?, progress = COALESCE(?, progress),
     progress_message = COALESCE(?, progress_message)
 WHERE {_HELD}
-RETURNING cancel_token IS NOT NULL AND cancel_token = token
+RETURNING COALESCE(cancel_token = token, 0)
 """
 
 _REQUEST_CANCEL = f"""

@@ -70,7 +70,7 @@ from corequeue.drivers.redis.keys import LAYOUT_VERSION, SCRIPT_KEY_COUNT, Redis
 from corequeue.drivers.redis.pools import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT, PoolLimits
 from corequeue.drivers.redis.scripts import Script
 from corequeue.drivers.redis.sync import SyncClient
-from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, quads, text, view
+from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, fives, text, view
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
 from corequeue.job import PersistedJob, new_token
@@ -353,7 +353,18 @@ class RedisDriver:
         """Extend the leases of `jobs` in one script; return those whose lease is lost."""
         if not jobs:
             return []
-        lost = await self._run("renew", _microseconds(self.lease), *_fenced(jobs))
+        progress = [
+            part
+            for position, job in enumerate(jobs)
+            if job.progress is not None
+            for part in (position, repr(job.progress.fraction), job.progress.message)
+        ]
+        lease = _microseconds(self.lease)
+        lost, cancelled = await self._run("renew", lease, len(progress) // 3, *progress,
+                                          *_fenced(jobs))  # fmt: skip
+        requested = {int(position) for position in cancelled}
+        for position, job in enumerate(jobs):
+            job.cancel_requested = position in requested
         return [jobs[int(position)] for position in lost]
 
     async def release(self, job: PersistedJob) -> bool:
@@ -505,8 +516,8 @@ class RedisDriver:
         reply = await self._run("lookup", job_id)
         if reply is None:
             return None
-        channel, score, envelope, lost = reply
-        return view(job_id, Channel(text(channel)), envelope, lost, score)
+        channel, score, envelope, lost, progress = reply
+        return view(job_id, Channel(text(channel)), envelope, lost, score, progress)
 
     async def delete_job(self, job_id: str) -> bool:
         """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
@@ -556,8 +567,8 @@ class RedisDriver:
         """Return the jobs at positions `start`.. of `channel` and the next position (-1: end)."""
         reply = await self._run("inspect", channel.value, start, count)
         views = [
-            view(text(job_id), channel, envelope, lost, score)
-            for job_id, envelope, lost, score in quads(reply[1:])
+            view(text(job_id), channel, envelope, lost, score, progress)
+            for job_id, envelope, lost, score, progress in fives(reply[1:])
         ]
         return views, int(reply[0])
 

@@ -49,5 +49,6 @@ for i = 1, #found, 2 do
   reply[#reply + 1] = redis.call('HGET', JOBS, id)
   reply[#reply + 1] = redis.call('HGET', EXPIRIES, id)
   reply[#reply + 1] = found[i + 1]
+  reply[#reply + 1] = redis.call('HGET', RUNNING, 'p:' .. id)
 end
 return reply

@@ -41,6 +41,7 @@ class RedisKeys:
     layout1_job_prefix: str
     completed: str
     finished: str
+    running: str
 
     @classmethod
     def for_channels(cls, channels: ChannelConfig) -> RedisKeys:
@@ -70,6 +71,7 @@ class RedisKeys:
             layout1_job_prefix=f"{base}job:",
             completed=f"{base}completed",
             finished=f"{base}finished",
+            running=f"{base}running",
         )
         if len({key_slot(key.encode()) for key in keys.all()}) > 1:
             raise InvalidOption(
@@ -85,7 +87,7 @@ class RedisKeys:
 
     def all(self) -> tuple[str, ...]:
         """Return every key the queue keeps (not the short-lived wake-up lists of pops)."""
-        return (*self.for_script()[:12], self.completed, self.finished, self.scratch)
+        return (*self.for_script()[:12], *self.for_script()[13:], self.scratch)
 
     def for_script(self, wake: str | None = None) -> tuple[str, ...]:
         """Return the KEYS of every script, in the order lib.lua names them.
@@ -110,6 +112,7 @@ class RedisKeys:
             wake or self.wake_prefix,
             self.completed,
             self.finished,
+            self.running,
         )
 
     def layout1_job(self, job_id: str) -> str:
@@ -117,5 +120,5 @@ class RedisKeys:
         return f"{self.layout1_job_prefix}{job_id}"
 
 
-SCRIPT_KEY_COUNT: Final = 15
+SCRIPT_KEY_COUNT: Final = 16
 """How many KEYS `RedisKeys.for_script()` returns."""

@@ -21,12 +21,14 @@
 --      14 completed ZSET  id -> when its kept result is pruned, microseconds
 --      15 finished  STREAM  one entry per script that moved jobs to completed or failed:
 --                         what wakes `result()` waiters (XREAD BLOCK), trimmed to ~100
+--      16 running   HASH  'p:' .. id -> progress of a running job ("<fraction> <message>");
+--                         'c:' .. id -> token of the reservation a cancel() asked to stop
 -- ARGV  1 now in microseconds since the epoch, or "" to read the Redis server's clock
 --       2.. per script
 local WAITING, DELAYED, RESERVED, FAILED, TIMEOUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local NOTIFY, SEQ, EXPIRIES, TOKENS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local JOBS, LAYOUT, PERIODIC, WAKE = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
-local COMPLETED, FINISHED = KEYS[14], KEYS[15]
+local COMPLETED, FINISHED, RUNNING = KEYS[14], KEYS[15], KEYS[16]
 local CHANNELS = { WAITING, DELAYED, RESERVED, FAILED, TIMEOUT }
 local TOKEN_CAP = 128 -- more blocked pops than this wake in turns, not at once
 local BATCH = 1000 -- most jobs one call moves, so no call blocks Redis for long
@@ -78,10 +80,27 @@ local function is_lost(envelope)
   return string.sub(envelope, 1, #LOST) == LOST
 end
 
+-- Drop the progress and cancel request of jobs that leave the store (nothing to do, one call,
+-- while no job of the queue ever reported progress or was asked to stop).
+local function forget_running(ids)
+  if #ids == 0 or redis.call('EXISTS', RUNNING) == 0 then
+    return
+  end
+  local fields = {}
+  for _, id in ipairs(ids) do
+    fields[#fields + 1] = 'p:' .. id
+    fields[#fields + 1] = 'c:' .. id
+  end
+  for first = 1, #fields, BATCH do
+    redis.call('HDEL', RUNNING, unpack(fields, first, math.min(first + BATCH - 1, #fields)))
+  end
+end
+
 local function forget(id)
   redis.call('HDEL', JOBS, id)
   redis.call('HDEL', EXPIRIES, id)
   redis.call('HDEL', TOKENS, id)
+  forget_running({ id })
 end
 
 -- One variadic command per slice of `items` (at most BATCH groups of `width` entries, so no
@@ -114,6 +133,7 @@ local function forget_all(ids)
   call_sliced('HDEL', JOBS, ids, 1)
   call_sliced('HDEL', EXPIRIES, ids, 1)
   call_sliced('HDEL', TOKENS, ids, 1)
+  forget_running(ids)
 end
 
 -- Fencing of a batch: ARGV from `first` holds (id, token) pairs. Returns the ids, and for each
@@ -216,6 +236,7 @@ local function store_envelope(id, envelope)
   redis.call('ZREM', FAILED, id) -- in failed, timeout or completed: replaced
   redis.call('ZREM', TIMEOUT, id)
   redis.call('ZREM', COMPLETED, id)
+  forget_running({ id })
   redis.call('HDEL', EXPIRIES, id)
   redis.call('HSET', JOBS, id, envelope)
   return true

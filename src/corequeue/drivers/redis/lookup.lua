@@ -16,7 +16,10 @@ for _, entry in ipairs(channels) do
     if channel == 'delayed' and tonumber(score) <= NOW then
       channel = 'waiting'
     end
-    return { channel, score, redis.call('HGET', JOBS, id), redis.call('HGET', EXPIRIES, id) }
+    return {
+      channel, score, redis.call('HGET', JOBS, id), redis.call('HGET', EXPIRIES, id),
+      redis.call('HGET', RUNNING, 'p:' .. id),
+    }
   end
 end
 return nil

@@ -39,9 +39,9 @@ end
 -- A delayed job is due at the end of its millisecond (never early: layout 1 rounded now down);
 -- lease expiries and parking times keep their instant. Waiting scores are arrival numbers.
 local SCALE, OFFSET = { 1, 1000, 1000, 1000, 1000 }, { 0, 999, 0, 0, 0 }
-local source, scratch = CHANNELS[n], KEYS[16]
+local source, scratch = CHANNELS[n], KEYS[17]
 for i = 3, #ARGV do
-  local id, old_key = ARGV[i], KEYS[i + 14]
+  local id, old_key = ARGV[i], KEYS[i + 15]
   local score = redis.call('ZSCORE', source, id)
   if score then
     redis.call('ZADD', scratch, int(tonumber(score) * SCALE[n] + OFFSET[n]), id)

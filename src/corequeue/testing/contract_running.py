@@ -1,0 +1,152 @@
+"""The running-job part of the Driver contract: progress and cancel requests ride on renewals.
+
+Use it like `corequeue.testing.contract` (same fixtures), in a module of its own:
+
+    from corequeue.testing.contract_running import *  # noqa: F403
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from corequeue.drivers.base import Channel, Driver, InspectDriver, QueueInfo
+from corequeue.job import PersistedJob, Progress
+from corequeue.testing import FakeClock
+from corequeue.testing.jobs import persisted
+
+
+def inspected(driver: Driver) -> InspectDriver:
+    """Return `driver` as an InspectDriver; skip the test for a driver without inspection."""
+    if not isinstance(driver, InspectDriver):
+        pytest.skip(f"{type(driver).__name__} does not implement InspectDriver")
+    return driver
+
+
+async def running(driver: Driver, job_id: str, **fields: Any) -> PersistedJob:
+    """Push a job and pop it: the holder's copy (nothing else may be waiting)."""
+    await driver.push(persisted(job_id, **fields), timedelta(0))
+    job = await driver.pop()
+    assert job.id == job_id
+    return job
+
+
+# --- cancel requests -------------------------------------------------------------------------
+
+
+async def test_cancel_of_a_reserved_job_is_reported_by_the_next_renewal(driver: Driver) -> None:
+    job = await running(driver, "a")
+
+    recorded = await driver.cancel("a")
+    lost = await driver.renew_many([job])
+
+    assert recorded is True
+    assert lost == []
+    assert job.cancel_requested is True
+    assert await driver.info() == QueueInfo(reserved=1)  # the holder decides what happens
+
+
+async def test_renewal_without_a_request_reports_none(driver: Driver) -> None:
+    job = await running(driver, "a")
+    other = await running(driver, "b")
+    await driver.cancel("b")
+
+    await driver.renew_many([job, other])
+
+    assert (job.cancel_requested, other.cancel_requested) == (False, True)
+
+
+async def test_a_request_for_an_earlier_reservation_does_not_reach_a_later_one(
+    driver: Driver, clock: FakeClock
+) -> None:
+    first = await running(driver, "a", max_attempts=2)
+    assert await driver.cancel("a") is True
+    clock.advance(driver.lease + timedelta(milliseconds=1))
+    second = await driver.pop()  # the first lease ran out: a new reservation, a new token
+
+    lost = await driver.renew_many([first, second])
+
+    assert lost == [first]
+    assert second.cancel_requested is False
+
+
+async def test_a_request_survives_until_the_holder_settles(driver: Driver) -> None:
+    job = await running(driver, "a")
+    await driver.cancel("a")
+    await driver.renew_many([job])
+
+    job.last_error = "cancelled"
+    assert await driver.fail(job) is True
+
+    view = await inspected(driver).get_job("a")
+    assert view is not None
+    assert (view.channel, view.job.last_error) == (Channel.FAILED, "cancelled")
+
+
+async def test_cancel_of_a_finished_or_unknown_job_records_nothing(driver: Driver) -> None:
+    job = await running(driver, "a")
+    job.last_error = "boom"
+    await driver.fail(job)
+
+    assert await driver.cancel("a") is False
+    assert await driver.cancel("nobody") is False
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+async def test_progress_travels_with_the_renewal_and_shows_in_inspection(
+    driver: Driver,
+) -> None:
+    job = await running(driver, "a")
+    job.progress = Progress(0.25, "page 1 of 4")
+
+    assert await driver.renew_many([job]) == []
+
+    view = await inspected(driver).get_job("a")
+    assert view is not None
+    assert view.job.progress == Progress(0.25, "page 1 of 4")
+    listed = await inspected(driver).list_jobs(Channel.RESERVED)
+    assert [v.job.progress for v in listed] == [Progress(0.25, "page 1 of 4")]
+
+
+async def test_a_renewal_without_progress_keeps_the_stored_one(driver: Driver) -> None:
+    job = await running(driver, "a")
+    job.progress = Progress(0.5, "half")
+    await driver.renew_many([job])
+    job.progress = None
+
+    await driver.renew_many([job])
+
+    view = await inspected(driver).get_job("a")
+    assert view is not None
+    assert view.job.progress == Progress(0.5, "half")
+
+
+async def test_a_stale_holder_stores_no_progress(driver: Driver, clock: FakeClock) -> None:
+    first = await running(driver, "a", max_attempts=2)
+    clock.advance(driver.lease + timedelta(milliseconds=1))
+    second = await driver.pop()
+    first.progress = Progress(0.9, "stale")
+
+    assert await driver.renew_many([first, second]) == [first]
+
+    view = await inspected(driver).get_job("a")
+    assert view is not None
+    assert view.job.progress is None
+
+
+async def test_a_job_pushed_again_starts_without_progress(driver: Driver) -> None:
+    job = await running(driver, "a")
+    job.progress = Progress(1.0, "done")
+    await driver.renew_many([job])
+    job.last_error = "boom"
+    await driver.fail(job)
+
+    await driver.push(persisted("a"), timedelta(0))
+
+    view = await inspected(driver).get_job("a")
+    assert view is not None
+    assert view.job.progress is None

@@ -16,6 +16,7 @@ from corequeue.drivers.base import (
     InspectDriver,
     JobView,
     QueueInfo,
+    WorkerInfo,
 )
 from corequeue.drivers.in_process import InProcessDriver
 from corequeue.drivers.sqlite import SQLiteDriver
@@ -115,6 +116,7 @@ __all__ = [
     "StoreUnavailable",
     "SyncDispatcher",
     "WorkerCrashed",
+    "WorkerInfo",
     "adjust",
     "job_from",
     "listen",

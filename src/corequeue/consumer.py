@@ -29,6 +29,7 @@ from corequeue.backoff import next_backoff
 from corequeue.drivers.base import Driver
 from corequeue.errors import JobCancelled, QueueEmpty, WorkerCrashed
 from corequeue.guard import Guard, Logger
+from corequeue.heartbeat import Heartbeat
 from corequeue.job import PersistedJob
 from corequeue.metrics import Gauge, JobMetrics, LabelledGauge, Outcome, set_gauge
 from corequeue.periodic import Ticker
@@ -105,6 +106,9 @@ class Consumer:
             parts.driver, settings.failed_retention, name=parts.name, log=parts.log
         )
         self._in_flight: set[asyncio.Task[None]] = set()
+        self.heartbeat = Heartbeat(
+            parts.driver, lambda: len(self._in_flight), name=parts.name, log=parts.log
+        )
         self._ready: deque[PersistedJob] = deque()  # prefetched, leased, waiting for a slot
         self._signalled = False
 
@@ -126,6 +130,9 @@ class Consumer:
             asyncio.create_task(
                 self._pruner.run(self.driver.lease / 3), name=f"retention {self.name}"
             ),
+            asyncio.create_task(
+                self.heartbeat.run(self.driver.lease / 3), name=f"heartbeat {self.name}"
+            ),
         }
         acker = asyncio.create_task(self.settlement.ack_loop(), name=f"acks {self.name}")
         crashed: tuple[str, BaseException] | None = None
@@ -146,6 +153,7 @@ class Consumer:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            await self.heartbeat.leave()
         if crashed is not None:
             task_name, error = crashed
             raise WorkerCrashed(

@@ -18,7 +18,7 @@ from corequeue.backoff import next_backoff
 from corequeue.coalesce import PushCoalescer
 from corequeue.codec import Codec, JsonCodec
 from corequeue.consumer import Consumer, ConsumerParts, ConsumerSettings
-from corequeue.drivers.base import Channel, Driver, QueueInfo, SystemClock
+from corequeue.drivers.base import Channel, Driver, QueueInfo, SystemClock, WorkerInfo
 from corequeue.errors import CoreQueueError, InvalidOption, JobFailed, JobNotFound, PayloadTooLarge
 from corequeue.events import (
     Handler,
@@ -281,6 +281,16 @@ class Queue:
     async def info(self) -> QueueInfo:
         """Return the number of jobs in each channel."""
         return await self.driver.info()
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the workers consuming this queue: those that beat within three renewal
+        periods (one lease), from any process or machine sharing the store.
+
+        Example:
+            >>> for worker in await queue.workers():  # doctest: +SKIP
+            ...     print(worker.hostname, worker.pid, worker.running)
+        """
+        return await self.driver.workers()
 
     async def result(
         self,

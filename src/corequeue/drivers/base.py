@@ -66,6 +66,27 @@ class QueueInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker process consuming a queue, as its last heartbeat described it.
+
+    Attributes:
+        id: Unique per consumer run (`<hostname>:<pid>:<random>`).
+        hostname: The machine it runs on.
+        pid: Its process id there.
+        started_at: When it started consuming (aware, UTC).
+        last_seen: Its last heartbeat, on the store's clock (aware, UTC).
+        running: How many jobs it was running then.
+    """
+
+    id: str
+    hostname: str
+    pid: int
+    started_at: datetime
+    last_seen: datetime
+    running: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelConfig:
     """The store key (or key suffix) of each channel of one queue.
 
@@ -294,6 +315,23 @@ class Driver(Protocol):
 
         Its next `enqueue_slot` starts afresh: any slot not in the future is accepted.
         """
+        ...
+
+    async def beat(self, worker: WorkerInfo) -> None:
+        """Record a heartbeat of `worker`: stored with `last_seen` set to the store's now.
+
+        Workers beat once per renewal period (a third of a lease); a worker silent for a
+        whole lease (three periods) no longer counts as alive, and a beat may delete such
+        records (at most a bounded number per call).
+        """
+        ...
+
+    async def forget_worker(self, worker_id: str) -> None:
+        """Delete the heartbeat record of a worker that stopped cleanly."""
+        ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the workers whose last heartbeat is within one lease of now, by id."""
         ...
 
     async def close(self) -> None:

@@ -24,6 +24,7 @@ from corequeue.drivers.base import (
     JobView,
     QueueInfo,
     SystemClock,
+    WorkerInfo,
     check_listing,
     check_pop_limit,
     due_ms,
@@ -73,7 +74,10 @@ class InProcessDriver:
         self._since: dict[str, int] = {}
         self._pushed = Bell()
         self._finished = Bell()
-        self._slots: dict[str, int] = {}  # periodic schedule name -> last enqueued slot, ms
+        self._slots: dict[str, int] = {}
+        self._workers: dict[
+            str, WorkerInfo
+        ] = {}  # periodic schedule name -> last enqueued slot, ms
         self._lock = threading.RLock()
 
     @property
@@ -300,6 +304,27 @@ class InProcessDriver:
         """Delete the last slot of schedule `name`; return whether there was one."""
         with self._lock:
             return self._slots.pop(name, None) is not None
+
+    async def beat(self, worker: WorkerInfo) -> None:
+        """Record a heartbeat of `worker` now; forget workers silent for a lease."""
+        now = self._clock.now_ms()
+        with self._lock:
+            self._workers[worker.id] = replace(worker, last_seen=instant_of_ms(now))
+            horizon = instant_of_ms(now - to_ms(self.lease))
+            for silent in [w.id for w in self._workers.values() if w.last_seen < horizon]:
+                del self._workers[silent]
+
+    async def forget_worker(self, worker_id: str) -> None:
+        """Delete the heartbeat record of `worker_id`."""
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the workers that beat within one lease of now, by id."""
+        horizon = instant_of_ms(self._clock.now_ms() - to_ms(self.lease))
+        with self._lock:
+            alive = [w for w in self._workers.values() if w.last_seen >= horizon]
+        return sorted(alive, key=lambda worker: worker.id)
 
     async def close(self) -> None:
         """Nothing to release."""

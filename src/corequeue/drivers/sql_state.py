@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Final
 
-from corequeue.drivers.base import Channel
+from corequeue.drivers.base import Channel, WorkerInfo, instant_of_ms
 from corequeue.errors import DecodeError
 from corequeue.job import PersistedJob, Progress
 
@@ -68,6 +68,19 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
         keep_result=None if keep_ms is None else _duration(keep_ms, "keep_result_ms"),
         result=None if result is None else bytes(result),
         progress=progress,
+    )
+
+
+def worker_of(row: Sequence[Any]) -> WorkerInfo:
+    """Return the WorkerInfo of a row `id, hostname, pid, started_ms, last_seen_ms, running`."""
+    worker_id, hostname, pid, started_ms, last_seen_ms, running = row
+    return WorkerInfo(
+        str(worker_id),
+        str(hostname),
+        int(pid),
+        instant_of_ms(int(started_ms)),
+        instant_of_ms(int(last_seen_ms)),
+        int(running),
     )
 
 

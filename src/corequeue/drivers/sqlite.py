@@ -39,6 +39,7 @@ from corequeue.drivers.base import (
     JobView,
     QueueInfo,
     SystemClock,
+    WorkerInfo,
     check_listing,
     check_pop_limit,
     due_ms,
@@ -56,6 +57,7 @@ from corequeue.drivers.sql_state import (
     TIMEOUT,
     job_from_columns,
     readable_or_not,
+    worker_of,
 )
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import DecodeError, InvalidOption, QueueEmpty, StoreUnavailable
@@ -66,8 +68,8 @@ T = TypeVar("T")
 SCHEMA_VERSION: Final = 4
 """Version 2 added the `token` column (fenced settlement), version 3 the `corequeue_periodic`
 table (periodic jobs), version 4 the `keep_result_ms`, `result`, `progress`, `progress_message` and
-`cancel_token` columns (kept results, progress, cancelling a running job); an older file is
-upgraded."""
+`cancel_token` columns and the `corequeue_workers` table (kept results, progress,
+cancelling a running job, worker heartbeats); an older file is upgraded."""
 
 _META = "CREATE TABLE IF NOT EXISTS corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -104,6 +106,19 @@ CREATE TABLE IF NOT EXISTS corequeue_periodic (
 )
 """
 
+_WORKERS_TABLE = """
+CREATE TABLE IF NOT EXISTS corequeue_workers (
+    queue TEXT NOT NULL,
+    id TEXT NOT NULL,
+    hostname TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    running INTEGER NOT NULL,
+    PRIMARY KEY (queue, id)
+)
+"""
+
 _UPGRADES: Final = {
     2: ("ALTER TABLE corequeue_jobs ADD COLUMN token TEXT",),
     3: (_PERIODIC_TABLE,),
@@ -113,6 +128,7 @@ _UPGRADES: Final = {
         "ALTER TABLE corequeue_jobs ADD COLUMN progress REAL",
         "ALTER TABLE corequeue_jobs ADD COLUMN progress_message TEXT",
         "ALTER TABLE corequeue_jobs ADD COLUMN cancel_token TEXT",
+        _WORKERS_TABLE,
     ),
 }
 """The statements that bring a file from version n - 1 to version n."""
@@ -213,6 +229,19 @@ WHERE rowid = ?
 
 _INFO = """
 SELECT state, due_ms > ?, COUNT(*) FROM corequeue_jobs WHERE queue = ? GROUP BY 1, 2
+"""
+
+_BEAT = """
+INSERT INTO corequeue_workers (queue, id, hostname, pid, started_ms, last_seen_ms, running)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (queue, id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
+    running = excluded.running
+"""
+
+_FORGET_SILENT = """
+DELETE FROM corequeue_workers WHERE rowid IN (
+    SELECT rowid FROM corequeue_workers WHERE queue = ? AND last_seen_ms < ? LIMIT 100
+)
 """
 
 # Changes a row only when the slot is later than the stored one: rowcount 0 means taken.
@@ -498,6 +527,31 @@ class SQLiteDriver:
         """Delete the last slot of schedule `name`; return whether there was one."""
         sql = "DELETE FROM corequeue_periodic WHERE queue = ? AND name = ?"
         return await self._write(sql, (self.name, name)) > 0
+
+    async def beat(self, worker: WorkerInfo) -> None:
+        """Record a heartbeat of `worker` now; forget up to 100 workers silent for a lease."""
+        now = self._clock.now_ms()
+        started = int(worker.started_at.timestamp() * 1000)
+        row = (self.name, worker.id, worker.hostname, worker.pid, started, now, worker.running)
+        silent = (self.name, now - to_ms(self.lease))
+        await self._run(
+            partial(_execute_statements, statements=[(_BEAT, row), (_FORGET_SILENT, silent)])
+        )
+
+    async def forget_worker(self, worker_id: str) -> None:
+        """Delete the heartbeat record of `worker_id`."""
+        sql = "DELETE FROM corequeue_workers WHERE queue = ? AND id = ?"
+        await self._write(sql, (self.name, worker_id))
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the workers that beat within one lease of now, by id."""
+        horizon = self._clock.now_ms() - to_ms(self.lease)
+        sql = (
+            "SELECT id, hostname, pid, started_ms, last_seen_ms, running FROM corequeue_workers "
+            "WHERE queue = ? AND last_seen_ms >= ? ORDER BY id"
+        )
+        rows = await self._run(lambda db: db.execute(sql, (self.name, horizon)).fetchall())
+        return [worker_of(row) for row in rows]
 
     async def close(self) -> None:
         """Close the connection and its thread."""
@@ -786,7 +840,7 @@ def _migrate(db: sqlite3.Connection) -> None:
             "sqlite", f"schema version {version} is newer than this release ({SCHEMA_VERSION})"
         )
     # executescript() would commit the open transaction: run the statements one by one.
-    for statement in (*_SCHEMA.split(";"), _PERIODIC_TABLE):
+    for statement in (*_SCHEMA.split(";"), _PERIODIC_TABLE, _WORKERS_TABLE):
         if statement.strip():
             db.execute(statement)
     for step in range(version + 1, SCHEMA_VERSION + 1):

@@ -7,12 +7,19 @@ Use it like `corequeue.testing.contract` (same fixtures), in a module of its own
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from corequeue.drivers.base import Channel, Driver, InspectDriver, QueueInfo
+from corequeue.drivers.base import (
+    Channel,
+    Driver,
+    InspectDriver,
+    QueueInfo,
+    WorkerInfo,
+    instant_of_ms,
+)
 from corequeue.job import PersistedJob, Progress
 from corequeue.testing import FakeClock
 from corequeue.testing.jobs import persisted
@@ -150,3 +157,59 @@ async def test_a_job_pushed_again_starts_without_progress(driver: Driver) -> Non
     view = await inspected(driver).get_job("a")
     assert view is not None
     assert view.job.progress is None
+
+
+# --- worker heartbeats ------------------------------------------------------------------------
+
+
+def worker(worker_id: str, running: int = 0) -> WorkerInfo:
+    """A heartbeat record of worker `worker_id` (last_seen is the store's to set)."""
+    started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    return WorkerInfo(worker_id, "host-1", 4242, started, started, running)
+
+
+async def test_a_beating_worker_is_listed_as_last_seen_now(
+    driver: Driver, clock: FakeClock
+) -> None:
+    await driver.beat(worker("w1", running=3))
+
+    listed = await driver.workers()
+
+    assert [(w.id, w.hostname, w.pid, w.running) for w in listed] == [("w1", "host-1", 4242, 3)]
+    assert listed[0].started_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert listed[0].last_seen == instant_of_ms(clock.now_ms())
+
+
+async def test_a_new_beat_updates_the_record(driver: Driver, clock: FakeClock) -> None:
+    await driver.beat(worker("w1", running=1))
+    clock.advance(timedelta(seconds=5))
+
+    await driver.beat(worker("w1", running=2))
+
+    listed = await driver.workers()
+    assert [(w.id, w.running, w.last_seen) for w in listed] == [
+        ("w1", 2, instant_of_ms(clock.now_ms()))
+    ]
+
+
+async def test_a_worker_silent_for_a_lease_is_gone(driver: Driver, clock: FakeClock) -> None:
+    await driver.beat(worker("quiet"))
+    await driver.beat(worker("busy"))
+    clock.advance(driver.lease - timedelta(milliseconds=1))
+    await driver.beat(worker("busy"))
+
+    still = [w.id for w in await driver.workers()]
+    clock.advance(timedelta(milliseconds=2))
+    later = [w.id for w in await driver.workers()]
+
+    assert still == ["busy", "quiet"]
+    assert later == ["busy"]
+
+
+async def test_a_worker_that_stops_cleanly_is_forgotten(driver: Driver) -> None:
+    await driver.beat(worker("w1"))
+    await driver.beat(worker("w2"))
+
+    await driver.forget_worker("w1")
+
+    assert [w.id for w in await driver.workers()] == ["w2"]

@@ -20,3 +20,16 @@ ALTER TABLE {schema}.jobs DROP CONSTRAINT jobs_state_check,
 -- prune: the oldest finished rows of a queue (completed by expiry, failed and timeout by the
 -- time they were parked) are the first entries of this index.
 CREATE INDEX jobs_finished ON {schema}.jobs (queue, due_ms) WHERE state >= 2;
+
+-- Worker heartbeats: one row per consumer run of a queue, written every renewal period; a row
+-- not written for a lease counts as a worker gone, and beats delete such rows.
+CREATE TABLE {schema}.workers (
+    queue text NOT NULL,
+    id text NOT NULL,
+    hostname text NOT NULL,
+    pid integer NOT NULL,
+    started_ms bigint NOT NULL,
+    last_seen_ms bigint NOT NULL,
+    running integer NOT NULL,
+    PRIMARY KEY (queue, id)
+);

@@ -38,6 +38,7 @@ from corequeue.drivers.base import (
     Clock,
     JobView,
     QueueInfo,
+    WorkerInfo,
     check_listing,
     check_pop_limit,
     instant_of_ms,
@@ -57,6 +58,7 @@ from corequeue.drivers.sql_state import (
     PENDING,
     job_from_columns,
     readable_or_not,
+    worker_of,
 )
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import (
@@ -439,6 +441,27 @@ class PostgresDriver:
     async def forget_schedule(self, name: str) -> bool:
         """Delete the last slot of schedule `name`; return whether there was one."""
         return await self._execute(self._queries.forget_schedule, self._params(name=name)) > 0
+
+    async def beat(self, worker: WorkerInfo) -> None:
+        """Record a heartbeat of `worker` now; forget up to 100 workers silent for a lease."""
+        params = self._params(
+            id=worker.id,
+            hostname=worker.hostname,
+            pid=worker.pid,
+            started_ms=int(worker.started_at.timestamp() * 1000),
+            running=worker.running,
+            lease_ms=to_ms(self.lease),
+        )
+        await self._execute(self._queries.beat, params)
+
+    async def forget_worker(self, worker_id: str) -> None:
+        """Delete the heartbeat record of `worker_id`."""
+        await self._execute(self._queries.forget_worker, self._params(id=worker_id))
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the workers that beat within one lease of now, by id."""
+        params = self._params(lease_ms=to_ms(self.lease))
+        return [worker_of(row) for row in await self._fetch(self._queries.workers, params)]
 
     async def close(self) -> None:
         """Close the pools and listening connections of every event loop that used the driver."""

@@ -33,6 +33,9 @@ class Queries:
     ack_many: bytes
     complete_many: bytes
     prune: bytes
+    beat: bytes
+    forget_worker: bytes
+    workers: bytes
     settle: bytes
     renew: bytes
     renew_many: bytes
@@ -57,6 +60,7 @@ class Queries:
         placeholders = {
             "jobs": sql.Identifier(schema, "jobs"),
             "periodic": sql.Identifier(schema, "periodic"),
+            "workers": sql.Identifier(schema, "workers"),
             **clock_placeholders(),
         }
         texts = _named_statements()

@@ -281,3 +281,29 @@ SELECT name, last_slot_ms FROM {periodic} WHERE queue = %(queue)s;
 
 -- name: forget_schedule
 DELETE FROM {periodic} WHERE queue = %(queue)s AND name = %(name)s;
+
+-- name: beat
+-- A worker's heartbeat, at the clock's now; then up to 100 records of workers silent for a
+-- lease (%(lease_ms)s) go.
+WITH beat AS (
+    INSERT INTO {workers} AS w (queue, id, hostname, pid, started_ms, last_seen_ms, running)
+    VALUES (%(queue)s, %(id)s, %(hostname)s, %(pid)s, %(started_ms)s, {now}, %(running)s)
+    ON CONFLICT (queue, id) DO UPDATE SET
+        last_seen_ms = excluded.last_seen_ms, running = excluded.running
+    RETURNING 1
+),
+silent AS (
+    SELECT ctid AS row_id FROM {workers}
+    WHERE queue = %(queue)s AND last_seen_ms < {now} - %(lease_ms)s
+    LIMIT 100
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {workers} WHERE ctid = ANY(ARRAY(SELECT row_id FROM silent));
+
+-- name: forget_worker
+DELETE FROM {workers} WHERE queue = %(queue)s AND id = %(id)s;
+
+-- name: workers
+SELECT id, hostname, pid, started_ms, last_seen_ms, running FROM {workers}
+WHERE queue = %(queue)s AND last_seen_ms >= {now} - %(lease_ms)s
+ORDER BY id;

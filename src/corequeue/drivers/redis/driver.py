@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from redis.exceptions import ResponseError
@@ -48,8 +49,10 @@ from corequeue.drivers.base import (
     Clock,
     JobView,
     QueueInfo,
+    WorkerInfo,
     check_listing,
     check_pop_limit,
+    instant_of_ms,
     parse_channel,
     reloadable,
 )
@@ -73,7 +76,7 @@ from corequeue.drivers.redis.sync import SyncClient
 from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, fives, text, view
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
-from corequeue.job import PersistedJob, new_token
+from corequeue.job import PersistedJob, new_token, to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -473,6 +476,66 @@ class RedisDriver:
         """Delete the last slot of schedule `name`; return whether there was one."""
         return bool(await self._command("HDEL", self.keys.periodic, name))
 
+    async def beat(self, worker: WorkerInfo) -> None:
+        """Record a heartbeat of `worker` in the queue's `workers` hash, at the store's now.
+
+        Then deletes the records of workers silent for a lease (a worker count is small: the
+        hash is read whole).
+        """
+        now_ms = await self._now_ms()
+        record = json.dumps(
+            {
+                "hostname": worker.hostname,
+                "pid": worker.pid,
+                "started_ms": int(worker.started_at.timestamp() * 1000),
+                "last_seen_ms": now_ms,
+                "running": worker.running,
+            }
+        )
+        await self._command("HSET", self.keys.workers, worker.id, record)
+        silent = [
+            w.id for w in await self._all_workers() if _ms(w.last_seen) < now_ms - to_ms(self.lease)
+        ]
+        if silent:
+            await self._command("HDEL", self.keys.workers, *silent)
+
+    async def forget_worker(self, worker_id: str) -> None:
+        """Delete the heartbeat record of `worker_id`."""
+        await self._command("HDEL", self.keys.workers, worker_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the workers that beat within one lease of now, by id."""
+        horizon = await self._now_ms() - to_ms(self.lease)
+        alive = [w for w in await self._all_workers() if _ms(w.last_seen) >= horizon]
+        return sorted(alive, key=lambda worker: worker.id)
+
+    async def _all_workers(self) -> list[WorkerInfo]:
+        records = await self._command("HGETALL", self.keys.workers)
+        workers = []
+        for worker_id, record in records.items():
+            try:
+                fields = json.loads(record)
+                workers.append(
+                    WorkerInfo(
+                        text(worker_id),
+                        str(fields["hostname"]),
+                        int(fields["pid"]),
+                        instant_of_ms(int(fields["started_ms"])),
+                        instant_of_ms(int(fields["last_seen_ms"])),
+                        int(fields["running"]),
+                    )
+                )
+            except (ValueError, KeyError, TypeError):  # not a record this release wrote
+                continue
+        return workers
+
+    async def _now_ms(self) -> int:
+        """The store's now in milliseconds: the clock given, else the Redis server's TIME."""
+        if self._clock is not None:
+            return self._clock.now_ms()
+        seconds, micros = await self._command("TIME")
+        return int(seconds) * 1000 + int(micros) // 1000
+
     async def close(self) -> None:
         """Close the connections the driver opened (not a client given to it), sync ones too."""
         watchers, self._watchers = self._watchers, {}
@@ -759,6 +822,10 @@ async def _outcome(timer: asyncio.Task[list[PersistedJob]] | None) -> list[Persi
 def _keeps(job: PersistedJob) -> bool:
     """Whether an ack of `job` keeps it in `completed` (a positive `keep_result`)."""
     return job.keep_result is not None and job.keep_result > timedelta(0)
+
+
+def _ms(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)
 
 
 def _stream_entries(reply: Any) -> list[Any]:

@@ -42,6 +42,7 @@ class RedisKeys:
     completed: str
     finished: str
     running: str
+    workers: str
 
     @classmethod
     def for_channels(cls, channels: ChannelConfig) -> RedisKeys:
@@ -72,6 +73,7 @@ class RedisKeys:
             completed=f"{base}completed",
             finished=f"{base}finished",
             running=f"{base}running",
+            workers=f"{base}workers",
         )
         if len({key_slot(key.encode()) for key in keys.all()}) > 1:
             raise InvalidOption(
@@ -87,7 +89,7 @@ class RedisKeys:
 
     def all(self) -> tuple[str, ...]:
         """Return every key the queue keeps (not the short-lived wake-up lists of pops)."""
-        return (*self.for_script()[:12], *self.for_script()[13:], self.scratch)
+        return (*self.for_script()[:12], *self.for_script()[13:], self.workers, self.scratch)
 
     def for_script(self, wake: str | None = None) -> tuple[str, ...]:
         """Return the KEYS of every script, in the order lib.lua names them.

@@ -133,6 +133,8 @@ async def test_job_is_described_in_full(client: httpx.AsyncClient, queue: Queue)
         "payload_encoding": "json",
         "payload": {"to": "a@example.com"},
         "payload_note": None,
+        "progress": None,
+        "result": None,
     }
 
 

@@ -39,7 +39,7 @@ NOTICES: Final = {
     "flushed": "Deleted {jobs}.",
     "retried": "The job is back in waiting.",
     "deleted": "The job was deleted.",
-    "cancelled": "The job was cancelled.",
+    "cancelled": "The job was cancelled (a running job stops at its worker's next renewal).",
     "logged-out": "Logged out.",
 }
 """The messages a redirect may ask a page to show, by code: pages never echo request text."""
@@ -69,6 +69,7 @@ class Pages:
             Route("/login", self.login_form, name="login"),
             Route("/login", self.login, methods=["POST"], name="login_post"),
             Route("/logout", self.logout, methods=["POST"], name="logout"),
+            Route("/workers", self.workers, name="workers"),
             Route("/queues/{queue}", self.queue, name="queue"),
             Route("/queues/{queue}/channels/{channel}", self.channel, name="channel"),
             Route(
@@ -114,6 +115,10 @@ class Pages:
     async def overview_live(self, request: Request) -> Response:
         """The live part of the overview, which its script swaps in every few seconds."""
         return self.render(request, "_cards.html", cards=await self._cards())
+
+    async def workers(self, request: Request) -> Response:
+        """The live workers of every queue, from their heartbeats."""
+        return self.render(request, "workers.html", workers=await self.dashboard.workers())
 
     async def queue(self, request: Request) -> Response:
         """A queue's page is its waiting channel."""
@@ -161,6 +166,7 @@ class Pages:
             queue=name,
             view=view,
             payload=self.dashboard.payload(view),
+            result=self.dashboard.result(view),
             reloadable=view.channel in RELOADABLE,
         )
 
@@ -205,7 +211,7 @@ class Pages:
         return await self._job_action(request, self.dashboard.delete, "deleted")
 
     async def cancel(self, request: Request) -> Response:
-        """Cancel one waiting or delayed job."""
+        """Cancel one waiting or delayed job, or ask the worker running it to stop it."""
         return await self._job_action(request, self.dashboard.cancel, "cancelled")
 
     async def login(self, request: Request) -> Response:

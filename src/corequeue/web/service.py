@@ -15,7 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from corequeue.codec import MAX_DEPTH, nested_deeper
-from corequeue.drivers.base import Channel, InspectDriver, JobView, QueueInfo, reloadable
+from corequeue.drivers.base import (
+    Channel,
+    InspectDriver,
+    JobView,
+    QueueInfo,
+    WorkerInfo,
+    reloadable,
+)
 from corequeue.errors import InvalidOption
 from corequeue.metrics import FanOut, JobMetrics
 from corequeue.periodic import PeriodicInfo, slot_job_id
@@ -210,9 +217,21 @@ class Dashboard:
             )
 
     async def cancel(self, name: str, job_id: str) -> None:
-        """Cancel one waiting or delayed job."""
+        """Cancel one waiting or delayed job, or ask the worker running it to stop it."""
         if not await self.queue(name).cancel(job_id):
-            raise Problem(f"no waiting or delayed job {job_id!r} in queue {name!r}", 404)
+            raise Problem(f"no waiting, delayed or running job {job_id!r} in queue {name!r}", 404)
+
+    async def workers(self) -> dict[str, list[WorkerInfo]]:
+        """Return the live workers of every queue, by queue name."""
+        return {name: await self.queue(name).workers() for name in self.names}
+
+    def result(self, view: JobView) -> Payload | None:
+        """Return the kept result of a completed job as shown (None: it has none)."""
+        if view.job.result is None:
+            return None
+        if not self.show_payloads:
+            return Payload("hidden", "")
+        return payload_of(view.job.result)
 
     def payload(self, view: JobView) -> Payload:
         """Return the payload of `view` as shown: pretty JSON, text, base64, or hidden."""
@@ -290,7 +309,30 @@ def job_document(dashboard: Dashboard, queue: str, view: JobView) -> dict[str, A
         document["payload"] = payload.value
     elif payload.encoding != "hidden":
         document["payload"] = payload.text
+    progress = job.progress
+    document["progress"] = (
+        None if progress is None else {"fraction": progress.fraction, "message": progress.message}
+    )
+    result = dashboard.result(view)
+    document["result"] = None
+    if result is not None and result.encoding == "json":
+        document["result"] = result.value
+    elif result is not None and result.encoding != "hidden":
+        document["result"] = result.text
     return document
+
+
+def worker_document(queue: str, worker: WorkerInfo) -> dict[str, Any]:
+    """Return the JSON API's form of a worker (see the OpenAPI schema `Worker`)."""
+    return {
+        "queue": queue,
+        "id": worker.id,
+        "hostname": worker.hostname,
+        "pid": worker.pid,
+        "started_at": worker.started_at.isoformat(),
+        "last_seen": worker.last_seen.isoformat(),
+        "running": worker.running,
+    }
 
 
 def schedule_document(view: ScheduleView) -> dict[str, Any]:

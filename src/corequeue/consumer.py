@@ -81,11 +81,17 @@ class Consumer:
         self._gauge = parts.gauge
         self._ticker = parts.ticker
         self._gauge_guard = Guard(parts.log, f"queue {parts.name}: gauge")
-        self._observe = guarded_observer(
+        report = guarded_observer(
             Guard(parts.log, f"queue {parts.name}: metrics observer"),
             parts.metrics.observe if parts.metrics is not None else None,
             parts.name,
         )
+
+        def observe(job: PersistedJob, outcome: Outcome, duration: float) -> None:
+            self.heartbeat.tally.add(outcome)  # the fleet-wide counters in the store
+            report(job, outcome, duration)
+
+        self._observe = observe
         self._slot_freed = asyncio.Event()
         self.settlement = Settlement(
             parts.driver,

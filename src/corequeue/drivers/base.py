@@ -86,6 +86,42 @@ class WorkerInfo:
     running: int = 0
 
 
+THROUGHPUT_INTERVAL = timedelta(seconds=30)
+"""Width of one interval of the store's throughput counters."""
+
+THROUGHPUT_HISTORY = timedelta(days=1)
+"""How long the store keeps throughput counters; older intervals are deleted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    """Attempts finished across every worker of a queue in one interval, by outcome.
+
+    Attributes:
+        start: The interval's start (aware, UTC); intervals are THROUGHPUT_INTERVAL wide,
+            aligned to the Unix epoch.
+        processed: Attempts that succeeded.
+        retried: Attempts that failed and were sent back for another.
+        failed: Attempts that failed for good.
+    """
+
+    start: datetime
+    processed: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+def interval_of(now_ms: int) -> int:
+    """Return the start (ms since the epoch) of the throughput interval holding `now_ms`.
+
+    Example:
+        >>> interval_of(61_000)
+        60000
+    """
+    width = THROUGHPUT_INTERVAL // timedelta(milliseconds=1)
+    return now_ms - now_ms % width
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelConfig:
     """The store key (or key suffix) of each channel of one queue.
@@ -332,6 +368,21 @@ class Driver(Protocol):
 
     async def workers(self) -> list[WorkerInfo]:
         """Return the workers whose last heartbeat is within one lease of now, by id."""
+        ...
+
+    async def count_finished(self, processed: int, retried: int, failed: int) -> None:
+        """Add a worker's finished attempts to the counters of the current interval.
+
+        The interval is the store's now's (see `interval_of`); counters older than
+        THROUGHPUT_HISTORY are deleted as it goes, a bounded number per call.
+        """
+        ...
+
+    async def throughput(self, since: datetime) -> list[Throughput]:
+        """Return the counters of the intervals starting at or after `since`, oldest first.
+
+        Intervals in which no attempt finished are left out.
+        """
         ...
 
     async def close(self) -> None:

@@ -12,23 +12,26 @@ import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from corequeue.drivers.base import (
     DEFAULT_LEASE,
     DEFAULT_POP_TIMEOUT,
     LEASE_EXPIRED,
+    THROUGHPUT_HISTORY,
     Channel,
     Clock,
     JobView,
     QueueInfo,
     SystemClock,
+    Throughput,
     WorkerInfo,
     check_listing,
     check_pop_limit,
     due_ms,
     instant_of_ms,
+    interval_of,
     parse_channel,
     reloadable,
 )
@@ -74,10 +77,9 @@ class InProcessDriver:
         self._since: dict[str, int] = {}
         self._pushed = Bell()
         self._finished = Bell()
-        self._slots: dict[str, int] = {}
-        self._workers: dict[
-            str, WorkerInfo
-        ] = {}  # periodic schedule name -> last enqueued slot, ms
+        self._slots: dict[str, int] = {}  # periodic schedule name -> last enqueued slot, ms
+        self._workers: dict[str, WorkerInfo] = {}
+        self._throughput: dict[int, list[int]] = {}  # interval start ms -> the three counts
         self._lock = threading.RLock()
 
     @property
@@ -325,6 +327,27 @@ class InProcessDriver:
         with self._lock:
             alive = [w for w in self._workers.values() if w.last_seen >= horizon]
         return sorted(alive, key=lambda worker: worker.id)
+
+    async def count_finished(self, processed: int, retried: int, failed: int) -> None:
+        """Add finished attempts to the current interval's counters; forget day-old ones."""
+        now = self._clock.now_ms()
+        with self._lock:
+            counts = self._throughput.setdefault(interval_of(now), [0, 0, 0])
+            for index, count in enumerate((processed, retried, failed)):
+                counts[index] += count
+            oldest = now - to_ms(THROUGHPUT_HISTORY)
+            for start in [start for start in self._throughput if start < oldest]:
+                del self._throughput[start]
+
+    async def throughput(self, since: datetime) -> list[Throughput]:
+        """Return the counters of the intervals starting at or after `since`, oldest first."""
+        with self._lock:
+            counts = sorted(self._throughput.items())
+        return [
+            Throughput(instant_of_ms(start), *values)
+            for start, values in counts
+            if instant_of_ms(start) >= since
+        ]
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -34,16 +34,19 @@ from corequeue.drivers.base import (
     DEFAULT_LEASE,
     DEFAULT_POP_TIMEOUT,
     LEASE_EXPIRED,
+    THROUGHPUT_HISTORY,
     Channel,
     Clock,
     JobView,
     QueueInfo,
     SystemClock,
+    Throughput,
     WorkerInfo,
     check_listing,
     check_pop_limit,
     due_ms,
     instant_of_ms,
+    interval_of,
     parse_channel,
     reloadable,
 )
@@ -68,8 +71,9 @@ T = TypeVar("T")
 SCHEMA_VERSION: Final = 4
 """Version 2 added the `token` column (fenced settlement), version 3 the `corequeue_periodic`
 table (periodic jobs), version 4 the `keep_result_ms`, `result`, `progress`, `progress_message` and
-`cancel_token` columns and the `corequeue_workers` table (kept results, progress,
-cancelling a running job, worker heartbeats); an older file is upgraded."""
+`cancel_token` columns and the `corequeue_workers` and `corequeue_throughput` tables
+(kept results, progress, cancelling a running job, worker heartbeats, fleet-wide throughput);
+an older file is upgraded."""
 
 _META = "CREATE TABLE IF NOT EXISTS corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -119,6 +123,30 @@ CREATE TABLE IF NOT EXISTS corequeue_workers (
 )
 """
 
+_THROUGHPUT_TABLE = """
+CREATE TABLE IF NOT EXISTS corequeue_throughput (
+    queue TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    processed INTEGER NOT NULL,
+    retried INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    PRIMARY KEY (queue, start_ms)
+)
+"""
+
+_COUNT = """
+INSERT INTO corequeue_throughput (queue, start_ms, processed, retried, failed)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (queue, start_ms) DO UPDATE SET processed = processed + excluded.processed,
+    retried = retried + excluded.retried, failed = failed + excluded.failed
+"""
+
+_FORGET_COUNTS = """
+DELETE FROM corequeue_throughput WHERE rowid IN (
+    SELECT rowid FROM corequeue_throughput WHERE queue = ? AND start_ms < ? LIMIT 100
+)
+"""
+
 _UPGRADES: Final = {
     2: ("ALTER TABLE corequeue_jobs ADD COLUMN token TEXT",),
     3: (_PERIODIC_TABLE,),
@@ -129,6 +157,7 @@ _UPGRADES: Final = {
         "ALTER TABLE corequeue_jobs ADD COLUMN progress_message TEXT",
         "ALTER TABLE corequeue_jobs ADD COLUMN cancel_token TEXT",
         _WORKERS_TABLE,
+        _THROUGHPUT_TABLE,
     ),
 }
 """The statements that bring a file from version n - 1 to version n."""
@@ -553,6 +582,25 @@ class SQLiteDriver:
         rows = await self._run(lambda db: db.execute(sql, (self.name, horizon)).fetchall())
         return [worker_of(row) for row in rows]
 
+    async def count_finished(self, processed: int, retried: int, failed: int) -> None:
+        """Add finished attempts to the current interval's counters; forget day-old ones."""
+        now = self._clock.now_ms()
+        statements = [
+            (_COUNT, (self.name, interval_of(now), processed, retried, failed)),
+            (_FORGET_COUNTS, (self.name, now - to_ms(THROUGHPUT_HISTORY))),
+        ]
+        await self._run(partial(_execute_statements, statements=statements))
+
+    async def throughput(self, since: datetime) -> list[Throughput]:
+        """Return the counters of the intervals starting at or after `since`, oldest first."""
+        sql = (
+            "SELECT start_ms, processed, retried, failed FROM corequeue_throughput "
+            "WHERE queue = ? AND start_ms >= ? ORDER BY start_ms"
+        )
+        since_ms = int(since.timestamp() * 1000)
+        rows = await self._run(lambda db: db.execute(sql, (self.name, since_ms)).fetchall())
+        return [Throughput(instant_of_ms(start), p, r, f) for start, p, r, f in rows]
+
     async def close(self) -> None:
         """Close the connection and its thread."""
         with self._thread_lock:
@@ -840,7 +888,7 @@ def _migrate(db: sqlite3.Connection) -> None:
             "sqlite", f"schema version {version} is newer than this release ({SCHEMA_VERSION})"
         )
     # executescript() would commit the open transaction: run the statements one by one.
-    for statement in (*_SCHEMA.split(";"), _PERIODIC_TABLE, _WORKERS_TABLE):
+    for statement in (*_SCHEMA.split(";"), _PERIODIC_TABLE, _WORKERS_TABLE, _THROUGHPUT_TABLE):
         if statement.strip():
             db.execute(statement)
     for step in range(version + 1, SCHEMA_VERSION + 1):

@@ -1,4 +1,5 @@
-"""The running-job part of the Driver contract: progress and cancel requests ride on renewals.
+"""The running-job part of the Driver contract: progress and cancel requests ride on renewals;
+worker heartbeats and the fleet-wide throughput counters.
 
 Use it like `corequeue.testing.contract` (same fixtures), in a module of its own:
 
@@ -13,12 +14,16 @@ from typing import Any
 import pytest
 
 from corequeue.drivers.base import (
+    THROUGHPUT_HISTORY,
+    THROUGHPUT_INTERVAL,
     Channel,
     Driver,
     InspectDriver,
     QueueInfo,
+    Throughput,
     WorkerInfo,
     instant_of_ms,
+    interval_of,
 )
 from corequeue.job import PersistedJob, Progress
 from corequeue.testing import FakeClock
@@ -213,3 +218,35 @@ async def test_a_worker_that_stops_cleanly_is_forgotten(driver: Driver) -> None:
     await driver.forget_worker("w1")
 
     assert [w.id for w in await driver.workers()] == ["w2"]
+
+
+# --- fleet-wide throughput --------------------------------------------------------------------
+
+
+async def test_finished_counts_add_up_per_interval(driver: Driver, clock: FakeClock) -> None:
+    clock.advance(timedelta(milliseconds=-(clock.now_ms() % 30_000)))  # an interval's start
+    start = instant_of_ms(clock.now_ms())
+    await driver.count_finished(3, 1, 0)
+    clock.advance(timedelta(seconds=29))
+    await driver.count_finished(2, 0, 1)
+    clock.advance(timedelta(seconds=1))
+    await driver.count_finished(5, 0, 0)
+
+    counted = await driver.throughput(start - timedelta(hours=1))
+
+    assert counted == [
+        Throughput(start, processed=5, retried=1, failed=1),
+        Throughput(start + THROUGHPUT_INTERVAL, processed=5),
+    ]
+    assert await driver.throughput(start + THROUGHPUT_INTERVAL) == counted[1:]
+
+
+async def test_counts_older_than_the_history_are_deleted(driver: Driver, clock: FakeClock) -> None:
+    first = instant_of_ms(interval_of(clock.now_ms()))
+    await driver.count_finished(1, 0, 0)
+    clock.advance(THROUGHPUT_HISTORY + THROUGHPUT_INTERVAL)
+
+    await driver.count_finished(0, 0, 2)
+
+    counted = await driver.throughput(first)
+    assert [(c.processed, c.failed) for c in counted] == [(0, 2)]

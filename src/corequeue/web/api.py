@@ -118,7 +118,7 @@ class Api:
                 "failed": bucket.failed,
                 "backlog": bucket.backlog,
             }
-            for bucket in self.dashboard.recorder.buckets(name)
+            for bucket in await self.dashboard.activity(name)
         ]
         return _json({"queue": name, "bucket_seconds": BUCKET_SECONDS, "buckets": buckets})
 

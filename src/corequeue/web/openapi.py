@@ -69,7 +69,7 @@ def _paths() -> dict[str, Any]:
         },
         "/queues/{queue}/activity": {
             "get": _operation(
-                "Attempts finished in this process and sampled backlog, per interval.",
+                "Attempts every worker finished (store counters) and sampled backlog, per interval.",
                 "Activity",
                 parameters=[queue],
             )

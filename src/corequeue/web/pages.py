@@ -271,7 +271,7 @@ class Pages:
                 "name": name,
                 "counts": info.as_dict(),
                 "driver": type(self.dashboard.queue(name).driver).__name__,
-                "chart": draw(self.dashboard.recorder.buckets(name)),
+                "chart": draw(await self.dashboard.activity(name)),
             }
             for name, info in infos.items()
         ]

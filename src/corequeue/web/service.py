@@ -27,7 +27,7 @@ from corequeue.errors import InvalidOption
 from corequeue.metrics import FanOut, JobMetrics
 from corequeue.periodic import PeriodicInfo, slot_job_id
 from corequeue.queue import Queue
-from corequeue.web.activity import ActivityRecorder
+from corequeue.web.activity import ActivityRecorder, Bucket
 
 PAGE_SIZE = 50
 """Jobs on one page of a channel view."""
@@ -142,6 +142,35 @@ class Dashboard:
     async def infos(self) -> dict[str, QueueInfo]:
         """Return the channel counts of every queue."""
         return {name: await self.info(name) for name in self.queues}
+
+    async def activity(self, name: str) -> list[Bucket]:
+        """Return the chart's intervals of queue `name`: the fleet's finished attempts from the
+        store's throughput counters, and the backlog this dashboard sampled.
+
+        Workers write their counts once per renewal period, so the newest interval fills in
+        with that delay. When the store cannot give counters (a driver of your own without
+        them), the attempts finished in this process are shown instead.
+        """
+        local = self.recorder.buckets(name)
+        try:
+            since = datetime.fromtimestamp(local[0].start, UTC)
+            stored = await self.queue(name).driver.throughput(since)
+        except Exception:  # no counters in this store: this process's own counts
+            return local
+        by_start = {int(count.start.timestamp()): count for count in stored}
+        merged = []
+        for bucket in local:
+            count = by_start.get(int(bucket.start))
+            merged.append(
+                Bucket(
+                    bucket.start,
+                    processed=0 if count is None else count.processed,
+                    retried=0 if count is None else count.retried,
+                    failed=0 if count is None else count.failed,
+                    backlog=bucket.backlog,
+                )
+            )
+        return merged
 
     async def sample_all(self) -> None:
         """Read the counts of every queue that is due a chart sample."""

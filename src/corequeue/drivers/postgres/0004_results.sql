@@ -33,3 +33,15 @@ CREATE TABLE {schema}.workers (
     running integer NOT NULL,
     PRIMARY KEY (queue, id)
 );
+
+-- Fleet-wide throughput: attempts finished by every worker of a queue, per 30-second interval
+-- (start_ms aligned to the epoch), kept for a day. Workers add their counts once per renewal
+-- period; the dashboard reads them wherever it runs.
+CREATE TABLE {schema}.throughput (
+    queue text NOT NULL,
+    start_ms bigint NOT NULL,
+    processed bigint NOT NULL,
+    retried bigint NOT NULL,
+    failed bigint NOT NULL,
+    PRIMARY KEY (queue, start_ms)
+);

@@ -24,7 +24,7 @@ import threading
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
 import psycopg
@@ -34,10 +34,13 @@ from corequeue.drivers.base import (
     DEFAULT_LEASE,
     DEFAULT_POP_TIMEOUT,
     LEASE_EXPIRED,
+    THROUGHPUT_HISTORY,
+    THROUGHPUT_INTERVAL,
     Channel,
     Clock,
     JobView,
     QueueInfo,
+    Throughput,
     WorkerInfo,
     check_listing,
     check_pop_limit,
@@ -462,6 +465,23 @@ class PostgresDriver:
         """Return the workers that beat within one lease of now, by id."""
         params = self._params(lease_ms=to_ms(self.lease))
         return [worker_of(row) for row in await self._fetch(self._queries.workers, params)]
+
+    async def count_finished(self, processed: int, retried: int, failed: int) -> None:
+        """Add finished attempts to the current interval's counters; forget day-old ones."""
+        params = self._params(
+            processed=processed,
+            retried=retried,
+            failed=failed,
+            interval_ms=to_ms(THROUGHPUT_INTERVAL),
+            history_ms=to_ms(THROUGHPUT_HISTORY),
+        )
+        await self._execute(self._queries.count_finished, params)
+
+    async def throughput(self, since: datetime) -> list[Throughput]:
+        """Return the counters of the intervals starting at or after `since`, oldest first."""
+        params = self._params(since_ms=int(since.timestamp() * 1000))
+        rows = await self._fetch(self._queries.throughput, params)
+        return [Throughput(instant_of_ms(start), p, r, f) for start, p, r, f in rows]
 
     async def close(self) -> None:
         """Close the pools and listening connections of every event loop that used the driver."""

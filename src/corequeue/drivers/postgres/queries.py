@@ -36,6 +36,8 @@ class Queries:
     beat: bytes
     forget_worker: bytes
     workers: bytes
+    count_finished: bytes
+    throughput: bytes
     settle: bytes
     renew: bytes
     renew_many: bytes
@@ -61,6 +63,7 @@ class Queries:
             "jobs": sql.Identifier(schema, "jobs"),
             "periodic": sql.Identifier(schema, "periodic"),
             "workers": sql.Identifier(schema, "workers"),
+            "throughput": sql.Identifier(schema, "throughput"),
             **clock_placeholders(),
         }
         texts = _named_statements()

@@ -307,3 +307,30 @@ DELETE FROM {workers} WHERE queue = %(queue)s AND id = %(id)s;
 SELECT id, hostname, pid, started_ms, last_seen_ms, running FROM {workers}
 WHERE queue = %(queue)s AND last_seen_ms >= {now} - %(lease_ms)s
 ORDER BY id;
+
+-- name: count_finished
+-- Add a worker's finished attempts to the interval of the clock's now; then up to 100 intervals
+-- older than %(history_ms)s go.
+WITH counted AS (
+    INSERT INTO {throughput} AS t (queue, start_ms, processed, retried, failed)
+    VALUES (
+        %(queue)s, {now} - {now} %% %(interval_ms)s, %(processed)s, %(retried)s, %(failed)s
+    )
+    ON CONFLICT (queue, start_ms) DO UPDATE SET
+        processed = t.processed + excluded.processed,
+        retried = t.retried + excluded.retried,
+        failed = t.failed + excluded.failed
+    RETURNING 1
+),
+old AS (
+    SELECT ctid AS row_id FROM {throughput}
+    WHERE queue = %(queue)s AND start_ms < {now} - %(history_ms)s
+    LIMIT 100
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {throughput} WHERE ctid = ANY(ARRAY(SELECT row_id FROM old));
+
+-- name: throughput
+SELECT start_ms, processed, retried, failed FROM {throughput}
+WHERE queue = %(queue)s AND start_ms >= %(since_ms)s
+ORDER BY start_ms;

@@ -44,15 +44,18 @@ from redis.exceptions import ResponseError
 from corequeue.drivers.base import (
     DEFAULT_LEASE,
     DEFAULT_POP_TIMEOUT,
+    THROUGHPUT_HISTORY,
     Channel,
     ChannelConfig,
     Clock,
     JobView,
     QueueInfo,
+    Throughput,
     WorkerInfo,
     check_listing,
     check_pop_limit,
     instant_of_ms,
+    interval_of,
     parse_channel,
     reloadable,
 )
@@ -227,6 +230,7 @@ class RedisDriver:
             for script in _SCRIPTS + _SCRIPTS_MORE + _SCRIPTS_PERIODIC + _SCRIPTS_RESULTS
         }
         self._finished = Bell()
+        self._counted_interval: int | None = None
         self._watchers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
     def __repr__(self) -> str:
@@ -508,6 +512,38 @@ class RedisDriver:
         horizon = await self._now_ms() - to_ms(self.lease)
         alive = [w for w in await self._all_workers() if _ms(w.last_seen) >= horizon]
         return sorted(alive, key=lambda worker: worker.id)
+
+    async def count_finished(self, processed: int, retried: int, failed: int) -> None:
+        """Add finished attempts to the current interval's counters in the `throughput` hash.
+
+        Fields `<interval start ms>:<p|r|f>`, one HINCRBY each. Once per new interval seen by
+        this driver, fields older than THROUGHPUT_HISTORY are deleted (at most a day of
+        intervals: a few thousand fields).
+        """
+        start = interval_of(await self._now_ms())
+        for kind, count in (("p", processed), ("r", retried), ("f", failed)):
+            if count:
+                await self._command("HINCRBY", self.keys.throughput, f"{start}:{kind}", count)
+        if start != self._counted_interval:
+            self._counted_interval = start
+            oldest = start - to_ms(THROUGHPUT_HISTORY)
+            fields = [text(field) for field in await self._command("HKEYS", self.keys.throughput)]
+            old = [field for field in fields if _interval_field(field) < oldest]
+            if old:
+                await self._command("HDEL", self.keys.throughput, *old)
+
+    async def throughput(self, since: datetime) -> list[Throughput]:
+        """Return the counters of the intervals starting at or after `since`, oldest first."""
+        since_ms = int(since.timestamp() * 1000)
+        counts: dict[int, dict[str, int]] = {}
+        for field, value in (await self._command("HGETALL", self.keys.throughput)).items():
+            start, _, kind = text(field).partition(":")
+            if start.isdigit() and int(start) >= since_ms:
+                counts.setdefault(int(start), {})[kind] = int(value)
+        return [
+            Throughput(instant_of_ms(start), by.get("p", 0), by.get("r", 0), by.get("f", 0))
+            for start, by in sorted(counts.items())
+        ]
 
     async def _all_workers(self) -> list[WorkerInfo]:
         records = await self._command("HGETALL", self.keys.workers)
@@ -822,6 +858,12 @@ async def _outcome(timer: asyncio.Task[list[PersistedJob]] | None) -> list[Persi
 def _keeps(job: PersistedJob) -> bool:
     """Whether an ack of `job` keeps it in `completed` (a positive `keep_result`)."""
     return job.keep_result is not None and job.keep_result > timedelta(0)
+
+
+def _interval_field(field: str) -> int:
+    """The interval start of a `throughput` field; -1 for a field this release does not write."""
+    start = field.partition(":")[0]
+    return int(start) if start.isdigit() else -1
 
 
 def _ms(instant: datetime) -> int:

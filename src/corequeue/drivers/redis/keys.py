@@ -43,6 +43,7 @@ class RedisKeys:
     finished: str
     running: str
     workers: str
+    throughput: str
 
     @classmethod
     def for_channels(cls, channels: ChannelConfig) -> RedisKeys:
@@ -74,6 +75,7 @@ class RedisKeys:
             finished=f"{base}finished",
             running=f"{base}running",
             workers=f"{base}workers",
+            throughput=f"{base}throughput",
         )
         if len({key_slot(key.encode()) for key in keys.all()}) > 1:
             raise InvalidOption(
@@ -89,7 +91,13 @@ class RedisKeys:
 
     def all(self) -> tuple[str, ...]:
         """Return every key the queue keeps (not the short-lived wake-up lists of pops)."""
-        return (*self.for_script()[:12], *self.for_script()[13:], self.workers, self.scratch)
+        return (
+            *self.for_script()[:12],
+            *self.for_script()[13:],
+            self.workers,
+            self.throughput,
+            self.scratch,
+        )
 
     def for_script(self, wake: str | None = None) -> tuple[str, ...]:
         """Return the KEYS of every script, in the order lib.lua names them.

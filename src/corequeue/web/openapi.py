@@ -69,7 +69,7 @@ def _paths() -> dict[str, Any]:
         },
         "/queues/{queue}/activity": {
             "get": _operation(
-                "Attempts every worker finished (store counters) and sampled backlog, per interval.",
+                "Attempts every worker finished (store counters) and backlog, per interval.",
                 "Activity",
                 parameters=[queue],
             )

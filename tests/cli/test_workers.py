@@ -1,4 +1,5 @@
-"""`corequeue workers`: the live workers of each queue, as a table and as JSON."""
+"""`corequeue workers` and `corequeue queue info --throughput`: what the heartbeats and the
+throughput counters in the store say."""
 
 from __future__ import annotations
 
@@ -60,3 +61,42 @@ def test_workers_table_shows_a_row_per_worker(
     cells = [cell.strip() for cell in row.split("│")[1:-1]]
     assert cells[:4] == ["emails", "box:77:ab", "box", "77"]
     assert cells[-1] == "1"
+
+
+def count(folder: Path, queue: str, processed: int, retried: int, failed: int) -> None:
+    async def record() -> None:
+        driver = cq.SQLiteDriver(folder / "jobs.db", name=queue)
+        await driver.count_finished(processed, retried, failed)
+        await driver.close()
+
+    asyncio.run(record())
+
+
+def test_queue_info_throughput_sums_what_every_worker_counted(
+    workdir: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    count(workdir, "emails", 4, 1, 0)
+    count(workdir, "emails", 2, 0, 1)
+
+    code = main(["queue", "info", "--throughput", "5", "--json"])
+
+    assert code == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "default": {"processed": 0, "retried": 0, "failed": 0},
+        "emails": {"processed": 6, "retried": 1, "failed": 1},
+    }
+
+
+def test_queue_info_throughput_table_shows_a_rate(
+    workdir: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    count(workdir, "emails", 10, 0, 0)
+
+    code = main(["queue", "info", "-q", "emails", "--throughput", "5"])
+
+    output = capsys.readouterr().out
+    assert code == 0
+    row = next(line for line in output.splitlines() if "emails" in line and "│" in line)
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == ["emails", "10", "0", "0", "2.0"]

@@ -144,12 +144,14 @@ class Dashboard:
         return {name: await self.info(name) for name in self.queues}
 
     async def activity(self, name: str) -> list[Bucket]:
-        """Return the chart's intervals of queue `name`: the fleet's finished attempts from the
-        store's throughput counters, and the backlog this dashboard sampled.
+        """Return the chart's intervals of queue `name`: finished attempts and the backlog.
 
-        Workers write their counts once per renewal period, so the newest interval fills in
-        with that delay. When the store cannot give counters (a driver of your own without
-        them), the attempts finished in this process are shown instead.
+        Finished attempts come from the store's throughput counters, which every worker adds
+        to once per renewal period, so the chart shows the whole fleet wherever the dashboard
+        runs. Mounted in a worker process, the dashboard also counts that worker's attempts at
+        once; each interval shows the larger of the two, so the newest bar does not wait for
+        the next heartbeat. A driver without counters (one of your own) shows this process's
+        counts only.
         """
         local = self.recorder.buckets(name)
         try:
@@ -161,14 +163,11 @@ class Dashboard:
         merged = []
         for bucket in local:
             count = by_start.get(int(bucket.start))
+            if count is None or count.processed + count.retried + count.failed <= bucket.finished:
+                merged.append(bucket)
+                continue
             merged.append(
-                Bucket(
-                    bucket.start,
-                    processed=0 if count is None else count.processed,
-                    retried=0 if count is None else count.retried,
-                    failed=0 if count is None else count.failed,
-                    backlog=bucket.backlog,
-                )
+                Bucket(bucket.start, count.processed, count.retried, count.failed, bucket.backlog)
             )
         return merged
 

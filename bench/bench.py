@@ -35,6 +35,7 @@ from corequeue_workloads import (
     enqueue_many,
     enqueue_one_by_one,
     fill,
+    kept_result_bytes,
     lateness,
 )
 from enqueue_workloads import burst, dispatch_sync_rate, raw_round_trips
@@ -83,6 +84,13 @@ def _workloads(
         ("enqueue_many", partial(enqueue_many, queue, jobs)),
         ("drain", partial(_filled_drain, target, queue, 1, worker, jobs)),
     ]
+    if options.keep_results:
+        keeping = replace(worker, keep_results_seconds=3600)
+        steps.append(
+            ("drain_keep_results", partial(_filled_drain, target, queue, 1, keeping, jobs))
+        )
+        if target.driver == "redis":
+            steps.append(("kept_result_bytes", partial(kept_result_bytes, target, queue, jobs)))
     if target.driver == "redis":
         steps.append(("raw", partial(raw_round_trips, queue, target.url, jobs)))
         for n in options.scaling:
@@ -252,6 +260,11 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--peer-timeout", type=float, default=600.0)
     parser.add_argument("--parallelism", type=int, default=100)
     parser.add_argument("--prefetch", type=int, default=0, help="Queue(prefetch=...)")
+    parser.add_argument(
+        "--keep-results",
+        action="store_true",
+        help="also drain with Queue(keep_results=1h), and on Redis the memory per kept result",
+    )
     parser.add_argument("--samples", type=int, default=300, help="deferred jobs for lateness")
     parser.add_argument("--defer-ms", type=int, default=300)
     parser.add_argument("--scaling", type=_counts, default=[2, 4], help="more worker processes")
@@ -277,6 +290,13 @@ def _worker_arguments(argv: list[str]) -> argparse.Namespace:
     worker.add_argument("--io-url", default="", help="one Redis INCR per job, own client")
     worker.add_argument("--expect", type=int, default=0, help='say "done" after this many')
     worker.add_argument("--rss-at", type=_counts, default=[], help="read VmRSS at these")
+    worker.add_argument(
+        "--keep-results",
+        dest="keep_results_seconds",
+        type=float,
+        default=0.0,
+        help="Queue(keep_results=SECONDS)",
+    )
     options = worker.parse_args(argv)
     options.command = "worker"
     return options
@@ -308,6 +328,7 @@ def main(argv: list[str]) -> None:
             io_url=options.io_url,
             expect=options.expect,
             rss_at=tuple(options.rss_at),
+            keep_results_seconds=options.keep_results_seconds,
         )
         asyncio.run(run_worker(target, worker))
         return

@@ -165,6 +165,25 @@ async def wait_until_empty(driver: Driver, deadline_seconds: float) -> None:
             await asyncio.sleep(POLL_SECONDS)
 
 
+async def kept_result_bytes(target: Target, queue: cq.Queue, count: int) -> float:
+    """Redis only: the server memory one kept result takes (`used_memory` with `count` results
+    kept, minus after deleting them, over `count`), results as the bench listener returns."""
+    await fill(queue, count)
+    options = WorkerOptions(keep_results_seconds=3600)
+    await drain(target, queue, 1, options)
+    client = redis_client(target.url)
+    try:
+        kept = (await queue.info()).completed
+        with_results = int((await client.info("memory"))["used_memory"])
+        await queue.driver.flush(Channel.COMPLETED)
+        without = int((await client.info("memory"))["used_memory"])
+    finally:
+        await client.aclose()
+    if kept != count:
+        raise RuntimeError(f"{kept} of {count} results kept")
+    return (with_results - without) / count
+
+
 # --- drain -------------------------------------------------------------------------------------
 
 
@@ -189,7 +208,11 @@ async def drain(target: Target, queue: cq.Queue, processes: int, options: Worker
 async def _drain_here(target: Target, queue: cq.Queue, count: int, options: WorkerOptions) -> float:
     """Drain in this process (the in-process driver lives in this process's memory)."""
     drainer = cq.Queue(
-        queue.driver, parallelism=options.parallelism, prefetch=options.prefetch, name=queue.name
+        queue.driver,
+        parallelism=options.parallelism,
+        prefetch=options.prefetch,
+        name=queue.name,
+        keep_results=options.keep_results,
     )  # a queue of its own, so listeners of earlier drains do not run again
     io_client = redis_client(options.io_url) if options.io_url else None
     recorder = Recorder(io_call(io_client, target))

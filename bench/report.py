@@ -71,6 +71,9 @@ def print_report(results: dict[str, Any]) -> None:
     if redis:
         console.print(_scaling_line(redis))
         console.print(_one_call_line(redis, results["peers"]))
+    for row in results["corequeue"]:
+        if "drain_keep_results" in row:
+            console.print(_kept_results_line(row))
     if any("burst" in row for row in results["corequeue"]):
         console.print(_burst_table(results["corequeue"]))
     if any("scale" in row for row in results["corequeue"]):
@@ -181,6 +184,20 @@ def _peer_cells(peer: dict[str, Any], reference: float) -> list[str]:
 def _lateness_cells(late: dict[str, Any]) -> list[str]:
     cells = [_ms(figure(late, "p50")), _ms(figure(late, "p99")), _ms(figure(late, "max"))]
     return [*cells, _early(late)]
+
+
+def _kept_results_line(row: dict[str, Any]) -> str:
+    """The drain with every result kept, beside the plain drain (and Redis memory per result)."""
+    plain, keeping = figure(row, "drain"), figure(row, "drain_keep_results")
+    share = keeping / plain * 100 if plain and not math.isnan(plain) else NAN
+    line = (
+        f"{row['driver']} drain with keep_results: {_rate(keeping)} jobs/s, "
+        f"{share:.0f}% of the plain drain ({_rate(plain)} jobs/s)"
+    )
+    per_result = figure(row, "kept_result_bytes")
+    if per_result and not math.isnan(per_result):
+        line += f"; {per_result:.0f} bytes of Redis memory per kept result"
+    return line
 
 
 def _scaling_line(redis: dict[str, Any]) -> str:

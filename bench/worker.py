@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,7 @@ class WorkerOptions:
     io_url: str = ""  # when set, the listener makes one Redis INCR per job with its own client
     expect: int = 0  # when set, say "done" once the listener has run this many jobs
     rss_at: tuple[int, ...] = ()  # jobs counts at which to read the worker's VmRSS
+    keep_results_seconds: float = 0.0  # when set, Queue(keep_results=...): every result kept
 
     def as_args(self) -> list[str]:
         """Return the worker command-line arguments for these options."""
@@ -59,7 +61,14 @@ class WorkerOptions:
             "--parallelism", str(self.parallelism), "--prefetch", str(self.prefetch),
             "--io-url", self.io_url, "--expect", str(self.expect),
             "--rss-at", ",".join(str(n) for n in self.rss_at),
+            "--keep-results", str(self.keep_results_seconds),
         ]  # fmt: skip
+
+    @property
+    def keep_results(self) -> timedelta | None:
+        """The queue's `keep_results`, or None when results are not kept."""
+        seconds = self.keep_results_seconds
+        return timedelta(seconds=seconds) if seconds > 0 else None
 
 
 def make_driver(target: Target) -> Driver:
@@ -156,6 +165,7 @@ async def run_worker(target: Target, options: WorkerOptions) -> None:
         parallelism=options.parallelism,
         prefetch=options.prefetch,
         name=target.queue,
+        keep_results=options.keep_results,
     )
     io_client = redis_client(options.io_url) if options.io_url else None
     recorder = Recorder(io_call(io_client, target), options.expect, options.rss_at)

@@ -16,6 +16,7 @@ from corequeue.drivers.base import (
     InspectDriver,
     JobView,
     QueueInfo,
+    WorkerInfo,
 )
 from corequeue.drivers.in_process import InProcessDriver
 from corequeue.drivers.sqlite import SQLiteDriver
@@ -26,6 +27,9 @@ from corequeue.errors import (
     EncodeError,
     HandleTimeout,
     InvalidOption,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
     MiddlewareError,
     NoListener,
     PayloadTooLarge,
@@ -46,8 +50,8 @@ from corequeue.events import (
 )
 from corequeue.factory import App, QueueFactory
 from corequeue.job import DeferrableJob, Job, PersistedJob, ReceivedJob, adjust, job_from
-from corequeue.middleware import DispatchedJob, Middleware
 from corequeue.limits import Limits, Rate
+from corequeue.middleware import DispatchedJob, Middleware
 from corequeue.periodic import PeriodicInfo
 from corequeue.queue import Queue
 
@@ -93,7 +97,10 @@ __all__ = [
     "InspectDriver",
     "InvalidOption",
     "Job",
+    "JobCancelled",
     "JobDispatcher",
+    "JobFailed",
+    "JobNotFound",
     "JobView",
     "JsonCodec",
     "Limits",
@@ -117,6 +124,7 @@ __all__ = [
     "StoreUnavailable",
     "SyncDispatcher",
     "WorkerCrashed",
+    "WorkerInfo",
     "adjust",
     "job_from",
     "listen",

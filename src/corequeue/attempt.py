@@ -18,13 +18,16 @@ from typing import Any, cast
 from corequeue.codec import Codec
 from corequeue.deadlines import Deadlines
 from corequeue.drivers.base import Channel
-from corequeue.errors import DecodeError, HandleTimeout, NoListener
+from corequeue.errors import DecodeError, EncodeError, HandleTimeout, JobCancelled, NoListener
 from corequeue.events import BeforeAbortPayload, BeforeRetryPayload, JobDispatcher
 from corequeue.guard import Logger
 from corequeue.job import PersistedJob, ReceivedJob, job_from
 from corequeue.metrics import Outcome
 from corequeue.middleware import Chain
 from corequeue.settlement import Settlement, job_extra
+
+CANCELLED = "cancelled"
+"""The `last_error` of a job `queue.cancel(id)` stopped while it ran."""
 
 PayloadLookup = Callable[[str], tuple[bool, type[Any] | None]]
 """Given a job type: whether it has listeners, and the class its payload decodes into."""
@@ -47,6 +50,8 @@ class Listeners:
     job_dispatcher: JobDispatcher
     event_dispatcher: JobDispatcher
     middleware: Chain = field(default_factory=lambda: Chain(()))
+    keep_results: timedelta | None = None
+    """How long results are kept for jobs that do not say (`adjust(keep_result=)`)."""
 
 
 class Attempts:
@@ -75,6 +80,22 @@ class Attempts:
         self.name = name
         self.log = log
         self.deadlines = Deadlines()
+        self._running: dict[int, asyncio.Task[Any]] = {}  # id(job) -> task running its listeners
+        self._cancelled: set[int] = set()
+
+    def cancel(self, job: PersistedJob) -> bool:
+        """Stop the listeners of `job` (a cancel request reached its holder); the attempt then
+        fails with "cancelled" and no retry. Returns False when they are not running.
+
+        An async listener is cancelled at its next await. A plain `def` listener runs in a
+        thread that nothing can stop: it goes on to its end, and what it returns is ignored.
+        """
+        task = self._running.get(id(job))
+        if task is None or task.done():
+            return False
+        self._cancelled.add(id(job))
+        task.cancel()
+        return True
 
     async def run(self, job: PersistedJob) -> Failure | None:
         """Decode `job` and run its listeners under its handle timeout; None on success.
@@ -87,8 +108,9 @@ class Attempts:
             return received
         task = cast("asyncio.Task[None]", asyncio.current_task())
         deadline = self.deadlines.watch(task, job.handle_timeout.total_seconds())
+        self._running[id(job)] = task
         try:
-            await self.listeners.middleware.process(
+            returned = await self.listeners.middleware.process(
                 received, lambda: self.listeners.job_dispatcher.dispatch(received)
             )
         except asyncio.CancelledError as exc:
@@ -96,6 +118,11 @@ class Attempts:
                 deadline.expired = False
                 if task.uncancel() == 0:  # only the handle timeout asked: the attempt fails
                     return Failure(HandleTimeout(f"listeners ran longer than {job.handle_timeout}"))
+                raise
+            if id(job) in self._cancelled:
+                self._cancelled.discard(id(job))
+                if task.uncancel() == 0:  # only cancel(id) asked: failed, never retried
+                    return Failure(JobCancelled(CANCELLED), retryable=False)
                 raise
             if _is_cancelling():
                 raise
@@ -105,9 +132,30 @@ class Attempts:
         except BaseException as exc:  # SystemExit or KeyboardInterrupt from a listener fail the job
             return Failure(exc)
         finally:
+            self._running.pop(id(job), None)
             self.deadlines.finish(deadline)
             if deadline.expired:  # the listener swallowed the cancellation: take it back
                 task.uncancel()
+        return self.keep_result(job, returned)
+
+    def keep_result(self, job: PersistedJob, returned: Any) -> Failure | None:
+        """Encode what the listeners returned onto `job` when its result is to be kept.
+
+        One listener's value is the result; several listeners' values make a list, in
+        subscription order. A value the codec cannot encode fails the job (no retry: the
+        listeners would return the same), so a caller awaiting the result learns why.
+        """
+        if job.keep_result is None:
+            job.keep_result = self.listeners.keep_results
+        if job.keep_result is None or job.keep_result <= timedelta(0):
+            return None
+        if isinstance(returned, list) and len(returned) == 1:
+            returned = returned[0]
+        try:
+            job.result = self.listeners.codec.encode(returned)
+        except Exception as exc:
+            error = EncodeError(f"the result cannot be encoded: {type(exc).__name__}: {exc}")
+            return Failure(error, retryable=False)
         return None
 
     def decode(self, job: PersistedJob) -> ReceivedJob | Failure:
@@ -130,7 +178,8 @@ class Attempts:
     async def settle_failure(self, job: PersistedJob, failure: Failure) -> Outcome:
         """Retry the job while attempts remain and the failure allows, else fail it."""
         error = failure.error
-        job.last_error = f"{type(error).__name__}: {error}"
+        cancelled = isinstance(error, JobCancelled)
+        job.last_error = CANCELLED if cancelled else f"{type(error).__name__}: {error}"
         if failure.retryable and job.attempts < job.max_attempts:
             self.log.warning(
                 "job %s (%s) attempt %d/%d failed, will retry: %s",

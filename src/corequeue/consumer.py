@@ -24,11 +24,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-from corequeue.attempt import Attempts, Failure, Listeners
+from corequeue.attempt import CANCELLED, Attempts, Failure, Listeners
 from corequeue.backoff import next_backoff
 from corequeue.drivers.base import Driver
-from corequeue.errors import QueueEmpty, WorkerCrashed
+from corequeue.errors import JobCancelled, QueueEmpty, WorkerCrashed
 from corequeue.guard import Guard, Logger
+from corequeue.heartbeat import Heartbeat
 from corequeue.job import PersistedJob
 from corequeue.metrics import (
     Gauge,
@@ -39,6 +40,7 @@ from corequeue.metrics import (
     set_gauge,
 )
 from corequeue.periodic import Ticker
+from corequeue.retention import Pruner
 from corequeue.settlement import (
     RETRY_FIRST_SECONDS,
     RETRY_MAX_SECONDS,
@@ -58,6 +60,7 @@ class ConsumerSettings:
     gauge_interval: timedelta = timedelta(seconds=15)
     handle_signals: bool = True
     backoff: Callable[[timedelta], timedelta] = next_backoff
+    failed_retention: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +90,17 @@ class Consumer:
         self._held_reported: dict[str, int] = {}
         self._ticker = parts.ticker
         self._gauge_guard = Guard(parts.log, f"queue {parts.name}: gauge")
-        self._observe = guarded_observer(
+        report = guarded_observer(
             Guard(parts.log, f"queue {parts.name}: metrics observer"),
             parts.metrics.observe if parts.metrics is not None else None,
             parts.name,
         )
+
+        def observe(job: PersistedJob, outcome: Outcome, duration: float) -> None:
+            self.heartbeat.tally.add(outcome)  # the fleet-wide counters in the store
+            report(job, outcome, duration)
+
+        self._observe = observe
         self._slot_freed = asyncio.Event()
         self.settlement = Settlement(
             parts.driver,
@@ -99,6 +108,7 @@ class Consumer:
             log=parts.log,
             observe=self._observe,
             on_settled=self._slot_freed.set,
+            on_cancel=self._cancel_job,
         )
         self.attempts = Attempts(
             parts.listeners,
@@ -107,7 +117,13 @@ class Consumer:
             name=parts.name,
             log=parts.log,
         )
+        self._pruner = Pruner(
+            parts.driver, settings.failed_retention, name=parts.name, log=parts.log
+        )
         self._in_flight: set[asyncio.Task[None]] = set()
+        self.heartbeat = Heartbeat(
+            parts.driver, lambda: len(self._in_flight), name=parts.name, log=parts.log
+        )
         self._ready: deque[PersistedJob] = deque()  # prefetched, leased, waiting for a slot
         self._signalled = False
 
@@ -126,6 +142,12 @@ class Consumer:
         helpers = {
             asyncio.create_task(self._report_lengths(), name=f"gauge {self.name}"),
             asyncio.create_task(self.settlement.renew_loop(), name=f"leases {self.name}"),
+            asyncio.create_task(
+                self._pruner.run(self.driver.lease / 3), name=f"retention {self.name}"
+            ),
+            asyncio.create_task(
+                self.heartbeat.run(self.driver.lease / 3), name=f"heartbeat {self.name}"
+            ),
         }
         acker = asyncio.create_task(self.settlement.ack_loop(), name=f"acks {self.name}")
         crashed: tuple[str, BaseException] | None = None
@@ -146,6 +168,7 @@ class Consumer:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            await self.heartbeat.leave()
         if crashed is not None:
             task_name, error = crashed
             raise WorkerCrashed(
@@ -218,6 +241,21 @@ class Consumer:
             self.log.error("queue %s: job task crashed", self.name, exc_info=task.exception())
 
     # --- one job ---------------------------------------------------------------------------
+
+    def _cancel_job(self, job: PersistedJob) -> None:
+        """Stop a held job that `cancel(id)` asked to stop: its listeners, or its start."""
+        if self.attempts.cancel(job):
+            return
+        waiting = [ready for ready in self._ready if ready is job]
+        if waiting:  # prefetched, not started: fail it without running it
+            self._ready.remove(waiting[0])
+            task = asyncio.create_task(self._fail_cancelled(job), name=f"cancel {job.id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._finished)
+
+    async def _fail_cancelled(self, job: PersistedJob) -> None:
+        outcome = await self._settle_failure(job, Failure(JobCancelled(CANCELLED), False))
+        self._observe(job, outcome, 0.0)
 
     async def _run_job(self, job: PersistedJob) -> None:
         started = time.perf_counter()

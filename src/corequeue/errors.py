@@ -11,6 +11,9 @@ CoreQueueError
 ├── HandleTimeout
 ├── MiddlewareError
 ├── WorkerCrashed
+├── JobCancelled
+├── JobFailed
+├── JobNotFound (also a LookupError)
 └── DriverError
     └── StoreUnavailable
 
@@ -89,6 +92,39 @@ class WorkerCrashed(CoreQueueError):
 
 class DriverError(CoreQueueError):
     """A driver could not complete an operation."""
+
+
+class JobCancelled(CoreQueueError):
+    """`queue.cancel(id)` stopped the job while it ran: its attempt failed, with no retry.
+
+    The error of the `BeforeAbort` event of such a job; its `last_error` is "cancelled".
+    """
+
+
+class JobFailed(CoreQueueError):
+    """The job whose result was asked for ended in `failed` or `timeout`.
+
+    Attributes:
+        job_id: The job's id.
+        last_error: Why its last attempt failed.
+        channel: Where it ended: "failed" or "timeout".
+    """
+
+    def __init__(self, job_id: str, last_error: str | None, channel: str = "failed") -> None:
+        self.job_id = job_id
+        self.last_error = last_error
+        self.channel = channel
+        super().__init__(f"job {job_id} ended in {channel}: {last_error or 'no error recorded'}")
+
+
+class JobNotFound(CoreQueueError, LookupError):
+    """No job has that id: never dispatched, finished without a kept result, or pruned."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(
+            f"no job {job_id!r}: unknown, finished without keeping its result, or pruned"
+        )
 
 
 class StoreUnavailable(DriverError):

@@ -71,8 +71,12 @@ class Handler(Protocol):
 class JobDispatcher(Protocol):
     """Delivers a job to the listeners that subscribed to its type."""
 
-    async def dispatch(self, job: Job) -> None:
-        """Call every listener of `job.type`; raise the first error."""
+    async def dispatch(self, job: Job) -> Any:
+        """Call every listener of `job.type`; raise the first error.
+
+        What it returns is the job's result (kept when the queue keeps results): the
+        SyncDispatcher returns the list of its listeners' return values.
+        """
         ...
 
     def subscribe(self, listener: Handler) -> None:
@@ -80,7 +84,7 @@ class JobDispatcher(Protocol):
         ...
 
 
-ListenerCallable = Callable[[Any], Awaitable[None]] | Callable[[Any], None]
+ListenerCallable = Callable[[Any], Awaitable[Any]] | Callable[[Any], Any]
 
 
 class ListenFunc:
@@ -98,12 +102,11 @@ class ListenFunc:
         """Return the wanted type name and class as a job."""
         return self.job_type if self.payload_class is None else _TypeMarker(self)
 
-    async def process(self, job: Job) -> None:
-        """Call the function with `job`, in a thread if it is synchronous."""
+    async def process(self, job: Job) -> Any:
+        """Call the function with `job`, in a thread if it is synchronous; return its result."""
         if self.is_async:
-            await self.fn(job)  # type: ignore[misc]
-        else:
-            await asyncio.to_thread(self.fn, job)
+            return await self.fn(job)
+        return await asyncio.to_thread(self.fn, job)
 
     def __repr__(self) -> str:
         return f"listen({self.job_type!r}, {getattr(self.fn, '__qualname__', self.fn)!r})"
@@ -174,7 +177,7 @@ class SyncDispatcher:
     def __init__(self) -> None:
         self._listeners: dict[str, list[Handler]] = {}
         # Per type, the calls to make: found once at subscribe time, not once per job.
-        self._calls: dict[str, list[Callable[[Job], Awaitable[None]]]] = {}
+        self._calls: dict[str, list[Callable[[Job], Awaitable[Any]]]] = {}
 
     def subscribe(self, listener: Handler) -> None:
         """Register `listener` for the job type it listens to."""
@@ -182,30 +185,32 @@ class SyncDispatcher:
         self._listeners.setdefault(job_type, []).append(listener)
         self._calls.setdefault(job_type, []).append(_call_of(listener))
 
-    async def dispatch(self, job: Any) -> None:
+    async def dispatch(self, job: Any) -> list[Any]:
         """Call every listener of the job's type in order; raise the first error.
 
         A value that is not a Job is wrapped with `job_from` first.
+
+        Returns:
+            What each listener returned, in subscription order.
         """
         if not is_job(job):
             job = job_from(job)
-        for call in self._calls.get(job.type, ()):
-            await call(job)
+        return [await call(job) for call in self._calls.get(job.type, ())]
 
     def has_listeners(self, job_type: str) -> bool:
         """Return whether any listener subscribed to `job_type`."""
         return bool(self._listeners.get(job_type))
 
 
-def _call_of(listener: Handler) -> Callable[[Job], Awaitable[None]]:
+def _call_of(listener: Handler) -> Callable[[Job], Awaitable[Any]]:
     """Return how to run `listener` for one job: its coroutine, or its plain def in a thread."""
     if type(listener) is ListenFunc and listener.is_async:  # not a subclass: it may override
-        return cast(Callable[[Job], Awaitable[None]], listener.fn)
+        return cast(Callable[[Job], Awaitable[Any]], listener.fn)
     if inspect.iscoroutinefunction(listener.process):
-        return listener.process
-    blocking = cast(Callable[[Job], None], listener.process)  # a plain def may block: off the loop
+        return cast(Callable[[Job], Awaitable[Any]], listener.process)
+    blocking = cast(Callable[[Job], Any], listener.process)  # a plain def may block: off the loop
 
-    async def in_thread(job: Job) -> None:
-        await asyncio.to_thread(blocking, job)
+    async def in_thread(job: Job) -> Any:
+        return await asyncio.to_thread(blocking, job)
 
     return in_thread

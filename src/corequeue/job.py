@@ -135,6 +135,28 @@ def new_token() -> str:
     return os.urandom(12).hex()
 
 
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a running job got: a fraction from 0 to 1 and a short message.
+
+    Example:
+        >>> Progress(0.5, "halfway").percent
+        50
+    """
+
+    fraction: float
+    message: str = ""
+
+    @property
+    def percent(self) -> int:
+        """The fraction in whole percent, rounded down."""
+        return int(self.fraction * 100)
+
+
+MAX_PROGRESS_MESSAGE_CHARS = 200
+"""The longest progress message `set_progress` accepts."""
+
+
 @dataclass(slots=True)
 class PersistedJob:
     """The envelope a driver stores: a job's encoded payload plus its delivery state.
@@ -154,6 +176,17 @@ class PersistedJob:
     """Among due jobs, higher runs first (-100..100); equal priorities run in due order."""
     group: str | None = None
     """Who the job belongs to (a tenant, an API host), for per-group limits."""
+    keep_result: timedelta | None = None
+    """How long the job stays in `completed` with its result once acked (None: the queue's
+    `keep_results`; no result is kept when both are None)."""
+    result: bytes | None = field(default=None, compare=False, repr=False)
+    """The listeners' return value, encoded by the codec, once the job completed (an ack of a
+    job with a result and a `keep_result` moves it to `completed` instead of removing it)."""
+    progress: Progress | None = field(default=None, compare=False, repr=False)
+    """How far the running attempt got (`ReceivedJob.set_progress`): stored by the next lease
+    renewal, and shown by inspection while the job is reserved (and after it completed)."""
+    cancel_requested: bool = field(default=False, compare=False, repr=False)
+    """Set by `Driver.renew_many` on the holder's copy when `cancel(id)` asked to stop it."""
     token: str | None = field(default=None, compare=False, repr=False)
     """The reservation token of the pop that handed this copy out (None when not popped).
 
@@ -232,10 +265,14 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     priority: int = 0
     group: str | None = None
+    keep_result_ms: int | None = None
+    result: str | None = None
+    result_b64: bytes | None = None
 
     @classmethod
     def from_job(cls, job: PersistedJob) -> _Envelope:
         text, raw = _split_value(job.value)
+        result_text, result_raw = (None, None) if job.result is None else _split_value(job.result)
         return cls(
             v=ENVELOPE_VERSION,
             id=job.id,
@@ -250,6 +287,9 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
             headers=job.headers,
             priority=job.priority,
             group=job.group,
+            keep_result_ms=None if job.keep_result is None else to_ms(job.keep_result),
+            result=result_text,
+            result_b64=result_raw,
         )
 
     def to_job(self) -> PersistedJob:
@@ -262,6 +302,9 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
         try:
             handle_timeout = timedelta(milliseconds=self.handle_timeout_ms)
             backoff = timedelta(milliseconds=self.backoff_ms)
+            keep = (
+                None if self.keep_result_ms is None else timedelta(milliseconds=self.keep_result_ms)
+            )
         except OverflowError as exc:  # well-formed JSON, but past timedelta's ~2.7 million years
             raise DecodeError(
                 f"envelope of job {self.id} holds a duration out of range: {exc}"
@@ -278,6 +321,8 @@ class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
             headers=self.headers,
             priority=self.priority,
             group=self.group,
+            keep_result=keep,
+            result=self.result.encode() if self.result is not None else self.result_b64,
         )
 
 
@@ -327,8 +372,7 @@ def to_ms(duration: timedelta) -> int:
 class AdjustedJob:
     """A job with delivery options attached; returned by `adjust()`.
 
-    `priority` and `group` go into the envelope; `keep_result` is carried for the results
-    feature and not stored yet.
+    `priority`, `group` and `keep_result` go into the envelope.
     """
 
     job: Job
@@ -367,6 +411,8 @@ class AdjustedJob:
             persisted.id = self.unique_id
         persisted.priority = self.priority
         persisted.group = self.group
+        if self.keep_result is not None:
+            persisted.keep_result = self.keep_result
 
 
 _JOB_CLASSES: frozenset[type[Any]] = frozenset({AdjustedJob, ValueJob})
@@ -599,3 +645,31 @@ class ReceivedJob:
     def headers(self) -> Mapping[str, str]:
         """The job's headers, read-only (set by middleware at dispatch; see middleware.py)."""
         return MappingProxyType(self.persisted.headers)
+
+    async def set_progress(self, fraction: float, message: str = "") -> None:
+        """Record how far this run got; the next lease renewal stores it (no round trip here).
+
+        Inspection and the dashboard show it while the job runs. Calling it often costs
+        nothing: only the latest value travels, with the renewal the worker makes anyway.
+
+        Args:
+            fraction: From 0 to 1.
+            message: A short note (at most 200 characters), e.g. "page 3 of 10".
+
+        Raises:
+            InvalidOption: A fraction outside 0..1 or a message too long.
+
+        Example:
+            >>> async def resize(job: ReceivedJob) -> None:
+            ...     for n, image in enumerate(job.data.images):
+            ...         await job.set_progress(n / len(job.data.images), f"image {n}")
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise InvalidOption(f"fraction must be a number from 0 to 1, got {fraction!r}")
+        if not 0 <= fraction <= 1:
+            raise InvalidOption(f"fraction must be from 0 to 1, got {fraction!r}")
+        if not isinstance(message, str) or len(message) > MAX_PROGRESS_MESSAGE_CHARS:
+            raise InvalidOption(
+                f"message must be a str of at most {MAX_PROGRESS_MESSAGE_CHARS} characters"
+            )
+        self.persisted.progress = Progress(float(fraction), message)

@@ -18,8 +18,8 @@ from corequeue.backoff import next_backoff
 from corequeue.coalesce import PushCoalescer
 from corequeue.codec import Codec, JsonCodec
 from corequeue.consumer import Consumer, ConsumerParts, ConsumerSettings
-from corequeue.drivers.base import Driver, QueueInfo, SystemClock
-from corequeue.errors import CoreQueueError, InvalidOption, PayloadTooLarge
+from corequeue.drivers.base import Channel, Driver, QueueInfo, SystemClock, WorkerInfo
+from corequeue.errors import CoreQueueError, InvalidOption, JobFailed, JobNotFound, PayloadTooLarge
 from corequeue.events import (
     Handler,
     JobDispatcher,
@@ -35,6 +35,7 @@ from corequeue.middleware import Chain, DispatchedJob
 from corequeue.periodic import PeriodicInfo, Schedules, Ticker
 
 F = TypeVar("F", bound=ListenerCallable)
+T = TypeVar("T")
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 """Largest encoded payload `dispatch` accepts unless told otherwise (1 MiB)."""
@@ -70,6 +71,11 @@ class Queue:
         limits: Flow-control limits (`cq.Limits`): how many jobs of the queue, or of one
             group, may be reserved at once across workers, and how many may start per window.
             The store enforces them at every pop of this queue's driver (docs/flow-control.md).
+        keep_results: How long a finished job stays in `completed` with its listeners' return
+            value, for `result()` (None: not kept, unless the job says with
+            `adjust(keep_result=)`).
+        failed_retention: How long `failed` and `timeout` jobs are kept before the workers
+            prune them (None: until deleted or reloaded).
 
     Example:
         >>> import corequeue as cq
@@ -99,8 +105,13 @@ class Queue:
         prefetch: int = 0,
         middleware: Sequence[object] = (),
         limits: Limits | None = None,
+        keep_results: timedelta | None = None,
+        failed_retention: timedelta | None = None,
     ) -> None:
         _check_options(parallelism, gauge_interval, shutdown_grace, max_payload_bytes)
+        _check_retention("keep_results", keep_results)
+        _check_retention("failed_retention", failed_retention)
+        self.keep_results = keep_results
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise InvalidOption(f"prefetch must be a whole number of at least 0, got {prefetch!r}")
         if limits is not None and not isinstance(limits, Limits):
@@ -122,6 +133,7 @@ class Queue:
             shutdown_grace=shutdown_grace,
             gauge_interval=gauge_interval,
             backoff=backoff,
+            failed_retention=failed_retention,
         )
         self.middleware = Chain(middleware)
         self._pushes = PushCoalescer(driver)
@@ -286,7 +298,16 @@ class Queue:
     # --- other operations ------------------------------------------------------------------
 
     async def cancel(self, job_id: str) -> bool:
-        """Remove a waiting or delayed job; return whether it was there."""
+        """Remove a waiting or delayed job, or stop a running one; return whether it did.
+
+        For a reserved job the request is recorded in the store: the worker holding it sees
+        it at its next lease renewal (within a third of a lease), cancels its listeners and
+        moves it to `failed` with `last_error` "cancelled", with no retry, after a
+        `BeforeAbort` event (its error a JobCancelled). An async listener stops at its next
+        await. A plain `def` listener runs in a thread that cannot be stopped: it goes on to
+        its end and its outcome is ignored; the job is failed as soon as the request arrives.
+        Returns True when the job was removed or the request recorded.
+        """
         return await self.driver.cancel(job_id)
 
     async def info(self) -> QueueInfo:
@@ -311,6 +332,57 @@ class Queue:
     async def is_paused(self) -> bool:
         """Whether the queue is paused (as the store says)."""
         return await self.driver.is_paused()
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the workers consuming this queue: those that beat within three renewal
+        periods (one lease), from any process or machine sharing the store.
+
+        Example:
+            >>> for worker in await queue.workers():  # doctest: +SKIP
+            ...     print(worker.hostname, worker.pid, worker.running)
+        """
+        return await self.driver.workers()
+
+    async def result(
+        self,
+        job_id: str,
+        timeout: timedelta | float | None = None,  # noqa: ASYNC109 - the name SPEC.md fixes
+        type: type[T] | None = None,
+    ) -> Any:
+        """Wait for job `job_id` to finish and return its result.
+
+        The result is what its listener returned (a list in subscription order when several
+        listeners ran), kept while the job stays in `completed` (`Queue(keep_results=)` or
+        `adjust(keep_result=)`). Works from any process sharing the store: waiting does not
+        poll in a tight loop (see docs/results.md for each driver's wake-up).
+
+        Args:
+            job_id: The id `dispatch()` returned.
+            timeout: How long to wait, a timedelta or seconds (None: until it finishes).
+            type: The class to decode the result into (None: plain JSON values).
+
+        Raises:
+            JobFailed: The job ended in `failed` or `timeout` (its `last_error` says why).
+            JobNotFound: No such job: unknown, finished without keeping its result, or pruned.
+            TimeoutError: The job is still waiting, delayed or running after `timeout`.
+
+        Example:
+            >>> kept = cq.adjust(Resize(42), keep_result=timedelta(hours=1))  # doctest: +SKIP
+            >>> job_id = await queue.dispatch(kept)  # doctest: +SKIP
+            >>> size = await queue.result(job_id, timeout=10, type=int)  # doctest: +SKIP
+        """
+        wait = timedelta(seconds=timeout) if isinstance(timeout, int | float) else timeout
+        if wait is not None and wait < timedelta(0):
+            raise InvalidOption(f"timeout must not be negative, got {timeout!r}")
+        view = await self.driver.wait_finished(job_id, wait)
+        if view is None:
+            raise JobNotFound(job_id)
+        if view.channel is Channel.COMPLETED:
+            result = view.job.result
+            return None if result is None else self.codec.decode(result, type)
+        if view.channel in (Channel.FAILED, Channel.TIMEOUT):
+            raise JobFailed(job_id, view.job.last_error, view.channel.value)
+        raise TimeoutError(f"job {job_id} is still {view.channel.value} after {wait}")
 
     def persist(self, job: Any) -> tuple[PersistedJob, timedelta]:
         """Build the envelope of `job` and the delay before it may run."""
@@ -364,6 +436,7 @@ class Queue:
             job_dispatcher=self.job_dispatcher,
             event_dispatcher=self.event_dispatcher,
             middleware=self.middleware,
+            keep_results=self.keep_results,
         )
         parts = ConsumerParts(
             name=self.name,
@@ -410,6 +483,11 @@ def _refuse_running_loop() -> None:
     raise CoreQueueError(
         "dispatch_sync() was called from a running event loop: use await dispatch()"
     )
+
+
+def _check_retention(name: str, value: object) -> None:
+    if value is not None and (not isinstance(value, timedelta) or value < timedelta(0)):
+        raise InvalidOption(f"{name} must be a timedelta of at least 0 or None, got {value!r}")
 
 
 def _check_options(

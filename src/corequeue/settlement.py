@@ -43,6 +43,7 @@ class Settlement:
         log: Where to log.
         observe: Called once per acked job with its handler duration (already guarded).
         on_settled: Called whenever held jobs were let go (a slot for more jobs may be free).
+        on_cancel: Called with each held job a renewal says `cancel(id)` asked to stop.
     """
 
     def __init__(
@@ -53,12 +54,15 @@ class Settlement:
         log: Logger,
         observe: Observe,
         on_settled: Callable[[], None],
+        on_cancel: Callable[[PersistedJob], None] = lambda job: None,
     ) -> None:
         self.driver = driver
         self.name = name
         self.log = log
         self._observe = observe
         self._on_settled = on_settled
+        self._on_cancel = on_cancel
+        self._cancelling: set[int] = set()  # held jobs already told to stop
         lease = driver.lease
         self._renew_every = lease / 3
         self._give_up_seconds = max(lease.total_seconds(), 1.0)
@@ -141,6 +145,12 @@ class Settlement:
         except Exception as exc:
             self.log.warning("queue %s: cannot renew leases: %s", self.name, exc)
             return
+        for job in jobs:
+            if job.cancel_requested and id(job) not in self._cancelling and id(job) in self._held:
+                self._cancelling.add(id(job))
+                self.log.info("job %s (%s): cancel requested; stopping it", job.id, job.type,
+                              extra=job_extra(job))  # fmt: skip
+                self._on_cancel(job)
         for job in lost:
             if id(job) in self._held:
                 self._lost.add(id(job))
@@ -163,6 +173,7 @@ class Settlement:
         for job, duration in batch:
             self._held.pop(id(job), None)
             self._lost.discard(id(job))
+            self._cancelling.discard(id(job))
             self._observe(job, "processed", duration)
             if debug:
                 self.log.debug(
@@ -209,6 +220,7 @@ class Settlement:
     def _let_go(self, job: PersistedJob) -> None:
         self._held.pop(id(job), None)
         self._lost.discard(id(job))
+        self._cancelling.discard(id(job))
         self._on_settled()
 
 

@@ -64,8 +64,22 @@ def test_info_reads_corequeue_yaml_of_the_working_directory(
 
     assert code == 0
     assert json_out(capsys) == {
-        "default": {"waiting": 0, "delayed": 0, "reserved": 0, "failed": 0, "timeout": 0},
-        "emails": {"waiting": 0, "delayed": 0, "reserved": 0, "failed": 0, "timeout": 0},
+        "default": {
+            "waiting": 0,
+            "delayed": 0,
+            "reserved": 0,
+            "failed": 0,
+            "timeout": 0,
+            "completed": 0,
+        },
+        "emails": {
+            "waiting": 0,
+            "delayed": 0,
+            "reserved": 0,
+            "failed": 0,
+            "timeout": 0,
+            "completed": 0,
+        },
     }
 
 
@@ -80,7 +94,7 @@ def test_info_table_shows_counts_and_the_store(
     assert code == 0
     row = next(line for line in output.splitlines() if "emails" in line)
     cells = [cell.strip() for cell in row.split("│")[1:-1]]
-    assert cells == ["emails", f"sqlite {workdir / 'jobs.db'}", "1", "0", "0", "2", "0"]
+    assert cells == ["emails", f"sqlite {workdir / 'jobs.db'}", "1", "0", "0", "2", "0", "0"]
 
 
 def test_info_shows_the_chosen_channels(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,7 +158,14 @@ def test_reload_moves_failed_jobs_back_and_reports_how_many(
     assert "emails: moved 3 jobs back to waiting (timeout 0, failed 3)" in capsys.readouterr().out
     assert main(["queue", "info", "-q", "emails", "--json"]) == 0
     assert json_out(capsys) == {
-        "emails": {"waiting": 3, "delayed": 0, "reserved": 0, "failed": 0, "timeout": 0}
+        "emails": {
+            "waiting": 3,
+            "delayed": 0,
+            "reserved": 0,
+            "failed": 0,
+            "timeout": 0,
+            "completed": 0,
+        }
     }
 
 
@@ -183,7 +204,14 @@ def test_flush_needs_confirmation_without_a_terminal(
     assert json_out(capsys) == {"default": {"timeout": 0, "failed": 2}}
     assert main(["queue", "info", "-q", "default", "--json"]) == 0
     assert json_out(capsys) == {
-        "default": {"waiting": 0, "delayed": 0, "reserved": 0, "failed": 0, "timeout": 0}
+        "default": {
+            "waiting": 0,
+            "delayed": 0,
+            "reserved": 0,
+            "failed": 0,
+            "timeout": 0,
+            "completed": 0,
+        }
     }
 
 

@@ -116,7 +116,7 @@ async def test_status_prints_a_line_per_change_of_a_queue(
 
     assert capsys.readouterr().out.splitlines() == [
         "worker started: emails (memory, parallelism 1)",
-        "emails: waiting 1, delayed 0, reserved 0, failed 0, timeout 0 | "
+        "emails: waiting 1, delayed 0, reserved 0, failed 0, timeout 0, completed 0 | "
         "this worker: processed 1, retried 0, failed 0",
         "worker stopped",
     ]

@@ -58,10 +58,17 @@ async def test_info_shows_the_count_of_each_channel(project: Project) -> None:
 
     assert as_json.returncode == 0, as_json.stderr
     counts = json.loads(as_json.stdout)[project.queue]
-    assert counts == {"waiting": 2, "delayed": 1, "reserved": 0, "failed": 0, "timeout": 0}
+    assert counts == {
+        "waiting": 2,
+        "delayed": 1,
+        "reserved": 0,
+        "failed": 0,
+        "timeout": 0,
+        "completed": 0,
+    }
     assert as_table.returncode == 0, as_table.stderr
     row = next(line for line in as_table.stdout.splitlines() if project.queue in line)
-    assert [cell.strip() for cell in row.split("│")[1:-1]][2:] == ["2", "1", "0", "0", "0"]
+    assert [cell.strip() for cell in row.split("│")[1:-1]][2:] == ["2", "1", "0", "0", "0", "0"]
 
 
 async def test_reload_moves_failed_jobs_back_and_they_run(project: Project) -> None:

@@ -116,6 +116,8 @@ class Stored:
     at_ms: int = 0
     """Pending: when it falls due; reserved: when its lease runs out."""
     reservation: int | None = None
+    cancel_for: int | None = None
+    """The reservation a `cancel()` asked to stop (its holder's renewals report it)."""
 
 
 @dataclass(frozen=True)
@@ -191,10 +193,17 @@ class Reference:
 
     def cancel(self, job_id: str) -> bool:
         stored = self.jobs.get(job_id)
+        if stored is not None and stored.channel is Channel.RESERVED:
+            stored.cancel_for = stored.reservation  # a request for the holder, not a removal
+            return True
         if stored is None or stored.channel is not Channel.WAITING:
             return False
         del self.jobs[job_id]
         return True
+
+    def cancel_requested(self, held: Held) -> bool:
+        stored = self.jobs.get(held.job.id)
+        return stored is not None and stored.cancel_for == held.reservation
 
     def reload(self, channel: Channel, now: int) -> int:
         parked = [s for s in self.jobs.values() if s.channel is channel]
@@ -437,6 +446,9 @@ class DriverAgainstModel(RuleBasedStateMachine):
             took = (held.job.id, held.job.token) not in refused
             if was is not Status.LAPSED:
                 assert took is (was is Status.LIVE), f"{how}_many by {held.holder}: {was.value}"
+            if took and how == "renew":
+                wanted = self.model.cancel_requested(held)
+                assert held.job.cancel_requested is wanted, f"cancel request of {held.job.id}"
             if took:
                 self.model.settle(how, held.job, self.now)
 

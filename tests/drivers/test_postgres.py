@@ -151,6 +151,27 @@ async def test_migration_to_version_2_keeps_the_jobs_of_a_version_1_schema(
     await driver.close()
 
 
+async def test_migration_to_version_4_keeps_the_jobs_and_allows_completed_ones(
+    dsn: str, schema: str
+) -> None:
+    clock = FakeClock()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        await migrations.migrate(connection, schema, target=1)
+        await insert_version_1_row(connection, schema, "waiting", 0, clock.now_ms())
+        assert await migrations.migrate(connection, schema, target=3) == [2, 3]
+    driver = PostgresDriver(dsn, name="jobs", schema=schema, pop_timeout=POP_TIMEOUT, clock=clock)
+
+    assert await driver.migrate() == list(range(4, latest_version() + 1))
+
+    job = await driver.pop()
+    job.keep_result, job.result = timedelta(minutes=1), b"7"
+    assert await driver.ack(job)
+    view = await driver.get_job("waiting")
+    assert view is not None
+    assert (view.channel, view.job.result) == (Channel.COMPLETED, b"7")
+    await driver.close()
+
+
 async def test_migration_to_version_3_adds_periodic_slots_and_keeps_the_jobs(
     dsn: str, schema: str
 ) -> None:

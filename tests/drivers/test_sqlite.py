@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from corequeue.drivers.base import QueueInfo
+from corequeue.drivers.base import Channel, QueueInfo
 from corequeue.drivers.sqlite import SCHEMA_VERSION, SQLiteDriver
 from corequeue.errors import InvalidOption, QueueEmpty, StoreUnavailable
 from corequeue.testing import FakeClock
@@ -311,3 +311,29 @@ async def test_pushes_from_other_threads_and_loops_share_the_connection_safely(
     assert errors == []
     assert await driver.info() == QueueInfo(waiting=(THREADS + 1) * BATCHES * 5)
     await driver.close()
+
+
+async def test_a_version_3_file_is_upgraded_to_keep_results(tmp_path: Path) -> None:
+    clock = FakeClock()
+    version_1_file(tmp_path / "jobs.db", [("waiting", 0, clock.now_ms())])
+    with sqlite3.connect(tmp_path / "jobs.db") as db:
+        db.execute("ALTER TABLE corequeue_jobs ADD COLUMN token TEXT")
+        db.execute(
+            "CREATE TABLE corequeue_periodic (queue TEXT NOT NULL, name TEXT NOT NULL, "
+            "last_slot_ms INTEGER NOT NULL, PRIMARY KEY (queue, name))"
+        )
+        db.execute("UPDATE corequeue_meta SET value = '3'")
+    db.close()
+    driver = SQLiteDriver(tmp_path / "jobs.db", pop_timeout=SHORT, clock=clock)
+
+    job = await driver.pop()
+    job.keep_result, job.result = timedelta(minutes=1), b"7"
+    assert await driver.ack(job)
+
+    view = await driver.get_job("waiting")
+    assert view is not None
+    assert (view.channel, view.job.result) == (Channel.COMPLETED, b"7")
+    await driver.close()
+    db = sqlite3.connect(tmp_path / "jobs.db")
+    assert db.execute("SELECT value FROM corequeue_meta").fetchone() == (str(SCHEMA_VERSION),)
+    db.close()

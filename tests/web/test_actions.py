@@ -98,7 +98,7 @@ async def test_cancel_removes_a_delayed_job(client: httpx.AsyncClient, queue: Qu
     assert response.status_code == 303
     assert await queue.info() == QueueInfo()
     assert again.status_code == 404
-    assert "no waiting or delayed job" in again.text
+    assert "no waiting, delayed or running job" in again.text
 
 
 async def test_reload_of_a_channel_that_cannot_be_reloaded_is_refused(

@@ -103,7 +103,14 @@ async def test_serves_the_dashboard_behind_a_token_it_never_prints(workdir: Path
     assert url.startswith("http://127.0.0.1:")
     assert anonymous.status_code == 401
     assert admitted.json() == {
-        "default": {"delayed": 0, "failed": 0, "reserved": 0, "timeout": 0, "waiting": 0}
+        "default": {
+            "completed": 0,
+            "delayed": 0,
+            "failed": 0,
+            "reserved": 0,
+            "timeout": 0,
+            "waiting": 0,
+        }
     }
     printed = "".join(lines)
     assert "queues default; token" in printed

@@ -1,4 +1,5 @@
-"""The `corequeue` command: `worker`, `queue info|flush|reload|periodic`, `migrate`, `dashboard`.
+"""The `corequeue` command: `worker`, `workers`, `queue info|flush|reload|periodic`, `migrate`,
+`dashboard`.
 
 `main(argv)` runs it and returns the exit code: 0 success, 1 runtime error, 2 usage or
 configuration error, reported in one line (`error: ...` on stderr, or JSON with `--json`).
@@ -19,6 +20,7 @@ from corequeue.cli.dashboard import dashboard
 from corequeue.cli.migrate import migrate
 from corequeue.cli.queues import queue_group
 from corequeue.cli.worker import worker
+from corequeue.cli.workers import workers
 from corequeue.errors import CoreQueueError, InvalidOption
 
 
@@ -32,6 +34,7 @@ cli.add_command(worker)
 cli.add_command(queue_group)
 cli.add_command(migrate)
 cli.add_command(dashboard)
+cli.add_command(workers)
 
 
 def main(argv: list[str] | None = None) -> int:

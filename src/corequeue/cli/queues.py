@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -33,6 +34,7 @@ from corequeue.cli.common import (
     read_config,
 )
 from corequeue.cli.periodic import periodic
+from corequeue.config import Config
 from corequeue.drivers.base import QueueInfo, reloadable
 from corequeue.errors import InvalidOption
 from corequeue.factory import QueueFactory
@@ -49,13 +51,28 @@ queue_group.add_command(periodic)
 @queue_group.command()
 @config_option
 @queue_option("Queue to show; repeatable. Default: every configured queue.")
-@channels_option("Channel to show; repeatable. Default: all five.")
+@channels_option("Channel to show; repeatable. Default: all of them.")
+@click.option(
+    "--throughput",
+    "minutes",
+    type=click.IntRange(1, 24 * 60),
+    default=None,
+    metavar="MINUTES",
+    help="Show instead what every worker finished in the last MINUTES, by outcome.",
+)
 @json_option
 def info(
-    config_path: Path | None, queues: tuple[str, ...], channels: tuple[str, ...], as_json: bool
+    config_path: Path | None,
+    queues: tuple[str, ...],
+    channels: tuple[str, ...],
+    minutes: int | None,
+    as_json: bool,
 ) -> int:
-    """Show how many jobs each channel of each queue holds."""
+    """Show how many jobs each channel of each queue holds (or, with --throughput, how many
+    attempts the workers finished lately)."""
     config = read_config(config_path)
+    if minutes is not None:
+        return _throughput(config, queues, minutes, as_json)
     names = chosen_queues(config, queues, all_by_default=True)
     shown = [channel for channel in CHANNELS if channel in channels] if channels else CHANNELS
     factory = admin_factory(config)
@@ -77,6 +94,45 @@ def info(
         table.add_row(Text(name), Text(factory.describe(name)), *cells)  # names: not markup
     output.console.print(table)
     return 0
+
+
+def _throughput(config: Config, queues: tuple[str, ...], minutes: int, as_json: bool) -> int:
+    """Print the attempts every worker finished in the last `minutes`, per queue."""
+    names = chosen_queues(config, queues, all_by_default=True)
+    since = datetime.now(UTC) - timedelta(minutes=minutes)
+    totals = asyncio.run(_totals(admin_factory(config), names, since))
+    output = Output(as_json)
+    if as_json:
+        output.json(totals)
+        return 0
+    table = Table(
+        title=Text(f"corequeue: {config.source}: the last {minutes} min"), title_justify="left"
+    )
+    for column in ("queue", "processed", "retried", "failed", "per minute"):
+        table.add_column(column, justify="left" if column == "queue" else "right")
+    for name, by_outcome in totals.items():
+        rate = sum(by_outcome.values()) / minutes
+        cells = [str(by_outcome[outcome]) for outcome in ("processed", "retried", "failed")]
+        table.add_row(Text(name), *cells, f"{rate:.1f}")
+    output.console.print(table)
+    return 0
+
+
+async def _totals(
+    factory: QueueFactory, names: list[str], since: datetime
+) -> dict[str, dict[str, int]]:
+    try:
+        totals: dict[str, dict[str, int]] = {}
+        for name in names:
+            counted = await factory.make(name).driver.throughput(since)
+            totals[name] = {
+                "processed": sum(count.processed for count in counted),
+                "retried": sum(count.retried for count in counted),
+                "failed": sum(count.failed for count in counted),
+            }
+        return totals
+    finally:
+        await factory.close()
 
 
 @queue_group.command()

@@ -25,14 +25,21 @@ DEFAULT_POP_TIMEOUT = timedelta(seconds=1)
 
 
 class Channel(StrEnum):
-    """The five channels of a queue."""
+    """The channels of a queue: the five of every queue, and `completed` for kept results."""
 
     WAITING = "waiting"
     DELAYED = "delayed"
     RESERVED = "reserved"
     FAILED = "failed"
     TIMEOUT = "timeout"
+    COMPLETED = "completed"
 
+
+FINISHED = (Channel.COMPLETED, Channel.FAILED, Channel.TIMEOUT)
+"""The channels a job ends in: `result()` stops waiting when its job is in one of them."""
+
+
+_STORED_KEYS = (Channel.WAITING, Channel.DELAYED, Channel.RESERVED, Channel.FAILED, Channel.TIMEOUT)
 
 RELOADABLE = (Channel.FAILED, Channel.TIMEOUT)
 """The channels `reload()` may move back to `waiting`."""
@@ -47,6 +54,7 @@ class QueueInfo:
     reserved: int = 0
     failed: int = 0
     timeout: int = 0
+    completed: int = 0
 
     @property
     def pending(self) -> int:
@@ -56,6 +64,63 @@ class QueueInfo:
     def as_dict(self) -> dict[str, int]:
         """Return the counts keyed by channel name."""
         return {channel.value: getattr(self, channel.value) for channel in Channel}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker process consuming a queue, as its last heartbeat described it.
+
+    Attributes:
+        id: Unique per consumer run (`<hostname>:<pid>:<random>`).
+        hostname: The machine it runs on.
+        pid: Its process id there.
+        started_at: When it started consuming (aware, UTC).
+        last_seen: Its last heartbeat, on the store's clock (aware, UTC).
+        running: How many jobs it was running then.
+    """
+
+    id: str
+    hostname: str
+    pid: int
+    started_at: datetime
+    last_seen: datetime
+    running: int = 0
+
+
+THROUGHPUT_INTERVAL = timedelta(seconds=30)
+"""Width of one interval of the store's throughput counters."""
+
+THROUGHPUT_HISTORY = timedelta(days=1)
+"""How long the store keeps throughput counters; older intervals are deleted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    """Attempts finished across every worker of a queue in one interval, by outcome.
+
+    Attributes:
+        start: The interval's start (aware, UTC); intervals are THROUGHPUT_INTERVAL wide,
+            aligned to the Unix epoch.
+        processed: Attempts that succeeded.
+        retried: Attempts that failed and were sent back for another.
+        failed: Attempts that failed for good.
+    """
+
+    start: datetime
+    processed: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+def interval_of(now_ms: int) -> int:
+    """Return the start (ms since the epoch) of the throughput interval holding `now_ms`.
+
+    Example:
+        >>> interval_of(61_000)
+        60000
+    """
+    width = THROUGHPUT_INTERVAL // timedelta(milliseconds=1)
+    return now_ms - now_ms % width
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +142,7 @@ class ChannelConfig:
     def for_queue(cls, name: str, prefix: str = "app:env") -> ChannelConfig:
         """Return keys hash-tagged `{prefix:name}:<channel>`, so a queue lives in one slot."""
         tag = f"{{{prefix}:{name}}}"
-        return cls(*(f"{tag}:{channel.value}" for channel in Channel))
+        return cls(*(f"{tag}:{channel.value}" for channel in _STORED_KEYS))
 
     def key(self, channel: Channel) -> str:
         """Return the key of `channel`."""
@@ -167,11 +232,16 @@ class Driver(Protocol):
         ...
 
     async def ack(self, job: PersistedJob) -> bool:
-        """Remove a reserved job: it is done. Return False (and change nothing) when stale."""
+        """Remove a reserved job: it is done. Return False (and change nothing) when stale.
+
+        A job with a positive `keep_result` is not removed: it moves to `completed`, its
+        envelope (with `result`) stored, until `keep_result` from now (its `due_at`); in the
+        same atomic step as the token check.
+        """
         ...
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
-        """Remove every job of `jobs` still reserved under its token; return the stale ones."""
+        """Ack every job of `jobs` still reserved under its token; return the stale ones."""
         ...
 
     async def fail(self, job: PersistedJob) -> bool:
@@ -193,7 +263,11 @@ class Driver(Protocol):
         ...
 
     async def renew_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
-        """Extend the leases of every job of `jobs`; return those whose lease is lost."""
+        """Extend the leases of every job of `jobs`; return those whose lease is lost.
+
+        In the same step, for each job still held: store its `progress` when set, and set
+        `cancel_requested` on the caller's copy when `cancel()` asked to stop that reservation.
+        """
         ...
 
     async def release(self, job: PersistedJob) -> bool:
@@ -204,7 +278,12 @@ class Driver(Protocol):
         ...
 
     async def cancel(self, job_id: str) -> bool:
-        """Remove a waiting or delayed job; return whether there was one."""
+        """Remove a waiting or delayed job, or ask the holder of a reserved one to stop it.
+
+        A request for a reserved job is recorded for its current reservation: the holder's
+        next `renew_many` reports it (a later reservation of the same id does not see it).
+        Returns whether a job was removed or a request recorded.
+        """
         ...
 
     def set_limits(self, limits: Limits | None) -> None:
@@ -256,6 +335,27 @@ class Driver(Protocol):
         """Return the number of jobs in each channel."""
         ...
 
+    async def wait_finished(self, job_id: str, wait: timedelta | None) -> JobView | None:
+        """Return job `job_id` once it is in `completed`, `failed` or `timeout`.
+
+        Waits up to `wait` (None: no limit) without polling in a tight loop, and notices
+        jobs finished by other processes; when the time is up, returns the job where it is.
+
+        Returns:
+            The job's view, or None when the store has no job with that id (never dispatched,
+            acked without a kept result, or pruned).
+        """
+        ...
+
+    async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
+        """Delete up to `limit` finished jobs past their retention; return how many went.
+
+        `completed` jobs go once their `due_at` (the end of their `keep_result`) has passed;
+        `failed` and `timeout` jobs once parked longer than `failed_retention` (None: kept).
+        One bounded step of the store, oldest first: workers call it as they go.
+        """
+        ...
+
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Enqueue the job of periodic schedule `name`'s slot `slot_ms`, exactly once.
 
@@ -290,6 +390,38 @@ class Driver(Protocol):
         """
         ...
 
+    async def beat(self, worker: WorkerInfo) -> None:
+        """Record a heartbeat of `worker`: stored with `last_seen` set to the store's now.
+
+        Workers beat once per renewal period (a third of a lease); a worker silent for a
+        whole lease (three periods) no longer counts as alive, and a beat may delete such
+        records (at most a bounded number per call).
+        """
+        ...
+
+    async def forget_worker(self, worker_id: str) -> None:
+        """Delete the heartbeat record of a worker that stopped cleanly."""
+        ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the workers whose last heartbeat is within one lease of now, by id."""
+        ...
+
+    async def count_finished(self, processed: int, retried: int, failed: int) -> None:
+        """Add a worker's finished attempts to the counters of the current interval.
+
+        The interval is the store's now's (see `interval_of`); counters older than
+        THROUGHPUT_HISTORY are deleted as it goes, a bounded number per call.
+        """
+        ...
+
+    async def throughput(self, since: datetime) -> list[Throughput]:
+        """Return the counters of the intervals starting at or after `since`, oldest first.
+
+        Intervals in which no attempt finished are left out.
+        """
+        ...
+
     async def close(self) -> None:
         """Release connections and threads; the driver is not used again."""
         ...
@@ -303,8 +435,8 @@ class JobView:
         job: The stored envelope (for a job recovered from an expired lease, with that attempt
             counted and `last_error` set, as a worker would receive it).
         channel: Where the job is now; a delayed job already due counts as waiting.
-        due_at: When a delayed job falls due, or when a reserved job's lease runs out (aware,
-            UTC); None in the other channels.
+        due_at: When a delayed job falls due, when a reserved job's lease runs out, or when a
+            completed job's result is pruned (aware, UTC); None in the other channels.
     """
 
     job: PersistedJob

@@ -13,30 +13,35 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from corequeue.drivers.base import (
     DEFAULT_LEASE,
     DEFAULT_POP_TIMEOUT,
     LEASE_EXPIRED,
+    THROUGHPUT_HISTORY,
     Channel,
     Clock,
     GroupCounts,
     JobView,
     QueueInfo,
     SystemClock,
+    Throughput,
+    WorkerInfo,
     check_listing,
     check_pop_limit,
     due_ms,
     instant_of_ms,
+    interval_of,
     parse_channel,
     reloadable,
 )
+from corequeue.drivers.finished import Pause, wait_finished
 from corequeue.drivers.flow import FlowState, Gate
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import InvalidOption, QueueEmpty
-from corequeue.job import PersistedJob, new_token
+from corequeue.job import PersistedJob, new_token, to_ms
 from corequeue.limits import HeldBack, Limits
 
 
@@ -78,9 +83,15 @@ class InProcessDriver:
         self._parked: dict[Channel, dict[str, PersistedJob]] = {
             Channel.FAILED: {},
             Channel.TIMEOUT: {},
+            Channel.COMPLETED: {},
         }
+        # id -> ms: when a failed or timeout job was parked; when a completed one is pruned.
+        self._since: dict[str, int] = {}
         self._pushed = Bell()
+        self._finished = Bell()
         self._slots: dict[str, int] = {}  # periodic schedule name -> last enqueued slot, ms
+        self._workers: dict[str, WorkerInfo] = {}
+        self._throughput: dict[int, list[int]] = {}  # interval start ms -> the three counts
         self._lock = threading.RLock()
 
     @property
@@ -191,22 +202,25 @@ class InProcessDriver:
             await self._pushed.wait(seen, wait)
 
     async def ack(self, job: PersistedJob) -> bool:
-        """Remove a reserved job; False (nothing changed) when its token is stale."""
-        with self._lock:
-            return self._settle(job) is not None
+        """Remove a reserved job (or keep it in `completed`); False when its token is stale."""
+        return not await self.ack_many([job])
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
-        """Remove every job still reserved under its token; return the stale ones."""
+        """Ack every job still reserved under its token; return the stale ones."""
+        now = self._clock.now_us()
         with self._lock:
-            return [job for job in jobs if self._settle(job) is None]
+            stale = [job for job in jobs if not self._ack(job, now)]
+        self._finished.ring()
+        return stale
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`; False (nothing changed) when its token is stale."""
         with self._lock:
             if self._settle(job) is None:
                 return False
-            self._parked[Channel.FAILED][job.id] = replace(job, token=None)
-            return True
+            self._park(Channel.FAILED, replace(job, token=None), self._clock.now_ms())
+        self._finished.ring()
+        return True
 
     async def retry(self, job: PersistedJob) -> bool:
         """Move a reserved job to `delayed` for its backoff; False when its token is stale."""
@@ -239,9 +253,15 @@ class InProcessDriver:
             return True
 
     async def cancel(self, job_id: str) -> bool:
-        """Remove a waiting or delayed job."""
+        """Remove a waiting or delayed job, or record a cancel request for a reserved one."""
         with self._lock:
-            return self._pending.pop(job_id, None) is not None
+            if self._pending.pop(job_id, None) is not None:
+                return True
+            held = self._reserved.get(job_id)
+            if held is None:
+                return False
+            self._reserved[job_id] = held._replace(cancel=True)
+            return True
 
     async def reload(self, channel: Channel | str) -> int:
         """Move every job of `failed` or `timeout` back to `waiting`."""
@@ -251,6 +271,7 @@ class InProcessDriver:
             moved = list(parked.values())
             parked.clear()
             for job in moved:
+                self._since.pop(job.id, None)
                 self._enqueue(job, now)
         return len(moved)
 
@@ -260,6 +281,8 @@ class InProcessDriver:
         now = self._clock.now_ms()
         with self._lock:
             if parsed in self._parked:
+                for job_id in self._parked[parsed]:
+                    self._since.pop(job_id, None)
                 self._parked[parsed].clear()
             elif parsed is Channel.RESERVED:
                 self._reserved.clear()
@@ -280,7 +303,28 @@ class InProcessDriver:
                 reserved=len(self._reserved),
                 failed=len(self._parked[Channel.FAILED]),
                 timeout=len(self._parked[Channel.TIMEOUT]),
+                completed=len(self._parked[Channel.COMPLETED]),
             )
+
+    async def wait_finished(self, job_id: str, wait: timedelta | None) -> JobView | None:
+        """Return job `job_id` once finished, or where it is after `wait`; None if unknown."""
+        return await wait_finished(lambda: self.get_job(job_id), Pause(self._finished, None), wait)
+
+    async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
+        """Delete up to `limit` finished jobs past their retention (see `Driver.prune`)."""
+        now = self._clock.now_ms()
+        with self._lock:
+            due = [
+                job_id for job_id in self._parked[Channel.COMPLETED] if self._since[job_id] <= now
+            ]
+            if failed_retention is not None:
+                parked_before = now - to_ms(failed_retention)
+                for channel in (Channel.FAILED, Channel.TIMEOUT):
+                    due.extend(i for i in self._parked[channel] if self._since[i] <= parked_before)
+            due = sorted(due, key=self._since.__getitem__)[:limit]
+            for job_id in due:
+                self._unpark(job_id)
+        return len(due)
 
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Advance schedule `name` to `slot_ms` and push `job`, unless it is to come or taken.
@@ -308,6 +352,48 @@ class InProcessDriver:
         """Delete the last slot of schedule `name`; return whether there was one."""
         with self._lock:
             return self._slots.pop(name, None) is not None
+
+    async def beat(self, worker: WorkerInfo) -> None:
+        """Record a heartbeat of `worker` now; forget workers silent for a lease."""
+        now = self._clock.now_ms()
+        with self._lock:
+            self._workers[worker.id] = replace(worker, last_seen=instant_of_ms(now))
+            horizon = instant_of_ms(now - to_ms(self.lease))
+            for silent in [w.id for w in self._workers.values() if w.last_seen < horizon]:
+                del self._workers[silent]
+
+    async def forget_worker(self, worker_id: str) -> None:
+        """Delete the heartbeat record of `worker_id`."""
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the workers that beat within one lease of now, by id."""
+        horizon = instant_of_ms(self._clock.now_ms() - to_ms(self.lease))
+        with self._lock:
+            alive = [w for w in self._workers.values() if w.last_seen >= horizon]
+        return sorted(alive, key=lambda worker: worker.id)
+
+    async def count_finished(self, processed: int, retried: int, failed: int) -> None:
+        """Add finished attempts to the current interval's counters; forget day-old ones."""
+        now = self._clock.now_ms()
+        with self._lock:
+            counts = self._throughput.setdefault(interval_of(now), [0, 0, 0])
+            for index, count in enumerate((processed, retried, failed)):
+                counts[index] += count
+            oldest = now - to_ms(THROUGHPUT_HISTORY)
+            for start in [start for start in self._throughput if start < oldest]:
+                del self._throughput[start]
+
+    async def throughput(self, since: datetime) -> list[Throughput]:
+        """Return the counters of the intervals starting at or after `since`, oldest first."""
+        with self._lock:
+            counts = sorted(self._throughput.items())
+        return [
+            Throughput(instant_of_ms(start), *values)
+            for start, values in counts
+            if instant_of_ms(start) >= since
+        ]
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -338,18 +424,19 @@ class InProcessDriver:
         return None
 
     async def delete_job(self, job_id: str) -> bool:
-        """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
+        """Delete a waiting, delayed, failed, timeout or completed job; return whether it was."""
         with self._lock:
             if self._pending.pop(job_id, None) is not None:
                 return True
-            return any(parked.pop(job_id, None) is not None for parked in self._parked.values())
+            return self._unpark(job_id) is not None
 
     async def retry_job(self, job_id: str) -> bool:
         """Move one failed or timeout job back to `waiting`; return whether it was there."""
         with self._lock:
-            for parked in self._parked.values():
-                job = parked.pop(job_id, None)
+            for channel in (Channel.FAILED, Channel.TIMEOUT):
+                job = self._parked[channel].pop(job_id, None)
                 if job is not None:
+                    self._since.pop(job_id, None)
                     self._enqueue(job, self._clock.now_ms())
                     return True
         return False
@@ -373,6 +460,11 @@ class InProcessDriver:
 
     def _views(self, channel: Channel, now: int) -> list[JobView]:
         """Return every job of `channel` in channel order."""
+        if channel is Channel.COMPLETED:
+            kept = sorted(self._parked[channel].values(), key=lambda job: self._since[job.id])
+            return [
+                JobView(replace(job), channel, instant_of_ms(self._since[job.id])) for job in kept
+            ]
         if channel in self._parked:
             return [JobView(replace(job), channel) for job in self._parked[channel].values()]
         if channel is Channel.RESERVED:
@@ -398,14 +490,16 @@ class InProcessDriver:
         if held is None or not held.is_held_by(job):
             return False
         expiry_ms = due_ms(self._clock.now_us(), self.lease)
+        if job.progress is not None:
+            held.job.progress = job.progress
         self._reserved[job.id] = held._replace(expiry_ms=expiry_ms)
+        job.cancel_requested = held.cancel
         return True
 
     def _push(self, job: PersistedJob, delay: timedelta) -> None:
         if job.id in self._pending or job.id in self._reserved:
             return
-        for parked in self._parked.values():
-            parked.pop(job.id, None)
+        self._unpark(job.id)
         self._enqueue(replace(job, token=None), due_ms(self._clock.now_us(), delay))
 
     def _enqueue(self, job: PersistedJob, due: int) -> None:
@@ -473,6 +567,28 @@ class InProcessDriver:
         state = FlowState(len(self._reserved), by_group, dict(self._next_start_us))
         return Gate(self._limits, state, now_us)
 
+    def _ack(self, job: PersistedJob, now_us: int) -> bool:
+        """Remove a reserved job, or keep it in `completed`; False (nothing changed) when stale."""
+        if self._settle(job) is None:
+            return False
+        if job.keep_result is not None and job.keep_result > timedelta(0):
+            self._park(Channel.COMPLETED, replace(job, token=None), due_ms(now_us, job.keep_result))
+        return True
+
+    def _park(self, channel: Channel, job: PersistedJob, since_ms: int) -> None:
+        self._unpark(job.id)
+        self._parked[channel][job.id] = job
+        self._since[job.id] = since_ms
+
+    def _unpark(self, job_id: str) -> PersistedJob | None:
+        """Take job `job_id` out of failed, timeout or completed; return it (None: not there)."""
+        self._since.pop(job_id, None)
+        for parked in self._parked.values():
+            job = parked.pop(job_id, None)
+            if job is not None:
+                return job
+        return None
+
     def _settle(self, job: PersistedJob) -> _Reservation | None:
         """End the reservation `job` holds and return it; None (nothing changed) when stale.
 
@@ -511,7 +627,9 @@ class InProcessDriver:
                 job.attempts += 1
                 self._enqueue(job, now)
             else:
-                self._parked[Channel.TIMEOUT][job.id] = job
+                self._park(Channel.TIMEOUT, job, now)
+        if expired:
+            self._finished.ring()
 
 
 class _Pending(NamedTuple):
@@ -528,6 +646,7 @@ class _Reservation(NamedTuple):
     expiry_ms: int
     job: PersistedJob
     token: str
+    cancel: bool = False
 
     def is_held_by(self, job: PersistedJob) -> bool:
         """Whether `job` is the copy this reservation's pop handed out."""

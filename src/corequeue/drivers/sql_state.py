@@ -12,16 +12,23 @@ from typing import Any, Final
 
 import msgspec
 
-from corequeue.drivers.base import Channel, GroupCounts
+from corequeue.drivers.base import Channel, GroupCounts, WorkerInfo, instant_of_ms
 from corequeue.errors import DecodeError
-from corequeue.job import PersistedJob
+from corequeue.job import PersistedJob, Progress
 
 PENDING: Final = 0
 RESERVED: Final = 1
 FAILED: Final = 2
 TIMEOUT: Final = 3
+COMPLETED: Final = 4
+"""A finished job kept with its result; `due_ms` is when it is pruned."""
 
-PARKED_STATE: Final = {Channel.FAILED: FAILED, Channel.TIMEOUT: TIMEOUT, Channel.RESERVED: RESERVED}
+PARKED_STATE: Final = {
+    Channel.FAILED: FAILED,
+    Channel.TIMEOUT: TIMEOUT,
+    Channel.RESERVED: RESERVED,
+    Channel.COMPLETED: COMPLETED,
+}
 """The state of each channel that is not split by the clock."""
 
 
@@ -30,9 +37,23 @@ def headers_column(headers: dict[str, str]) -> str | None:
     return msgspec.json.encode(headers).decode() if headers else None
 
 
+JOB_COLUMNS: Final = (
+    "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error, "
+    "headers, priority, job_group, keep_result_ms, result, progress, progress_message"
+)
+"""The columns a SQL driver reads a job from, in the order `job_from_columns` takes them."""
+
+JOB_COLUMN_COUNT: Final = JOB_COLUMNS.count(",") + 1
+PRIORITY_COLUMN: Final = 9
+"""The position of `priority` in `JOB_COLUMNS`."""
+
+
 def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
     """Build a job from SQL columns `id, type, value, handle_timeout_ms, backoff_ms, attempts,
-    max_attempts, last_error, headers, priority, job_group` (the last three may be left out).
+    max_attempts, last_error`, then optionally `headers, priority, job_group`, `keep_result_ms,
+    result` and `progress, progress_message`: the columns of `JOB_COLUMNS`, or a prefix of them
+    at least 8 long (rows of an earlier schema). A caller leaves out any column of its own that
+    follows them (a rowid, a due time).
 
     Raises:
         DecodeError: For columns no driver writes (a row edited by hand or by another tool):
@@ -51,6 +72,13 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
     priority, group = (columns[9], columns[10]) if len(columns) > 10 else (0, None)
     _expect(priority, int, "priority")
     _expect(group, str | None, "job_group")
+    keep_ms, result = (columns[11], columns[12]) if len(columns) > 12 else (None, None)
+    if isinstance(result, str):
+        result = result.encode()
+    _expect(result, bytes | bytearray | memoryview | None, "result")
+    progress = None
+    if len(columns) > 14 and isinstance(columns[13], int | float):
+        progress = Progress(float(columns[13]), str(columns[14] or ""))
     return PersistedJob(
         id=job_id,
         type=job_type,
@@ -63,6 +91,22 @@ def job_from_columns(columns: Sequence[Any]) -> PersistedJob:
         headers=_headers(columns[8]) if len(columns) > 8 else {},
         priority=priority,
         group=group,
+        keep_result=None if keep_ms is None else _duration(keep_ms, "keep_result_ms"),
+        result=None if result is None else bytes(result),
+        progress=progress,
+    )
+
+
+def worker_of(row: Sequence[Any]) -> WorkerInfo:
+    """Return the WorkerInfo of a row `id, hostname, pid, started_ms, last_seen_ms, running`."""
+    worker_id, hostname, pid, started_ms, last_seen_ms, running = row
+    return WorkerInfo(
+        str(worker_id),
+        str(hostname),
+        int(pid),
+        instant_of_ms(int(started_ms)),
+        instant_of_ms(int(last_seen_ms)),
+        int(running),
     )
 
 

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -35,29 +35,39 @@ from corequeue.drivers.base import (
     DEFAULT_LEASE,
     DEFAULT_POP_TIMEOUT,
     LEASE_EXPIRED,
+    THROUGHPUT_HISTORY,
     Channel,
     Clock,
     GroupCounts,
     JobView,
     QueueInfo,
     SystemClock,
+    Throughput,
+    WorkerInfo,
     check_listing,
     check_pop_limit,
     due_ms,
     instant_of_ms,
+    interval_of,
     parse_channel,
     reloadable,
 )
+from corequeue.drivers.finished import Pause, wait_finished
 from corequeue.drivers.sql_state import (
+    COMPLETED,
     FAILED,
+    JOB_COLUMN_COUNT,
+    JOB_COLUMNS,
     PARKED_STATE,
     PENDING,
+    PRIORITY_COLUMN,
     RESERVED,
     TIMEOUT,
-    headers_column,
     counts_by_group,
+    headers_column,
     job_from_columns,
     readable_or_not,
+    worker_of,
 )
 from corequeue.drivers.sqlite_flow import RATES_TABLE, choose
 from corequeue.drivers.wakeup import Bell
@@ -67,11 +77,14 @@ from corequeue.limits import HeldBack, Limits
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 """Version 2 added the `token` column (fenced settlement), version 3 the `corequeue_periodic`
 table (periodic jobs), version 4 the `headers` column (middleware headers, JSON text or NULL),
 version 5 the `priority` and `job_group` columns and the `corequeue_queues` table (flow
-control); an older file is upgraded."""
+control), version 6 the `keep_result_ms`, `result`, `progress`, `progress_message` and
+`cancel_token` columns and the `corequeue_workers` and `corequeue_throughput` tables (kept
+results, progress, cancelling a running job, worker heartbeats, fleet-wide throughput); an
+older file is upgraded."""
 
 _META = "CREATE TABLE IF NOT EXISTS corequeue_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -92,6 +105,11 @@ CREATE TABLE IF NOT EXISTS corequeue_jobs (
     headers TEXT,
     priority INTEGER NOT NULL DEFAULT 0,
     job_group TEXT,
+    keep_result_ms INTEGER,
+    result BLOB,
+    progress REAL,
+    progress_message TEXT,
+    cancel_token TEXT,
     UNIQUE (queue, id)
 );
 CREATE INDEX IF NOT EXISTS corequeue_jobs_due ON corequeue_jobs (queue, state, due_ms);
@@ -121,6 +139,43 @@ CREATE TABLE IF NOT EXISTS corequeue_periodic (
 )
 """
 
+_WORKERS_TABLE = """
+CREATE TABLE IF NOT EXISTS corequeue_workers (
+    queue TEXT NOT NULL,
+    id TEXT NOT NULL,
+    hostname TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    running INTEGER NOT NULL,
+    PRIMARY KEY (queue, id)
+)
+"""
+
+_THROUGHPUT_TABLE = """
+CREATE TABLE IF NOT EXISTS corequeue_throughput (
+    queue TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    processed INTEGER NOT NULL,
+    retried INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    PRIMARY KEY (queue, start_ms)
+)
+"""
+
+_COUNT = """
+INSERT INTO corequeue_throughput (queue, start_ms, processed, retried, failed)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (queue, start_ms) DO UPDATE SET processed = processed + excluded.processed,
+    retried = retried + excluded.retried, failed = failed + excluded.failed
+"""
+
+_FORGET_COUNTS = """
+DELETE FROM corequeue_throughput WHERE rowid IN (
+    SELECT rowid FROM corequeue_throughput WHERE queue = ? AND start_ms < ? LIMIT 100
+)
+"""
+
 _UPGRADES: Final = {
     2: ("ALTER TABLE corequeue_jobs ADD COLUMN token TEXT",),
     3: (_PERIODIC_TABLE,),
@@ -131,23 +186,36 @@ _UPGRADES: Final = {
         _QUEUES_TABLE,
         RATES_TABLE,
     ),
+    6: (
+        "ALTER TABLE corequeue_jobs ADD COLUMN keep_result_ms INTEGER",
+        "ALTER TABLE corequeue_jobs ADD COLUMN result BLOB",
+        "ALTER TABLE corequeue_jobs ADD COLUMN progress REAL",
+        "ALTER TABLE corequeue_jobs ADD COLUMN progress_message TEXT",
+        "ALTER TABLE corequeue_jobs ADD COLUMN cancel_token TEXT",
+        _WORKERS_TABLE,
+        _THROUGHPUT_TABLE,
+    ),
 }
 """The statements that bring a file from version n - 1 to version n."""
 
 _COLUMNS = (
     "id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error, "
-    "headers, priority, job_group"
+    "headers, priority, job_group, keep_result_ms, result"
 )
+_READ_COLUMNS = JOB_COLUMNS  # _COLUMNS, then what only the store writes: progress
+assert f"{_COLUMNS}, progress, progress_message" == _READ_COLUMNS
 
 _PUSH = f"""
 INSERT INTO corequeue_jobs (queue, state, due_ms, {_COLUMNS})
-VALUES (?, {PENDING}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, {PENDING}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (queue, id) DO UPDATE SET
     state = {PENDING}, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
     handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
     attempts = excluded.attempts, max_attempts = excluded.max_attempts,
     last_error = excluded.last_error, headers = excluded.headers, priority = excluded.priority,
-    job_group = excluded.job_group, token = NULL
+    job_group = excluded.job_group, keep_result_ms = excluded.keep_result_ms,
+    result = excluded.result, token = NULL, progress = NULL, progress_message = NULL,
+    cancel_token = NULL
 WHERE corequeue_jobs.state >= {FAILED}
 """
 
@@ -161,14 +229,14 @@ WHERE rowid IN (
     AND NOT EXISTS (SELECT 1 FROM corequeue_queues WHERE queue = ? AND paused)
     ORDER BY priority DESC, due_ms, rowid LIMIT ?
 )
-RETURNING {_COLUMNS}, rowid
+RETURNING {_READ_COLUMNS}, rowid
 """
 
 # The rows a limited pop chose (sqlite_flow.choose), by rowid: integers the driver formats in.
 _POP_CHOSEN = f"""
 UPDATE corequeue_jobs SET state = {RESERVED}, due_ms = ?, token = ?
 WHERE rowid IN ({{rowids}})
-RETURNING {_COLUMNS}, rowid
+RETURNING {_READ_COLUMNS}, rowid
 """
 
 _SET_PAUSED = """
@@ -207,7 +275,37 @@ _RELEASE = f"UPDATE corequeue_jobs SET state = {PENDING}, due_ms = ?, token = NU
 
 _ACK = f"DELETE FROM corequeue_jobs WHERE {_HELD}"
 
-_RENEW = f"UPDATE corequeue_jobs SET due_ms = ? WHERE {_HELD}"
+# An ack that keeps the result: the job stays, in `completed` until `due_ms`.
+_COMPLETE = f"""
+UPDATE corequeue_jobs
+SET state = {COMPLETED}, due_ms = ?, keep_result_ms = ?, result = ?, token = NULL
+WHERE {_HELD}
+"""
+
+# Oldest first, at most `limit` rows: completed ones past their due time, failed and timeout
+# ones parked before the retention cutoff (-1 when the queue keeps them).
+_PRUNE = f"""
+DELETE FROM corequeue_jobs WHERE rowid IN (
+    SELECT rowid FROM corequeue_jobs
+    WHERE queue = ? AND (
+        (state = {COMPLETED} AND due_ms <= ?) OR (state IN ({FAILED}, {TIMEOUT}) AND due_ms <= ?)
+    )
+    ORDER BY due_ms LIMIT ?
+)
+"""
+
+# Stores the progress the holder sends (NULL keeps the stored one) and answers whether a cancel
+# request names this reservation.
+_RENEW = f"""
+UPDATE corequeue_jobs SET due_ms = ?, progress = COALESCE(?, progress),
+    progress_message = COALESCE(?, progress_message)
+WHERE {_HELD}
+RETURNING COALESCE(cancel_token = token, 0)
+"""
+
+_REQUEST_CANCEL = f"""
+UPDATE corequeue_jobs SET cancel_token = token WHERE queue = ? AND id = ? AND state = {RESERVED}
+"""
 
 # A row written behind the driver's back that is no job (see job_from_columns): parked, not lost.
 _PARK_UNREADABLE = f"""
@@ -217,6 +315,19 @@ WHERE rowid = ?
 
 _INFO = """
 SELECT state, due_ms > ?, COUNT(*) FROM corequeue_jobs WHERE queue = ? GROUP BY 1, 2
+"""
+
+_BEAT = """
+INSERT INTO corequeue_workers (queue, id, hostname, pid, started_ms, last_seen_ms, running)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (queue, id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
+    running = excluded.running
+"""
+
+_FORGET_SILENT = """
+DELETE FROM corequeue_workers WHERE rowid IN (
+    SELECT rowid FROM corequeue_workers WHERE queue = ? AND last_seen_ms < ? LIMIT 100
+)
 """
 
 # Changes a row only when the slot is later than the stored one: rowcount 0 means taken.
@@ -272,6 +383,7 @@ class SQLiteDriver:
         self._pushed = Bell()
         self._limits = Limits()
         self._held_back: Counter[HeldBack] = Counter()
+        self._finished = Bell()
 
     def __repr__(self) -> str:
         return f"SQLiteDriver({str(self.path)!r}, name={self.name!r})"
@@ -354,23 +466,28 @@ class SQLiteDriver:
             await self._pushed.wait(seen, min(wait, poll_seconds))
 
     async def ack(self, job: PersistedJob) -> bool:
-        """Remove a reserved job; False (nothing changed) when its token is stale."""
-        acked = job.token is not None and await self._write(_ACK, self._held(job)) > 0
-        self._freed()
-        return acked
+        """Remove a reserved job (or keep it in `completed`); False when its token is stale."""
+        return not await self.ack_many([job])
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
-        """Remove the jobs still reserved under their tokens; return the stale ones.
+        """Ack the jobs still reserved under their tokens; return the stale ones.
 
         One transaction, so one sync to disk, for the whole batch.
         """
-        stale = await self._each(jobs, _ACK, [self._held(job) for job in jobs])
+        if not jobs:
+            return []
+        now_us = self._clock.now_us()
+        statements = [self._ack_statement(job, now_us) for job in jobs]
+        changed = await self._run(partial(_execute_statements, statements=statements))
+        self._finished.ring()
         self._freed()
-        return stale
+        return [job for job, done in zip(jobs, changed, strict=True) if not done]
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`; False (nothing changed) when its token is stale."""
-        return await self._settle(job, FAILED, self._clock.now_ms())
+        failed = await self._settle(job, FAILED, self._clock.now_ms())
+        self._finished.ring()
+        return failed
 
     async def retry(self, job: PersistedJob) -> bool:
         """Move a reserved job to `delayed` for its backoff; False when its token is stale."""
@@ -388,8 +505,18 @@ class SQLiteDriver:
 
         One transaction for the whole batch.
         """
+        if not jobs:
+            return []
         until = due_ms(self._clock.now_us(), self.lease)
-        return await self._each(jobs, _RENEW, [(until, *self._held(job)) for job in jobs])
+        rows = [(until, *_progress_values(job), *self._held(job)) for job in jobs]
+        answers = await self._run(partial(_renew_each, rows=rows))
+        lost = []
+        for job, answer in zip(jobs, answers, strict=True):
+            if answer is None:
+                lost.append(job)
+            else:
+                job.cancel_requested = bool(answer)
+        return lost
 
     async def release(self, job: PersistedJob) -> bool:
         """Put a reserved job back in `waiting` without counting an attempt.
@@ -404,9 +531,8 @@ class SQLiteDriver:
         return moved
 
     async def cancel(self, job_id: str) -> bool:
-        """Remove a waiting or delayed job."""
-        sql = f"DELETE FROM corequeue_jobs WHERE queue = ? AND id = ? AND state = {PENDING}"
-        return await self._write(sql, (self.name, job_id)) > 0
+        """Remove a waiting or delayed job, or record a cancel request for a reserved one."""
+        return await self._run(partial(_cancel, name=self.name, job_id=job_id))
 
     async def reload(self, channel: Channel | str) -> int:
         """Move every job of `failed` or `timeout` back to `waiting`."""
@@ -444,6 +570,22 @@ class SQLiteDriver:
                 channel = next(c for c, s in PARKED_STATE.items() if s == state)
                 counts[channel] += count
         return QueueInfo(**{channel.value: count for channel, count in counts.items()})
+
+    async def wait_finished(self, job_id: str, wait: timedelta | None) -> JobView | None:
+        """Return job `job_id` once finished, or where it is after `wait`; None if unknown.
+
+        Settles through this driver wake the wait at once; those of other processes sharing
+        the file are seen by looks backing off from 5 ms to `poll_interval` * 10 (at least
+        100 ms).
+        """
+        cap = max(self.poll_interval.total_seconds() * 10, 0.1)
+        return await wait_finished(lambda: self.get_job(job_id), Pause(self._finished, cap), wait)
+
+    async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
+        """Delete up to `limit` finished jobs past their retention (see `Driver.prune`)."""
+        now = self._clock.now_ms()
+        cutoff = -1 if failed_retention is None else now - to_ms(failed_retention)
+        return await self._write(_PRUNE, (self.name, now, cutoff, limit))
 
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Advance schedule `name` to `slot_ms` and push `job`, in one transaction.
@@ -498,6 +640,50 @@ class SQLiteDriver:
         row = await self._run(lambda db: db.execute(_IS_PAUSED, (self.name,)).fetchone())
         return bool(row and row[0])
 
+    async def beat(self, worker: WorkerInfo) -> None:
+        """Record a heartbeat of `worker` now; forget up to 100 workers silent for a lease."""
+        now = self._clock.now_ms()
+        started = int(worker.started_at.timestamp() * 1000)
+        row = (self.name, worker.id, worker.hostname, worker.pid, started, now, worker.running)
+        silent = (self.name, now - to_ms(self.lease))
+        await self._run(
+            partial(_execute_statements, statements=[(_BEAT, row), (_FORGET_SILENT, silent)])
+        )
+
+    async def forget_worker(self, worker_id: str) -> None:
+        """Delete the heartbeat record of `worker_id`."""
+        sql = "DELETE FROM corequeue_workers WHERE queue = ? AND id = ?"
+        await self._write(sql, (self.name, worker_id))
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the workers that beat within one lease of now, by id."""
+        horizon = self._clock.now_ms() - to_ms(self.lease)
+        sql = (
+            "SELECT id, hostname, pid, started_ms, last_seen_ms, running FROM corequeue_workers "
+            "WHERE queue = ? AND last_seen_ms >= ? ORDER BY id"
+        )
+        rows = await self._run(lambda db: db.execute(sql, (self.name, horizon)).fetchall())
+        return [worker_of(row) for row in rows]
+
+    async def count_finished(self, processed: int, retried: int, failed: int) -> None:
+        """Add finished attempts to the current interval's counters; forget day-old ones."""
+        now = self._clock.now_ms()
+        statements = [
+            (_COUNT, (self.name, interval_of(now), processed, retried, failed)),
+            (_FORGET_COUNTS, (self.name, now - to_ms(THROUGHPUT_HISTORY))),
+        ]
+        await self._run(partial(_execute_statements, statements=statements))
+
+    async def throughput(self, since: datetime) -> list[Throughput]:
+        """Return the counters of the intervals starting at or after `since`, oldest first."""
+        sql = (
+            "SELECT start_ms, processed, retried, failed FROM corequeue_throughput "
+            "WHERE queue = ? AND start_ms >= ? ORDER BY start_ms"
+        )
+        since_ms = int(since.timestamp() * 1000)
+        rows = await self._run(lambda db: db.execute(sql, (self.name, since_ms)).fetchall())
+        return [Throughput(instant_of_ms(start), p, r, f) for start, p, r, f in rows]
+
     async def close(self) -> None:
         """Close the connection and its thread."""
         with self._thread_lock:
@@ -523,7 +709,7 @@ class SQLiteDriver:
             where, values = f"state = {PENDING} AND due_ms {comparison} ?", [now]
         order = "priority DESC, due_ms, rowid" if parsed is Channel.WAITING else "due_ms, rowid"
         sql = (
-            f"SELECT state, due_ms, {_COLUMNS} FROM corequeue_jobs "
+            f"SELECT state, due_ms, {_READ_COLUMNS} FROM corequeue_jobs "
             f"WHERE queue = ? AND {where} AND (? IS NULL OR type = ?) "
             f"ORDER BY {order} LIMIT ? OFFSET ?"
         )
@@ -534,7 +720,9 @@ class SQLiteDriver:
     async def get_job(self, job_id: str) -> JobView | None:
         """Return the job with id `job_id` wherever it is, or None."""
         now = self._clock.now_ms()
-        sql = f"SELECT state, due_ms, {_COLUMNS} FROM corequeue_jobs WHERE queue = ? AND id = ?"
+        sql = (
+            f"SELECT state, due_ms, {_READ_COLUMNS} FROM corequeue_jobs WHERE queue = ? AND id = ?"
+        )
         row = await self._run(lambda db: db.execute(sql, (self.name, job_id)).fetchone())
         return None if row is None else _view(row, now)
 
@@ -542,7 +730,7 @@ class SQLiteDriver:
         """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
         sql = (
             f"DELETE FROM corequeue_jobs WHERE queue = ? AND id = ? "
-            f"AND state IN ({PENDING}, {FAILED}, {TIMEOUT})"
+            f"AND state IN ({PENDING}, {FAILED}, {TIMEOUT}, {COMPLETED})"
         )
         return await self._write(sql, (self.name, job_id)) > 0
 
@@ -597,7 +785,7 @@ class SQLiteDriver:
                 ).fetchall()
             if rows:
                 # RETURNING has no order: the pop's (priority, then FIFO by rowid)
-                rows.sort(key=lambda row: (-_whole(row[-3]), row[-1]))
+                rows.sort(key=lambda row: (-_whole(row[PRIORITY_COLUMN]), row[-1]))
                 jobs = _readable(db, rows, now)
                 for job in jobs:
                     job.token = token
@@ -632,6 +820,14 @@ class SQLiteDriver:
         now_us = self._clock.now_us()
         # Built here, in full, before the driver's thread sees it.
         return [(self.name, due_ms(now_us, delay), *_row(job)) for job, delay in jobs]
+
+    def _ack_statement(self, job: PersistedJob, now_us: int) -> tuple[str, tuple[Any, ...]]:
+        """Return the statement that acks `job`: a delete, or a move to `completed`."""
+        keep = job.keep_result
+        if keep is None or keep <= timedelta(0):
+            return _ACK, self._held(job)
+        values = (due_ms(now_us, keep), to_ms(keep), job.result)
+        return _COMPLETE, (*values, *self._held(job))
 
     def _held(self, job: PersistedJob) -> tuple[str, str, str | None]:
         """Return the parameters of `_HELD` for `job`: the row it holds under its token."""
@@ -745,6 +941,47 @@ def _execute_each(db: sqlite3.Connection, *, sql: str, rows: Sequence[Sequence[A
     return _in_transaction(db, lambda: [db.execute(sql, row).rowcount > 0 for row in rows])
 
 
+def _execute_statements(
+    db: sqlite3.Connection, *, statements: Sequence[tuple[str, Sequence[Any]]]
+) -> list[bool]:
+    """Run every `(sql, parameters)` in one transaction; return whether each changed a row."""
+    return _in_transaction(
+        db, lambda: [db.execute(*statement).rowcount > 0 for statement in statements]
+    )
+
+
+def _renew_each(db: sqlite3.Connection, *, rows: Sequence[Sequence[Any]]) -> list[int | None]:
+    """Run `_RENEW` for every row in one transaction; per row, whether a cancel request names
+    the reservation (1 or 0), or None when the lease is lost."""
+
+    def renew() -> list[int | None]:
+        answers: list[int | None] = []
+        for row in rows:
+            found = db.execute(_RENEW, row).fetchone()
+            answers.append(None if found is None else int(found[0]))
+        return answers
+
+    return _in_transaction(db, renew)
+
+
+def _cancel(db: sqlite3.Connection, *, name: str, job_id: str) -> bool:
+    """Delete a pending job, or mark a reserved one's reservation as cancelled: one step."""
+
+    def cancel() -> bool:
+        sql = f"DELETE FROM corequeue_jobs WHERE queue = ? AND id = ? AND state = {PENDING}"
+        if db.execute(sql, (name, job_id)).rowcount > 0:
+            return True
+        return db.execute(_REQUEST_CANCEL, (name, job_id)).rowcount > 0
+
+    return _in_transaction(db, cancel)
+
+
+def _progress_values(job: PersistedJob) -> tuple[float | None, str | None]:
+    if job.progress is None:
+        return None, None
+    return job.progress.fraction, job.progress.message
+
+
 def _advance_and_push(db: sqlite3.Connection, *, slot: Sequence[Any], push: Sequence[Any]) -> bool:
     """Advance a schedule's last slot and, when it moved, push the slot's job: one transaction."""
 
@@ -779,7 +1016,8 @@ def _migrate(db: sqlite3.Connection) -> None:
             "sqlite", f"schema version {version} is newer than this release ({SCHEMA_VERSION})"
         )
     # executescript() would commit the open transaction: run the statements one by one.
-    for statement in (*_SCHEMA.split(";"), _PERIODIC_TABLE, _QUEUES_TABLE, RATES_TABLE):
+    tables = (_PERIODIC_TABLE, _QUEUES_TABLE, RATES_TABLE, _WORKERS_TABLE, _THROUGHPUT_TABLE)
+    for statement in (*_SCHEMA.split(";"), *tables):
         if statement.strip():
             db.execute(statement)
     for step in range(version + 1, SCHEMA_VERSION + 1):
@@ -806,6 +1044,8 @@ def _row(job: PersistedJob) -> tuple[Any, ...]:
         headers_column(job.headers),
         job.priority,
         job.group,
+        None if job.keep_result is None else to_ms(job.keep_result),
+        job.result,
     )
 
 
@@ -814,7 +1054,7 @@ def _readable(db: sqlite3.Connection, rows: list[Any], now: int) -> list[Persist
     jobs = []
     for row in rows:
         try:
-            jobs.append(job_from_columns(row))
+            jobs.append(job_from_columns(row[:JOB_COLUMN_COUNT]))
         except DecodeError as exc:
             db.execute(_PARK_UNREADABLE, (now, f"DecodeError: {exc}", row[-1]))
     return jobs
@@ -827,7 +1067,7 @@ def _view(row: Sequence[Any], now: int) -> JobView:
         channel = Channel.DELAYED if due_ms > now else Channel.WAITING
     else:
         channel = next(c for c, s in PARKED_STATE.items() if s == state)
-    shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
+    shows_due = channel in (Channel.DELAYED, Channel.RESERVED, Channel.COMPLETED)
     return JobView(readable_or_not(row[2:]), channel, instant_of_ms(due_ms) if shows_due else None)
 
 

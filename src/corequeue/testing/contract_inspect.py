@@ -79,6 +79,7 @@ async def test_list_jobs_shows_every_channel_in_channel_order(
         Channel.RESERVED: ["r"],
         Channel.FAILED: ["f1", "f2"],
         Channel.TIMEOUT: [],
+        Channel.COMPLETED: [],
     }
     assert [v.due_at for v in listed[Channel.DELAYED]] == [start + MINUTE, start + 2 * MINUTE]
     assert [v.due_at for v in listed[Channel.RESERVED]] == [start + driver.lease]

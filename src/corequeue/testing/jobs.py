@@ -51,6 +51,7 @@ def with_every_field(job_id: str = "a") -> PersistedJob:
         headers=dict(EVERY_HEADER),
         priority=7,
         group="acme",
+        keep_result=timedelta(minutes=5),
     )
 
 

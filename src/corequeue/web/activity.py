@@ -1,6 +1,8 @@
 """What the overview chart draws: jobs finished per interval, and the backlog over time.
 
-Two sources, both kept in memory for the last `WINDOW`:
+The finished attempts come from the store's throughput counters, which every worker adds to
+(`Dashboard.activity`), so the chart shows the whole fleet wherever the dashboard runs. Kept
+in memory here, for the last `WINDOW`:
 
 - `ActivityRecorder.observe()` is a `JobMetrics`: the dashboard adds it to the metrics of the
   queues it is given, so every attempt finished *in this process* is counted by outcome. When

@@ -26,6 +26,7 @@ from corequeue.web.service import (
     Problem,
     job_document,
     schedule_document,
+    worker_document,
 )
 
 
@@ -42,6 +43,7 @@ class Api:
             Route("/api/openapi.json", self.openapi, name="api_openapi"),
             Route("/api/csrf", self.csrf_token, name="api_csrf"),
             Route("/api/info", self.info, name="api_info"),
+            Route("/api/workers", self.workers, name="api_workers"),
             Route("/api/queues/{queue}/activity", self.activity, name="api_activity"),
             Route("/api/queues/{queue}/periodic", self.periodic, name="api_periodic"),
             Route("/api/queues/{queue}/channels/{channel}/jobs", self.jobs, name="api_jobs"),
@@ -96,6 +98,14 @@ class Api:
         counts = {name: (await self.dashboard.info(name)).as_dict() for name in names}
         return _json(counts)
 
+    async def workers(self, request: Request) -> Response:
+        """The live workers of every queue."""
+        found = await self.dashboard.workers()
+        documents = [
+            worker_document(name, worker) for name, workers in found.items() for worker in workers
+        ]
+        return _json({"workers": documents})
+
     async def activity(self, request: Request) -> Response:
         """The chart's figures: finished attempts and backlog per interval, oldest first."""
         name = request.path_params["queue"]
@@ -108,7 +118,7 @@ class Api:
                 "failed": bucket.failed,
                 "backlog": bucket.backlog,
             }
-            for bucket in self.dashboard.recorder.buckets(name)
+            for bucket in await self.dashboard.activity(name)
         ]
         return _json({"queue": name, "bucket_seconds": BUCKET_SECONDS, "buckets": buckets})
 

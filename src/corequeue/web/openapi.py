@@ -61,9 +61,15 @@ def _paths() -> dict[str, Any]:
                 ],
             )
         },
+        "/workers": {
+            "get": _operation(
+                "The live workers of every queue (those that beat within three renewal periods).",
+                "Workers",
+            )
+        },
         "/queues/{queue}/activity": {
             "get": _operation(
-                "Attempts finished in this process and sampled backlog, per interval.",
+                "Attempts every worker finished (store counters) and backlog, per interval.",
                 "Activity",
                 parameters=[queue],
             )
@@ -140,6 +146,24 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "Job": _job_schema(),
+        "Workers": _object(
+            {
+                "workers": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "queue": {"type": "string"},
+                            "id": {"type": "string"},
+                            "hostname": {"type": "string"},
+                            "pid": {"type": "integer"},
+                            "started_at": {"type": "string", "format": "date-time"},
+                            "last_seen": {"type": "string", "format": "date-time"},
+                            "running": {"type": "integer", "minimum": 0},
+                        }
+                    ),
+                }
+            }
+        ),
         "JobPage": _object(
             {
                 "queue": {"type": "string"},
@@ -203,6 +227,18 @@ def _job_schema() -> dict[str, Any]:
                 "type": ["string", "null"],
                 "description": "Why the payload is shown as it is, when it is not shown whole "
                 "as it was stored: JSON nested too deeply for any reader is text, cut short.",
+            },
+            "progress": {
+                "type": ["object", "null"],
+                "description": "How far a running job got, as its last renewal stored it.",
+                "properties": {
+                    "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+                    "message": {"type": "string"},
+                },
+            },
+            "result": {
+                "description": "A completed job's kept result (like the payload: JSON value, "
+                "text or base64), or null.",
             },
         }
     )

@@ -39,7 +39,7 @@ NOTICES: Final = {
     "flushed": "Deleted {jobs}.",
     "retried": "The job is back in waiting.",
     "deleted": "The job was deleted.",
-    "cancelled": "The job was cancelled.",
+    "cancelled": "The job was cancelled (a running job stops at its worker's next renewal).",
     "paused": "The queue is paused: workers start none of its jobs until it is resumed.",
     "resumed": "The queue is resumed.",
     "logged-out": "Logged out.",
@@ -71,6 +71,7 @@ class Pages:
             Route("/login", self.login_form, name="login"),
             Route("/login", self.login, methods=["POST"], name="login_post"),
             Route("/logout", self.logout, methods=["POST"], name="logout"),
+            Route("/workers", self.workers, name="workers"),
             Route("/queues/{queue}", self.queue, name="queue"),
             Route("/queues/{queue}/channels/{channel}", self.channel, name="channel"),
             Route(
@@ -118,6 +119,10 @@ class Pages:
     async def overview_live(self, request: Request) -> Response:
         """The live part of the overview, which its script swaps in every few seconds."""
         return self.render(request, "_cards.html", cards=await self._cards())
+
+    async def workers(self, request: Request) -> Response:
+        """The live workers of every queue, from their heartbeats."""
+        return self.render(request, "workers.html", workers=await self.dashboard.workers())
 
     async def queue(self, request: Request) -> Response:
         """A queue's page is its waiting channel."""
@@ -168,6 +173,7 @@ class Pages:
             queue=name,
             view=view,
             payload=self.dashboard.payload(view),
+            result=self.dashboard.result(view),
             reloadable=view.channel in RELOADABLE,
         )
 
@@ -212,7 +218,7 @@ class Pages:
         return await self._job_action(request, self.dashboard.delete, "deleted")
 
     async def cancel(self, request: Request) -> Response:
-        """Cancel one waiting or delayed job."""
+        """Cancel one waiting or delayed job, or ask the worker running it to stop it."""
         return await self._job_action(request, self.dashboard.cancel, "cancelled")
 
     async def pause(self, request: Request) -> Response:
@@ -280,7 +286,7 @@ class Pages:
                 "name": name,
                 "counts": info.as_dict(),
                 "driver": type(self.dashboard.queue(name).driver).__name__,
-                "chart": draw(self.dashboard.recorder.buckets(name)),
+                "chart": draw(await self.dashboard.activity(name)),
             }
             for name, info in infos.items()
         ]

@@ -21,13 +21,14 @@ from corequeue.drivers.base import (
     InspectDriver,
     JobView,
     QueueInfo,
+    WorkerInfo,
     reloadable,
 )
 from corequeue.errors import InvalidOption
 from corequeue.metrics import FanOut, JobMetrics
 from corequeue.periodic import PeriodicInfo, slot_job_id
 from corequeue.queue import Queue
-from corequeue.web.activity import ActivityRecorder
+from corequeue.web.activity import ActivityRecorder, Bucket
 
 PAGE_SIZE = 50
 """Jobs on one page of a channel view."""
@@ -146,6 +147,34 @@ class Dashboard:
         """Return the channel counts of every queue."""
         return {name: await self.info(name) for name in self.queues}
 
+    async def activity(self, name: str) -> list[Bucket]:
+        """Return the chart's intervals of queue `name`: finished attempts and the backlog.
+
+        Finished attempts come from the store's throughput counters, which every worker adds
+        to once per renewal period, so the chart shows the whole fleet wherever the dashboard
+        runs. Mounted in a worker process, the dashboard also counts that worker's attempts at
+        once; each interval shows the larger of the two, so the newest bar does not wait for
+        the next heartbeat. A driver without counters (one of your own) shows this process's
+        counts only.
+        """
+        local = self.recorder.buckets(name)
+        try:
+            since = datetime.fromtimestamp(local[0].start, UTC)
+            stored = await self.queue(name).driver.throughput(since)
+        except Exception:  # no counters in this store: this process's own counts
+            return local
+        by_start = {int(count.start.timestamp()): count for count in stored}
+        merged = []
+        for bucket in local:
+            count = by_start.get(int(bucket.start))
+            if count is None or count.processed + count.retried + count.failed <= bucket.finished:
+                merged.append(bucket)
+                continue
+            merged.append(
+                Bucket(bucket.start, count.processed, count.retried, count.failed, bucket.backlog)
+            )
+        return merged
+
     async def sample_all(self) -> None:
         """Read the counts of every queue that is due a chart sample."""
         for name in self.queues:
@@ -232,9 +261,21 @@ class Dashboard:
             )
 
     async def cancel(self, name: str, job_id: str) -> None:
-        """Cancel one waiting or delayed job."""
+        """Cancel one waiting or delayed job, or ask the worker running it to stop it."""
         if not await self.queue(name).cancel(job_id):
-            raise Problem(f"no waiting or delayed job {job_id!r} in queue {name!r}", 404)
+            raise Problem(f"no waiting, delayed or running job {job_id!r} in queue {name!r}", 404)
+
+    async def workers(self) -> dict[str, list[WorkerInfo]]:
+        """Return the live workers of every queue, by queue name."""
+        return {name: await self.queue(name).workers() for name in self.names}
+
+    def result(self, view: JobView) -> Payload | None:
+        """Return the kept result of a completed job as shown (None: it has none)."""
+        if view.job.result is None:
+            return None
+        if not self.show_payloads:
+            return Payload("hidden", "")
+        return payload_of(view.job.result)
 
     def payload(self, view: JobView) -> Payload:
         """Return the payload of `view` as shown: pretty JSON, text, base64, or hidden."""
@@ -312,7 +353,30 @@ def job_document(dashboard: Dashboard, queue: str, view: JobView) -> dict[str, A
         document["payload"] = payload.value
     elif payload.encoding != "hidden":
         document["payload"] = payload.text
+    progress = job.progress
+    document["progress"] = (
+        None if progress is None else {"fraction": progress.fraction, "message": progress.message}
+    )
+    result = dashboard.result(view)
+    document["result"] = None
+    if result is not None and result.encoding == "json":
+        document["result"] = result.value
+    elif result is not None and result.encoding != "hidden":
+        document["result"] = result.text
     return document
+
+
+def worker_document(queue: str, worker: WorkerInfo) -> dict[str, Any]:
+    """Return the JSON API's form of a worker (see the OpenAPI schema `Worker`)."""
+    return {
+        "queue": queue,
+        "id": worker.id,
+        "hostname": worker.hostname,
+        "pid": worker.pid,
+        "started_at": worker.started_at.isoformat(),
+        "last_seen": worker.last_seen.isoformat(),
+        "running": worker.running,
+    }
 
 
 def schedule_document(view: ScheduleView) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
 import psycopg
@@ -35,17 +35,22 @@ from corequeue.drivers.base import (
     DEFAULT_LEASE,
     DEFAULT_POP_TIMEOUT,
     LEASE_EXPIRED,
+    THROUGHPUT_HISTORY,
+    THROUGHPUT_INTERVAL,
     Channel,
     Clock,
     GroupCounts,
     JobView,
     QueueInfo,
+    Throughput,
+    WorkerInfo,
     check_listing,
     check_pop_limit,
     instant_of_ms,
     parse_channel,
     reloadable,
 )
+from corequeue.drivers.finished import Pause, wait_finished
 from corequeue.drivers.postgres import migrations
 from corequeue.drivers.postgres.dsn import connect_options, parse_dsn, redact, store_errors
 from corequeue.drivers.postgres.flow import flow_queries, reserve_limited
@@ -55,12 +60,15 @@ from corequeue.drivers.postgres.pooling import SyncPool, pool_waits
 from corequeue.drivers.postgres.queries import Queries
 from corequeue.drivers.sql_state import (
     FAILED,
+    JOB_COLUMN_COUNT,
     PARKED_STATE,
     PENDING,
-    headers_column,
+    PRIORITY_COLUMN,
     counts_by_group,
+    headers_column,
     job_from_columns,
     readable_or_not,
+    worker_of,
 )
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import (
@@ -152,6 +160,8 @@ class PostgresDriver:
         self._bell = Bell()
         self._limits = Limits()
         self._held_back: Counter[HeldBack] = Counter()
+        self._finished = Bell()
+        self._finished_payload = f"{name}:finished"
         self._migrated = False
         # One pool per event loop (an application may use the driver from several), as psycopg
         # connections belong to the loop that opened them; one sync pool for `push_sync`.
@@ -294,21 +304,38 @@ class PostgresDriver:
             await self._bell.wait(seen, min(remaining, max(wait_seconds, _DUE_RETRY_SECONDS)))
 
     async def ack(self, job: PersistedJob) -> bool:
-        """Remove a reserved job; return False, changing nothing, when `job.token` is stale."""
+        """Remove a reserved job (or keep it in `completed`); False when its token is stale."""
         if job.token is None:
             return False
-        params = self._params(id=job.id, token=job.token)
-        acked = await self._execute(self._queries.ack, params) > 0
+        if _keeps(job):
+            acked = not await self._complete_many([job])
+        else:
+            params = self._params(id=job.id, token=job.token)
+            acked = await self._execute(self._queries.ack, params) > 0
         self._freed()
         return acked
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
-        """Remove several reserved jobs in one statement; return the stale ones, left alone."""
-        if not jobs:
-            return []
-        rows = await self._fetch(self._queries.ack_many, self._held_params(jobs))
+        """Ack several reserved jobs, one statement for those that keep their result and one
+        for the rest; return the stale ones, left alone."""
+        kept = [job for job in jobs if _keeps(job)]
+        removed = [job for job in jobs if not _keeps(job)] if kept else list(jobs)
+        stale = await self._complete_many(kept) if kept else []
+        if removed:
+            rows = await self._fetch(self._queries.ack_many, self._held_params(removed))
+            stale.extend(removed[position - 1] for (position,) in rows)
         self._freed()
-        return [jobs[position - 1] for (position,) in rows]
+        return stale
+
+    async def _complete_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Move reserved jobs to `completed` with their results; return the stale ones."""
+        params = self._held_params(
+            jobs,
+            keeps=[to_ms(job.keep_result or timedelta(0)) for job in jobs],
+            results=[job.result for job in jobs],
+        )
+        rows = await self._fetch(self._queries.complete_many, params)
+        return [jobs[position - 1] for position in rows[0][0]]
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`, keeping its envelope.
@@ -338,8 +365,17 @@ class PostgresDriver:
         """Extend several leases by `lease` from now, in one statement; return the lost ones."""
         if not jobs:
             return []
-        params = self._held_params(jobs, lease_ms=to_ms(self.lease))
-        return _not_matched(jobs, await self._fetch(self._queries.renew_many, params))
+        params = self._held_params(
+            jobs,
+            lease_ms=to_ms(self.lease),
+            progresses=[None if job.progress is None else job.progress.fraction for job in jobs],
+            messages=[None if job.progress is None else job.progress.message for job in jobs],
+        )
+        rows = await self._fetch(self._queries.renew_many, params)
+        cancelled = {(row[0], row[1]) for row in rows if row[2]}
+        for job in jobs:
+            job.cancel_requested = (job.id, job.token) in cancelled
+        return _not_matched(jobs, rows)
 
     async def release(self, job: PersistedJob) -> bool:
         """Put a reserved job back in `waiting` without counting an attempt.
@@ -377,8 +413,8 @@ class PostgresDriver:
         return bool(rows[0][0])
 
     async def cancel(self, job_id: str) -> bool:
-        """Remove a waiting or delayed job; return whether there was one."""
-        return await self._execute(self._queries.cancel, self._params(id=job_id)) > 0
+        """Remove a waiting or delayed job, or record a cancel request for a reserved one."""
+        return await self._moved(self._queries.cancel, self._params(id=job_id))
 
     async def reload(self, channel: Channel | str) -> int:
         """Move every job of `failed` or `timeout` back to `waiting`; return how many moved."""
@@ -410,6 +446,23 @@ class PostgresDriver:
                 counts[channel] += count
         return QueueInfo(**{channel.value: count for channel, count in counts.items()})
 
+    async def wait_finished(self, job_id: str, wait: timedelta | None) -> JobView | None:
+        """Return job `job_id` once finished, or where it is after `wait`; None if unknown.
+
+        Acks that keep a result and moves to `failed` send a NOTIFY on commit, which a LISTEN
+        connection of this event loop turns into a new look at once; a job recovered into
+        `timeout` from an expired lease sends none and is seen within `poll_interval`.
+        """
+        await self._listening(finished=True)
+        pause = Pause(self._finished, self.poll_interval.total_seconds())
+        return await wait_finished(lambda: self.get_job(job_id), pause, wait)
+
+    async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
+        """Delete up to `limit` finished jobs past their retention (see `Driver.prune`)."""
+        retention_ms = None if failed_retention is None else to_ms(failed_retention)
+        params = self._params(retention_ms=retention_ms, limit=limit)
+        return await self._execute(self._queries.prune, params)
+
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Advance schedule `name` to `slot_ms` and push `job`, in one statement.
 
@@ -430,6 +483,7 @@ class PostgresDriver:
             headers=headers_column(job.headers),
             priority=job.priority,
             job_group=job.group,
+            keep_result_ms=None if job.keep_result is None else to_ms(job.keep_result),
         )
         enqueued = await self._moved(self._queries.enqueue_slot, params)
         if enqueued:
@@ -444,6 +498,44 @@ class PostgresDriver:
     async def forget_schedule(self, name: str) -> bool:
         """Delete the last slot of schedule `name`; return whether there was one."""
         return await self._execute(self._queries.forget_schedule, self._params(name=name)) > 0
+
+    async def beat(self, worker: WorkerInfo) -> None:
+        """Record a heartbeat of `worker` now; forget up to 100 workers silent for a lease."""
+        params = self._params(
+            id=worker.id,
+            hostname=worker.hostname,
+            pid=worker.pid,
+            started_ms=int(worker.started_at.timestamp() * 1000),
+            running=worker.running,
+            lease_ms=to_ms(self.lease),
+        )
+        await self._execute(self._queries.beat, params)
+
+    async def forget_worker(self, worker_id: str) -> None:
+        """Delete the heartbeat record of `worker_id`."""
+        await self._execute(self._queries.forget_worker, self._params(id=worker_id))
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the workers that beat within one lease of now, by id."""
+        params = self._params(lease_ms=to_ms(self.lease))
+        return [worker_of(row) for row in await self._fetch(self._queries.workers, params)]
+
+    async def count_finished(self, processed: int, retried: int, failed: int) -> None:
+        """Add finished attempts to the current interval's counters; forget day-old ones."""
+        params = self._params(
+            processed=processed,
+            retried=retried,
+            failed=failed,
+            interval_ms=to_ms(THROUGHPUT_INTERVAL),
+            history_ms=to_ms(THROUGHPUT_HISTORY),
+        )
+        await self._execute(self._queries.count_finished, params)
+
+    async def throughput(self, since: datetime) -> list[Throughput]:
+        """Return the counters of the intervals starting at or after `since`, oldest first."""
+        params = self._params(since_ms=int(since.timestamp() * 1000))
+        rows = await self._fetch(self._queries.throughput, params)
+        return [Throughput(instant_of_ms(start), p, r, f) for start, p, r, f in rows]
 
     async def close(self) -> None:
         """Close the pools and listening connections of every event loop that used the driver."""
@@ -525,7 +617,7 @@ class PostgresDriver:
             rows = await cursor.fetchall()
             if rows:
                 # RETURNING has no order: the pop's is priority first, then due order
-                rows.sort(key=lambda row: (-_whole(row[8]), row[-2], row[-1]))
+                rows.sort(key=_pop_order)
                 return await self._readable(connection, rows, params["token"]), 0.0
             cursor = await connection.execute(self._queries.next_event, params)
             now_ms, next_ms = await _one(cursor)
@@ -546,7 +638,7 @@ class PostgresDriver:
                 return [], poll_seconds
             # Never 0: the jobs due now are held back, not locked by another pop.
             return [], max(min(poll_seconds, popped.wait_ms / 1000), _DUE_RETRY_SECONDS)
-        rows = sorted(popped.rows, key=lambda row: (-_whole(row[8]), row[-2], row[-1]))
+        rows = sorted(popped.rows, key=_pop_order)
         return await self._readable(connection, rows, params["token"]), 0.0
 
     async def _readable(
@@ -566,6 +658,7 @@ class PostgresDriver:
                     backoff_ms=row[4],
                     attempts=row[5],
                     last_error=f"DecodeError: {exc}",
+                    wake=self._finished_payload,
                 )
                 await connection.execute(self._queries.settle, params)
         return jobs
@@ -590,9 +683,12 @@ class PostgresDriver:
             backoff_ms=to_ms(job.backoff),
             attempts=job.attempts,
             last_error=job.last_error,
+            wake=self._finished_payload if state == FAILED else self.name,
         )
         moved = await self._moved(self._queries.settle, params)
         self._freed()
+        if moved and state == FAILED:
+            self._finished.ring()
         return moved
 
     def _freed(self) -> None:
@@ -606,7 +702,13 @@ class PostgresDriver:
 
     def _params(self, **values: Any) -> Params:
         now_us = None if self._clock is None else self._clock.now_us()
-        return {"queue": self.name, "now_us": now_us, "channel": self._channel, **values}
+        return {
+            "queue": self.name,
+            "now_us": now_us,
+            "channel": self._channel,
+            "finished": self._finished_payload,
+            **values,
+        }
 
     def _held_params(self, jobs: Sequence[PersistedJob], **values: Any) -> Params:
         """Return the parameters of a batch statement fenced by `(id, token)` pairs."""
@@ -630,6 +732,9 @@ class PostgresDriver:
             headers=[headers_column(job.headers) for job, _ in unique],
             priorities=[job.priority for job, _ in unique],
             groups=[job.group for job, _ in unique],
+            keep_results=[
+                None if job.keep_result is None else to_ms(job.keep_result) for job, _ in unique
+            ],
         )
 
     # --- plumbing --------------------------------------------------------------------------
@@ -672,17 +777,26 @@ class PostgresDriver:
                     resources.opened = True
         return resources
 
-    async def _listening(self) -> None:
-        """Start this loop's LISTEN connection, before the first look for jobs."""
+    async def _listening(self, *, finished: bool = False) -> None:
+        """Start this loop's LISTEN connection, before the first look for jobs.
+
+        With `finished`, the one for `result()` waiters instead: it rings when jobs finish.
+        """
         resources = await self._resources()
-        if resources.listener is not None:
+        kind = "finished" if finished else "pushed"
+        if kind in resources.listeners:
             return
         async with resources.lock:
-            if resources.listener is None:
-                listener = Listener(self._connect, self._channel, self.name, self._bell)
+            if kind not in resources.listeners:
+                payload, bell = (
+                    (self._finished_payload, self._finished)
+                    if finished
+                    else (self.name, self._bell)
+                )
+                listener = Listener(self._connect, self._channel, payload, bell)
                 with self._translate_errors():
                     await listener.start()
-                resources.listener = listener
+                resources.listeners[kind] = listener
 
     def _new_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
         min_size, max_size = self._pool_sizes
@@ -736,12 +850,12 @@ class _LoopResources:
 
     pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]
     opened: bool = False
-    listener: Listener | None = None
+    listeners: dict[str, Listener] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def close(self) -> None:
-        if self.listener is not None:
-            await self.listener.close()
+        for listener in self.listeners.values():
+            await listener.close()
         await self.pool.close()
 
 
@@ -794,11 +908,21 @@ def _check_options(
         raise InvalidOption(f"pool_timeout must be positive, got {pool_timeout}")
 
 
+def _pop_order(row: Sequence[Any]) -> tuple[int, int, int]:
+    """The order of a pop's rows: highest priority first, then due time, then arrival."""
+    return (-_whole(row[PRIORITY_COLUMN]), row[-2], row[-1])
+
+
 def _job(row: Sequence[Any], token: str) -> PersistedJob:
     """Return the job of a row reserved under `token`, carrying that token."""
-    job = job_from_columns(row)
+    job = job_from_columns(row[:JOB_COLUMN_COUNT])
     job.token = token
     return job
+
+
+def _keeps(job: PersistedJob) -> bool:
+    """Whether an ack of `job` keeps it in `completed` (a positive `keep_result`)."""
+    return job.keep_result is not None and job.keep_result > timedelta(0)
 
 
 def _not_matched(jobs: Iterable[PersistedJob], rows: Iterable[Sequence[Any]]) -> list[PersistedJob]:
@@ -814,7 +938,7 @@ def _view(row: Sequence[Any]) -> JobView:
         channel = Channel.DELAYED if is_later else Channel.WAITING
     else:
         channel = next(c for c, s in _PARKED_STATE.items() if s == state)
-    shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
+    shows_due = channel in (Channel.DELAYED, Channel.RESERVED, Channel.COMPLETED)
     return JobView(readable_or_not(row[3:]), channel, instant_of_ms(due_ms) if shows_due else None)
 
 

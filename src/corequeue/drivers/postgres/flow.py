@@ -53,7 +53,8 @@ _STATEMENTS = {
         UPDATE {jobs} SET state = 1, due_ms = %(until)s, token = %(token)s
         WHERE queue = %(queue)s AND id = ANY(%(ids)s::text[]) AND state = 0
         RETURNING id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts,
-            last_error, headers, priority, job_group, due_ms, seq
+            last_error, headers, priority, job_group, keep_result_ms, result, progress,
+            progress_message, due_ms, seq
     """,
     "set_rates": """
         INSERT INTO {rates} (queue, scope, next_start_us)

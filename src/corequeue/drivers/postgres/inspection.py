@@ -16,7 +16,8 @@ from corequeue.drivers.postgres.queries import clock_placeholders
 
 _COLUMNS = (
     "state, due_ms, due_ms > {now}, id, type, value, handle_timeout_ms, backoff_ms, attempts, "
-    "max_attempts, last_error, headers, priority, job_group"
+    "max_attempts, last_error, headers, priority, job_group, keep_result_ms, result, progress, "
+    "progress_message"
 )
 _TYPE = "AND (%(job_type)s::text IS NULL OR type = %(job_type)s) "
 _PAGE = f"{_TYPE}ORDER BY due_ms, seq OFFSET %(offset)s LIMIT %(limit)s"
@@ -36,7 +37,8 @@ _STATEMENTS = {
         AND (state = 1 OR (state = 0 AND due_ms <= {now}))
         GROUP BY 1, 2
     """,
-    "delete": "DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state IN (0, 2, 3)",
+    "delete": "DELETE FROM {jobs} "
+    "WHERE queue = %(queue)s AND id = %(id)s AND state IN (0, 2, 3, 4)",
     # Like reload, for one job: wake pops on commit.
     "retry": """
         WITH moved AS (

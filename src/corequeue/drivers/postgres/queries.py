@@ -33,6 +33,13 @@ class Queries:
     is_paused: bytes
     ack: bytes
     ack_many: bytes
+    complete_many: bytes
+    prune: bytes
+    beat: bytes
+    forget_worker: bytes
+    workers: bytes
+    count_finished: bytes
+    throughput: bytes
     settle: bytes
     renew: bytes
     renew_many: bytes
@@ -58,6 +65,8 @@ class Queries:
             "jobs": sql.Identifier(schema, "jobs"),
             "periodic": sql.Identifier(schema, "periodic"),
             "queues": sql.Identifier(schema, "queues"),
+            "workers": sql.Identifier(schema, "workers"),
+            "throughput": sql.Identifier(schema, "throughput"),
             **clock_placeholders(),
         }
         texts = _named_statements()

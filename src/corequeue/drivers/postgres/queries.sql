@@ -8,7 +8,8 @@
 -- rounded up: so nothing ever runs before its exact due instant. They read %(now_us)s, the
 -- driver's clock, and fall back to the database server's clock when it is NULL (see
 -- queries.py for which of the server's clocks each reads).
--- States: 0 pending, 1 reserved, 2 failed, 3 timeout.
+-- States: 0 pending, 1 reserved, 2 failed, 3 timeout, 4 completed (a kept result; due_ms is
+-- when it is pruned).
 --
 -- Fencing: a pop stores %(token)s, fresh per pop, in the rows it reserves. Every statement that
 -- settles or renews a reservation matches the caller's token in its WHERE clause, so the check
@@ -23,22 +24,22 @@ WITH incoming AS (
         %(ids)s::text[], %(types)s::text[], %(values)s::bytea[], %(handle_timeouts)s::bigint[],
         %(backoffs)s::bigint[], %(attempts)s::integer[], %(max_attempts)s::integer[],
         %(last_errors)s::text[], %(delays_us)s::bigint[], %(headers)s::text[],
-        %(priorities)s::smallint[], %(groups)s::text[]
+        %(priorities)s::smallint[], %(groups)s::text[], %(keep_results)s::bigint[]
     ) WITH ORDINALITY AS t (
         id, type, value, handle_timeout_ms, backoff_ms, attempts, max_attempts, last_error,
-        delay_us, headers, priority, job_group, position
+        delay_us, headers, priority, job_group, keep_result_ms, position
     )
 ),
 pushed AS (
     INSERT INTO {jobs} AS j (
         queue, id, state, due_ms, type, value, handle_timeout_ms, backoff_ms, attempts,
-        max_attempts, last_error, headers, priority, job_group
+        max_attempts, last_error, headers, priority, job_group, keep_result_ms
     )
     SELECT
         %(queue)s, id, 0,
         CASE WHEN delay_us > 0 THEN ({now_us} + delay_us + 999) / 1000 ELSE {now} END,
         type, value, handle_timeout_ms, backoff_ms,
-        attempts, max_attempts, last_error, headers::jsonb, priority, job_group
+        attempts, max_attempts, last_error, headers::jsonb, priority, job_group, keep_result_ms
     FROM incoming
     ORDER BY position
     ON CONFLICT (queue, id) DO UPDATE SET
@@ -46,7 +47,9 @@ pushed AS (
         handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
         attempts = excluded.attempts, max_attempts = excluded.max_attempts,
         last_error = excluded.last_error, headers = excluded.headers,
-        priority = excluded.priority, job_group = excluded.job_group
+        priority = excluded.priority, job_group = excluded.job_group,
+        keep_result_ms = excluded.keep_result_ms,
+        result = NULL, progress = NULL, progress_message = NULL, cancel_token = NULL
     WHERE j.state >= 2
     RETURNING 1
 )
@@ -89,7 +92,8 @@ FROM picked
 WHERE j.ctid = ANY(ARRAY(SELECT row_id FROM picked)) AND j.ctid = picked.row_id
 RETURNING
     j.id, j.type, j.value, j.handle_timeout_ms, j.backoff_ms, j.attempts, j.max_attempts,
-    j.last_error, j.headers, j.priority, j.job_group, picked.due_ms, picked.seq;
+    j.last_error, j.headers, j.priority, j.job_group, j.keep_result_ms, j.result, j.progress,
+    j.progress_message, picked.due_ms, picked.seq;
 
 -- name: next_event
 -- The clock's idea of now and when something next happens in the queue: a delayed job
@@ -134,8 +138,46 @@ acked AS (
 )
 SELECT position FROM held WHERE position NOT IN (SELECT position FROM acked);
 
+-- name: complete_many
+-- ack_many for jobs that keep their result: each row held under its token moves to completed
+-- (state 4) with its result, until keep_ms from now. Returns one row whatever happens: the
+-- stale positions (from 1) as an array, and the NOTIFY that wakes `result()` waiters.
+WITH held AS (
+    SELECT * FROM unnest(
+        %(ids)s::text[], %(tokens)s::text[], %(keeps)s::bigint[], %(results)s::bytea[]
+    ) WITH ORDINALITY AS h (id, token, keep_ms, result, position)
+),
+kept AS (
+    UPDATE {jobs} AS j SET
+        state = 4, due_ms = ({now_us} + held.keep_ms * 1000 + 999) / 1000,
+        keep_result_ms = held.keep_ms, result = held.result, token = NULL
+    FROM held
+    WHERE j.queue = %(queue)s AND j.id = held.id AND j.state = 1 AND j.token = held.token
+    RETURNING held.position
+)
+SELECT
+    ARRAY(SELECT position FROM held WHERE position NOT IN (SELECT position FROM kept)),
+    CASE WHEN EXISTS (SELECT FROM kept) THEN pg_notify(%(channel)s, %(finished)s) END;
+
+-- name: prune
+-- At most %(limit)s finished rows past their retention, oldest first: completed ones whose
+-- due_ms has passed, failed and timeout ones parked %(retention_ms)s ago or more (none when it
+-- is NULL). Rows another worker is pruning are skipped, never waited for.
+WITH doomed AS (
+    SELECT ctid AS row_id FROM {jobs}
+    WHERE queue = %(queue)s AND (
+        (state = 4 AND due_ms <= {now})
+        OR (state IN (2, 3) AND due_ms <= {now} - %(retention_ms)s::bigint)
+    )
+    ORDER BY due_ms
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {jobs} WHERE ctid = ANY(ARRAY(SELECT row_id FROM doomed));
+
 -- name: settle
--- fail and retry: move a reserved job, storing its updated envelope; wake pops on commit.
+-- fail and retry: move a reserved job, storing its updated envelope; on commit, wake pops
+-- (%(wake)s is the queue's name) or `result()` waiters (the queue's name + ':finished').
 -- Returns how many rows moved: 0 when the caller's token is stale.
 WITH settled AS (
     UPDATE {jobs} SET
@@ -150,7 +192,7 @@ WITH settled AS (
     RETURNING 1
 ),
 counted AS (SELECT count(*) AS moved FROM settled)
-SELECT moved, CASE WHEN moved > 0 THEN pg_notify(%(channel)s, %(queue)s) END FROM counted;
+SELECT moved, CASE WHEN moved > 0 THEN pg_notify(%(channel)s, %(wake)s) END FROM counted;
 
 -- name: renew
 UPDATE {jobs} SET due_ms = {now_up} + %(lease_ms)s
@@ -158,10 +200,18 @@ WHERE queue = %(queue)s AND id = %(id)s AND state = 1 AND token = %(token)s;
 
 -- name: renew_many
 -- Like ack_many: the caller reads which (id, token) pairs were renewed; the others are lost.
-UPDATE {jobs} AS j SET due_ms = {now_up} + %(lease_ms)s
-FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS held (id, token)
+-- Stores the progress each holder sends (NULL keeps the stored one) and answers whether a
+-- cancel request names the reservation.
+UPDATE {jobs} AS j SET
+    due_ms = {now_up} + %(lease_ms)s,
+    progress = COALESCE(held.progress, j.progress),
+    progress_message = COALESCE(held.message, j.progress_message)
+FROM unnest(
+    %(ids)s::text[], %(tokens)s::text[], %(progresses)s::double precision[],
+    %(messages)s::text[]
+) AS held (id, token, progress, message)
 WHERE j.queue = %(queue)s AND j.id = held.id AND j.state = 1 AND j.token = held.token
-RETURNING j.id, j.token;
+RETURNING j.id, j.token, j.cancel_token IS NOT NULL AND j.cancel_token = j.token;
 
 -- name: release
 -- Returns how many rows moved: 0 when the caller's token is stale.
@@ -174,7 +224,18 @@ counted AS (SELECT count(*) AS moved FROM released)
 SELECT moved, CASE WHEN moved > 0 THEN pg_notify(%(channel)s, %(queue)s) END FROM counted;
 
 -- name: cancel
-DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state = 0;
+-- Removes a pending job, or records a cancel request for the current reservation of a reserved
+-- one. Returns 1 when either happened.
+WITH removed AS (
+    DELETE FROM {jobs} WHERE queue = %(queue)s AND id = %(id)s AND state = 0
+    RETURNING 1
+),
+requested AS (
+    UPDATE {jobs} SET cancel_token = token
+    WHERE queue = %(queue)s AND id = %(id)s AND state = 1 AND NOT EXISTS (SELECT FROM removed)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM removed) + (SELECT count(*) FROM requested);
 
 -- name: reload
 WITH reloaded AS (
@@ -215,19 +276,20 @@ WITH advanced AS (
 pushed AS (
     INSERT INTO {jobs} AS j (
         queue, id, state, due_ms, type, value, handle_timeout_ms, backoff_ms, attempts,
-        max_attempts, last_error, headers, priority, job_group
+        max_attempts, last_error, headers, priority, job_group, keep_result_ms
     )
     SELECT
         %(queue)s, %(id)s, 0, {now}, %(type)s, %(value)s, %(handle_timeout_ms)s,
         %(backoff_ms)s, %(attempts)s, %(max_attempts)s, %(last_error)s, %(headers)s::jsonb,
-        %(priority)s, %(job_group)s
+        %(priority)s, %(job_group)s, %(keep_result_ms)s
     FROM advanced
     ON CONFLICT (queue, id) DO UPDATE SET
         state = 0, due_ms = excluded.due_ms, type = excluded.type, value = excluded.value,
         handle_timeout_ms = excluded.handle_timeout_ms, backoff_ms = excluded.backoff_ms,
         attempts = excluded.attempts, max_attempts = excluded.max_attempts,
         last_error = excluded.last_error, headers = excluded.headers,
-        priority = excluded.priority, job_group = excluded.job_group
+        priority = excluded.priority, job_group = excluded.job_group,
+        keep_result_ms = excluded.keep_result_ms, result = NULL
     WHERE j.state >= 2
     RETURNING 1
 )
@@ -240,3 +302,56 @@ SELECT name, last_slot_ms FROM {periodic} WHERE queue = %(queue)s;
 
 -- name: forget_schedule
 DELETE FROM {periodic} WHERE queue = %(queue)s AND name = %(name)s;
+
+-- name: beat
+-- A worker's heartbeat, at the clock's now; then up to 100 records of workers silent for a
+-- lease (%(lease_ms)s) go.
+WITH beat AS (
+    INSERT INTO {workers} AS w (queue, id, hostname, pid, started_ms, last_seen_ms, running)
+    VALUES (%(queue)s, %(id)s, %(hostname)s, %(pid)s, %(started_ms)s, {now}, %(running)s)
+    ON CONFLICT (queue, id) DO UPDATE SET
+        last_seen_ms = excluded.last_seen_ms, running = excluded.running
+    RETURNING 1
+),
+silent AS (
+    SELECT ctid AS row_id FROM {workers}
+    WHERE queue = %(queue)s AND last_seen_ms < {now} - %(lease_ms)s
+    LIMIT 100
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {workers} WHERE ctid = ANY(ARRAY(SELECT row_id FROM silent));
+
+-- name: forget_worker
+DELETE FROM {workers} WHERE queue = %(queue)s AND id = %(id)s;
+
+-- name: workers
+SELECT id, hostname, pid, started_ms, last_seen_ms, running FROM {workers}
+WHERE queue = %(queue)s AND last_seen_ms >= {now} - %(lease_ms)s
+ORDER BY id;
+
+-- name: count_finished
+-- Add a worker's finished attempts to the interval of the clock's now; then up to 100 intervals
+-- older than %(history_ms)s go.
+WITH counted AS (
+    INSERT INTO {throughput} AS t (queue, start_ms, processed, retried, failed)
+    VALUES (
+        %(queue)s, {now} - {now} %% %(interval_ms)s, %(processed)s, %(retried)s, %(failed)s
+    )
+    ON CONFLICT (queue, start_ms) DO UPDATE SET
+        processed = t.processed + excluded.processed,
+        retried = t.retried + excluded.retried,
+        failed = t.failed + excluded.failed
+    RETURNING 1
+),
+old AS (
+    SELECT ctid AS row_id FROM {throughput}
+    WHERE queue = %(queue)s AND start_ms < {now} - %(history_ms)s
+    LIMIT 100
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {throughput} WHERE ctid = ANY(ARRAY(SELECT row_id FROM old));
+
+-- name: throughput
+SELECT start_ms, processed, retried, failed FROM {throughput}
+WHERE queue = %(queue)s AND start_ms >= %(since_ms)s
+ORDER BY start_ms;

@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from redis.exceptions import ResponseError
@@ -44,18 +45,24 @@ from redis.exceptions import ResponseError
 from corequeue.drivers.base import (
     DEFAULT_LEASE,
     DEFAULT_POP_TIMEOUT,
+    THROUGHPUT_HISTORY,
     Channel,
     ChannelConfig,
     Clock,
     GroupCounts,
     JobView,
     QueueInfo,
+    Throughput,
+    WorkerInfo,
     check_listing,
     check_pop_limit,
+    instant_of_ms,
+    interval_of,
     parse_channel,
     reloadable,
 )
 from corequeue.drivers.derived import LoopThread
+from corequeue.drivers.finished import Pause, wait_finished
 from corequeue.drivers.redis.connection import (
     AnyRedis,
     Clients,
@@ -71,9 +78,10 @@ from corequeue.drivers.redis.keys import LAYOUT_VERSION, SCRIPT_KEY_COUNT, Redis
 from corequeue.drivers.redis.pools import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT, PoolLimits
 from corequeue.drivers.redis.scripts import Script
 from corequeue.drivers.redis.sync import SyncClient
-from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, quads, text, view
+from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, fives, text, view
+from corequeue.drivers.wakeup import Bell
 from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
-from corequeue.job import PersistedJob, new_token
+from corequeue.job import PersistedJob, new_token, to_ms
 from corequeue.limits import HeldBack, Limits
 
 logger = logging.getLogger(__name__)
@@ -93,6 +101,8 @@ _SCRIPTS: Final = ("ack", "cancel", "flush", "info", "pop", "push", "reload", "r
 _SCRIPTS_MORE: Final = ("settle", "inspect", "lookup", "delete", "requeue", "migrate")
 _SCRIPTS_PERIODIC: Final = ("enqueue_slot",)
 _SCRIPTS_FLOW: Final = ("pause", "groups")
+_SCRIPTS_RESULTS: Final = ("complete", "prune")
+_LAYOUT1_CHANNELS: Final = 5  # the channels store layout 1 had (completed came later)
 _REFUSED: Final = "COREQUEUE_LAYOUT"  # how the scripts refuse a queue in another layout
 
 
@@ -224,8 +234,13 @@ class RedisDriver:
         slot = self.keys.slot
         self._scripts = {
             script: Script(script, slot, SCRIPT_KEY_COUNT)
-            for script in _SCRIPTS + _SCRIPTS_MORE + _SCRIPTS_PERIODIC + _SCRIPTS_FLOW
+            for script in (
+                _SCRIPTS + _SCRIPTS_MORE + _SCRIPTS_PERIODIC + _SCRIPTS_FLOW + _SCRIPTS_RESULTS
+            )
         }
+        self._finished = Bell()
+        self._counted_interval: int | None = None
+        self._watchers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
     def __repr__(self) -> str:
         return f"RedisDriver({self.url!r}, name={self.name!r})"
@@ -310,18 +325,35 @@ class RedisDriver:
         return job.token is not None and not await self.ack_many([job])
 
     async def ack_many(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
-        """Remove the jobs still reserved under their tokens, in one script; return the rest."""
-        if not jobs:
-            return []
-        stale = await self._run("ack", *_fenced(jobs))
-        return [jobs[int(position)] for position in stale]
+        """Ack the jobs still reserved under their tokens; return the rest.
+
+        One script removes the jobs that keep no result; one more moves those that do to
+        `completed` with their envelopes.
+        """
+        kept = [job for job in jobs if _keeps(job)]
+        removed = [job for job in jobs if not _keeps(job)] if kept else list(jobs)
+        stale: list[PersistedJob] = []
+        if kept:
+            args = [
+                part
+                for job in kept
+                for part in (job.id, job.token or "", _keep_us(job), job.to_bytes())
+            ]
+            stale += [kept[int(position)] for position in await self._run("complete", *args)]
+            self._finished.ring()
+        if removed:
+            positions = await self._run("ack", *_fenced(removed))
+            stale += [removed[int(position)] for position in positions]
+        return stale
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`, storing its envelope (and `last_error`).
 
         Returns False, changing nothing, when the caller's token is stale.
         """
-        return await self._settle(job, "failed", 0, job.to_bytes())
+        failed = await self._settle(job, "failed", 0, job.to_bytes())
+        self._finished.ring()
+        return failed
 
     async def retry(self, job: PersistedJob) -> bool:
         """Move a reserved job to `delayed` for its backoff, storing its envelope.
@@ -339,7 +371,18 @@ class RedisDriver:
         """Extend the leases of `jobs` in one script; return those whose lease is lost."""
         if not jobs:
             return []
-        lost = await self._run("renew", _microseconds(self.lease), *_fenced(jobs))
+        progress = [
+            part
+            for position, job in enumerate(jobs)
+            if job.progress is not None
+            for part in (position, repr(job.progress.fraction), job.progress.message)
+        ]
+        lease = _microseconds(self.lease)
+        lost, cancelled = await self._run("renew", lease, len(progress) // 3, *progress,
+                                          *_fenced(jobs))  # fmt: skip
+        requested = {int(position) for position in cancelled}
+        for position, job in enumerate(jobs):
+            job.cancel_requested = position in requested
         return [jobs[int(position)] for position in lost]
 
     async def release(self, job: PersistedJob) -> bool:
@@ -395,6 +438,63 @@ class RedisDriver:
         counts = await self._run("info")
         return QueueInfo(*(int(count) for count in counts))
 
+    async def wait_finished(self, job_id: str, wait: timedelta | None) -> JobView | None:
+        """Return job `job_id` once finished, or where it is after `wait`; None if unknown.
+
+        Every script that moves jobs to `completed` or `failed` adds an entry to the queue's
+        `finished` stream; one blocking XREAD per event loop reads it and wakes the waiters,
+        who look their jobs up again. A job recovered into `timeout` adds none: lookups back
+        off from 5 ms to one second, the safety net.
+        """
+        self._watch_finished()
+        pause = Pause(self._finished, _RESULT_POLL_CAP_SECONDS)
+        return await wait_finished(lambda: self.get_job(job_id), pause, wait)
+
+    def _watch_finished(self) -> None:
+        """Start this event loop's reader of the `finished` stream, once."""
+        loop = asyncio.get_running_loop()
+        watcher = self._watchers.get(loop)
+        if watcher is None or watcher.done():
+            self._watchers[loop] = loop.create_task(
+                self._relay_finished(), name=f"results {self.name}"
+            )
+
+    async def _relay_finished(self) -> None:
+        """Ring the `finished` bell for each entry scripts add to the stream, until closed.
+
+        One blocking XREAD per event loop, on the blocking client, whatever the number of
+        waiters; after a store error it pauses and rings once (waiters look again).
+        """
+        last: str | None = None
+        while True:
+            try:
+                clients = await self._clients.current()
+                block_ms = max(int(min(clients.longest_block_seconds, 1.0) * 1000), 1)
+                if last is None:
+                    newest = await execute(
+                        clients.main, self.keys.slot, "XREVRANGE", self.keys.finished, "+", "-",
+                        "COUNT", 1,
+                    )  # fmt: skip
+                    last = text(newest[0][0]) if newest else "0-0"
+                reply = await execute(
+                    clients.blocking, self.keys.slot, "XREAD", "BLOCK", block_ms,
+                    "STREAMS", self.keys.finished, last,
+                )  # fmt: skip
+            except Exception as exc:  # the store is down: waiters fall back on their back-off
+                logger.debug("queue %s: cannot read finished jobs: %s", self.name, exc)
+                last = None
+                self._finished.ring()
+                await asyncio.sleep(_RESULT_POLL_CAP_SECONDS)
+                continue
+            if reply:
+                last = text(_stream_entries(reply)[-1][0])
+                self._finished.ring()
+
+    async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
+        """Delete up to `limit` finished jobs past their retention, in one script."""
+        retention = "" if failed_retention is None else _microseconds(failed_retention)
+        return int(await self._run("prune", limit, retention))
+
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Advance schedule `name` to `slot_ms` and push `job`, in one script.
 
@@ -413,8 +513,108 @@ class RedisDriver:
         """Delete the last slot of schedule `name`; return whether there was one."""
         return bool(await self._command("HDEL", self.keys.periodic, name))
 
+    async def beat(self, worker: WorkerInfo) -> None:
+        """Record a heartbeat of `worker` in the queue's `workers` hash, at the store's now.
+
+        Then deletes the records of workers silent for a lease (a worker count is small: the
+        hash is read whole).
+        """
+        now_ms = await self._now_ms()
+        record = json.dumps(
+            {
+                "hostname": worker.hostname,
+                "pid": worker.pid,
+                "started_ms": int(worker.started_at.timestamp() * 1000),
+                "last_seen_ms": now_ms,
+                "running": worker.running,
+            }
+        )
+        await self._command("HSET", self.keys.workers, worker.id, record)
+        silent = [
+            w.id for w in await self._all_workers() if _ms(w.last_seen) < now_ms - to_ms(self.lease)
+        ]
+        if silent:
+            await self._command("HDEL", self.keys.workers, *silent)
+
+    async def forget_worker(self, worker_id: str) -> None:
+        """Delete the heartbeat record of `worker_id`."""
+        await self._command("HDEL", self.keys.workers, worker_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Return the workers that beat within one lease of now, by id."""
+        horizon = await self._now_ms() - to_ms(self.lease)
+        alive = [w for w in await self._all_workers() if _ms(w.last_seen) >= horizon]
+        return sorted(alive, key=lambda worker: worker.id)
+
+    async def count_finished(self, processed: int, retried: int, failed: int) -> None:
+        """Add finished attempts to the current interval's counters in the `throughput` hash.
+
+        Fields `<interval start ms>:<p|r|f>`, one HINCRBY each. Once per new interval seen by
+        this driver, fields older than THROUGHPUT_HISTORY are deleted (at most a day of
+        intervals: a few thousand fields).
+        """
+        start = interval_of(await self._now_ms())
+        for kind, count in (("p", processed), ("r", retried), ("f", failed)):
+            if count:
+                await self._command("HINCRBY", self.keys.throughput, f"{start}:{kind}", count)
+        if start != self._counted_interval:
+            self._counted_interval = start
+            oldest = start - to_ms(THROUGHPUT_HISTORY)
+            fields = [text(field) for field in await self._command("HKEYS", self.keys.throughput)]
+            old = [field for field in fields if _interval_field(field) < oldest]
+            if old:
+                await self._command("HDEL", self.keys.throughput, *old)
+
+    async def throughput(self, since: datetime) -> list[Throughput]:
+        """Return the counters of the intervals starting at or after `since`, oldest first."""
+        since_ms = int(since.timestamp() * 1000)
+        counts: dict[int, dict[str, int]] = {}
+        for field, value in (await self._command("HGETALL", self.keys.throughput)).items():
+            start, _, kind = text(field).partition(":")
+            if start.isdigit() and int(start) >= since_ms:
+                counts.setdefault(int(start), {})[kind] = int(value)
+        return [
+            Throughput(instant_of_ms(start), by.get("p", 0), by.get("r", 0), by.get("f", 0))
+            for start, by in sorted(counts.items())
+        ]
+
+    async def _all_workers(self) -> list[WorkerInfo]:
+        records = await self._command("HGETALL", self.keys.workers)
+        workers = []
+        for worker_id, record in records.items():
+            try:
+                fields = json.loads(record)
+                workers.append(
+                    WorkerInfo(
+                        text(worker_id),
+                        str(fields["hostname"]),
+                        int(fields["pid"]),
+                        instant_of_ms(int(fields["started_ms"])),
+                        instant_of_ms(int(fields["last_seen_ms"])),
+                        int(fields["running"]),
+                    )
+                )
+            except (ValueError, KeyError, TypeError):  # not a record this release wrote
+                continue
+        return workers
+
+    async def _now_ms(self) -> int:
+        """The store's now in milliseconds: the clock given, else the Redis server's TIME."""
+        if self._clock is not None:
+            return self._clock.now_ms()
+        seconds, micros = await self._command("TIME")
+        return int(seconds) * 1000 + int(micros) // 1000
+
     async def close(self) -> None:
         """Close the connections the driver opened (not a client given to it), sync ones too."""
+        watchers, self._watchers = self._watchers, {}
+        current = asyncio.get_running_loop()
+        for loop, watcher in watchers.items():
+            if loop is current:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(watcher.cancel)
         await self._clients.close()
         await asyncio.to_thread(self._sync.close)
         await asyncio.to_thread(self._sync_loop.stop)  # joins a thread: not on the event loop
@@ -448,8 +648,8 @@ class RedisDriver:
         reply = await self._run("lookup", job_id)
         if reply is None:
             return None
-        channel, score, envelope, lost = reply
-        return view(job_id, Channel(text(channel)), envelope, lost, score)
+        channel, score, envelope, lost, progress = reply
+        return view(job_id, Channel(text(channel)), envelope, lost, score, progress)
 
     async def delete_job(self, job_id: str) -> bool:
         """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
@@ -508,8 +708,8 @@ class RedisDriver:
         """Return the jobs at positions `start`.. of `channel` and the next position (-1: end)."""
         reply = await self._run("inspect", channel.value, start, count)
         views = [
-            view(text(job_id), channel, envelope, lost, score)
-            for job_id, envelope, lost, score in quads(reply[1:])
+            view(text(job_id), channel, envelope, lost, score, progress)
+            for job_id, envelope, lost, score, progress in fives(reply[1:])
         ]
         return views, int(reply[0])
 
@@ -689,7 +889,7 @@ def _layout_message(driver: RedisDriver, refusal: str) -> str:
 def _converting(state: str) -> int:
     """Return the number (1-5, lib.lua's order) of the channel migrate.lua is converting."""
     prefix, _, number = state.partition(":")
-    if prefix != "1>2" or not number.isdigit() or not 1 <= int(number) <= len(Channel):
+    if prefix != "1>2" or not number.isdigit() or not 1 <= int(number) <= _LAYOUT1_CHANNELS:
         raise DriverError(f"unknown store layout state {state!r}")
     return int(number)
 
@@ -727,6 +927,36 @@ async def _outcome(timer: asyncio.Task[list[PersistedJob]] | None) -> list[Persi
         return []
     (result,) = await asyncio.gather(timer, return_exceptions=True)
     return result if isinstance(result, list) else []
+
+
+def _keeps(job: PersistedJob) -> bool:
+    """Whether an ack of `job` keeps it in `completed` (a positive `keep_result`)."""
+    return job.keep_result is not None and job.keep_result > timedelta(0)
+
+
+def _interval_field(field: str) -> int:
+    """The interval start of a `throughput` field; -1 for a field this release does not write."""
+    start = field.partition(":")[0]
+    return int(start) if start.isdigit() else -1
+
+
+def _ms(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)
+
+
+def _stream_entries(reply: Any) -> list[Any]:
+    """Return the entries of an XREAD reply of one stream (RESP2 list or RESP3 map)."""
+    if isinstance(reply, dict):
+        return list(next(iter(reply.values()))[0])
+    return list(reply[0][1])
+
+
+def _keep_us(job: PersistedJob) -> int:
+    return _microseconds(job.keep_result or timedelta(0))
+
+
+_RESULT_POLL_CAP_SECONDS: Final = 1.0
+"""The longest pause between two lookups of `wait_finished` when the stream says nothing."""
 
 
 def _fenced(jobs: Sequence[PersistedJob]) -> list[str]:

@@ -24,7 +24,9 @@ local function select_ids(channel)
   if channel == 'delayed' then
     return DELAYED, redis.call('ZRANGEBYSCORE', DELAYED, '(' .. int(NOW), '+inf', 'LIMIT', 0, BATCH)
   end
-  local key = ({ reserved = RESERVED, failed = FAILED, timeout = TIMEOUT })[channel]
+  local key = ({
+    reserved = RESERVED, failed = FAILED, timeout = TIMEOUT, completed = COMPLETED,
+  })[channel]
   return key, redis.call('ZRANGE', key, 0, BATCH - 1)
 end
 

@@ -1,4 +1,4 @@
--- Count each channel: {waiting, delayed, reserved, failed, timeout}. Delayed jobs already due
+-- Count each channel: {waiting, delayed, reserved, failed, timeout, completed}. Delayed jobs already due
 -- count as waiting, as they are the moment any pop runs. Jobs parked because their envelope
 -- was missing count as failed; held jobs (see hold) count as waiting.
 local refused = layout_refusal()
@@ -12,4 +12,5 @@ return {
   redis.call('ZCARD', RESERVED),
   redis.call('ZCARD', FAILED),
   redis.call('ZCARD', TIMEOUT),
+  redis.call('ZCARD', COMPLETED),
 }

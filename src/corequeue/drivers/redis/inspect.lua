@@ -40,7 +40,9 @@ if channel == 'waiting' then
 elseif channel == 'delayed' then
   found = scored(DELAYED, '(' .. int(NOW), '+inf', start, count)
 else
-  local key = ({ reserved = RESERVED, failed = FAILED, timeout = TIMEOUT })[channel]
+  local key = ({
+    reserved = RESERVED, failed = FAILED, timeout = TIMEOUT, completed = COMPLETED,
+  })[channel]
   found = ranks(key, start, count)
 end
 
@@ -54,5 +56,6 @@ for i = 1, #found, 2 do
   reply[#reply + 1] = redis.call('HGET', JOBS, id)
   reply[#reply + 1] = redis.call('HGET', EXPIRIES, id)
   reply[#reply + 1] = found[i + 1]
+  reply[#reply + 1] = redis.call('HGET', RUNNING, 'p:' .. id)
 end
 return reply

@@ -46,6 +46,11 @@ class RedisKeys:
     scratch: str
     wake_prefix: str
     layout1_job_prefix: str
+    completed: str
+    finished: str
+    running: str
+    workers: str
+    throughput: str
 
     @classmethod
     def for_channels(cls, channels: ChannelConfig) -> RedisKeys:
@@ -80,6 +85,11 @@ class RedisKeys:
             scratch=f"{base}migrating",
             wake_prefix=f"{base}wake:",
             layout1_job_prefix=f"{base}job:",
+            completed=f"{base}completed",
+            finished=f"{base}finished",
+            running=f"{base}running",
+            workers=f"{base}workers",
+            throughput=f"{base}throughput",
         )
         if len({key_slot(key.encode()) for key in keys.all()}) > 1:
             raise InvalidOption(
@@ -95,7 +105,13 @@ class RedisKeys:
 
     def all(self) -> tuple[str, ...]:
         """Return every key the queue keeps (not the short-lived wake-up lists of pops)."""
-        return (*self.for_script()[:-1], self.scratch)
+        return (
+            *self.for_script()[:12],
+            *self.for_script()[13:],
+            self.workers,
+            self.throughput,
+            self.scratch,
+        )
 
     def for_script(self, wake: str | None = None) -> tuple[str, ...]:
         """Return the KEYS of every script, in the order lib.lua names them.
@@ -125,6 +141,9 @@ class RedisKeys:
             self.held_index,
             self.held_groups,
             wake or self.wake_prefix,
+            self.completed,
+            self.finished,
+            self.running,
         )
 
     def layout1_job(self, job_id: str) -> str:
@@ -132,5 +151,5 @@ class RedisKeys:
         return f"{self.layout1_job_prefix}{job_id}"
 
 
-SCRIPT_KEY_COUNT: Final = 20
+SCRIPT_KEY_COUNT: Final = 23
 """How many KEYS `RedisKeys.for_script()` returns."""

@@ -28,6 +28,11 @@
 --      19 held_groups HASH group -> how many of its jobs are held
 --      20 wake      LIST  the private wake-up list of the pop whose timer runs pop.lua; any
 --                         other script gets a placeholder it never touches
+--      21 completed ZSET  id -> when its kept result is pruned, microseconds
+--      22 finished  STREAM  one entry per script that moved jobs to completed or failed:
+--                         what wakes `result()` waiters (XREAD BLOCK), trimmed to ~100
+--      23 running   HASH  'p:' .. id -> progress of a running job ("<fraction> <message>");
+--                         'c:' .. id -> token of the reservation a cancel() asked to stop
 -- ARGV  1 now in microseconds since the epoch, or "" to read the Redis server's clock
 --       2.. per script
 local WAITING, DELAYED, RESERVED, FAILED, TIMEOUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -35,7 +40,8 @@ local NOTIFY, SEQ, EXPIRIES, TOKENS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local JOBS, LAYOUT, PERIODIC, PRIORITIES = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local PAUSED, RATES, GROUPS, HELD = KEYS[14], KEYS[15], KEYS[16], KEYS[17]
 local HELD_INDEX, HELD_GROUPS, WAKE = KEYS[18], KEYS[19], KEYS[20]
-local SCRIPT_KEYS = 20 -- the keys above; migrate.lua gets more after them
+local COMPLETED, FINISHED, RUNNING = KEYS[21], KEYS[22], KEYS[23]
+local SCRIPT_KEYS = 23 -- the keys above; migrate.lua gets more after them
 local CHANNELS = { WAITING, DELAYED, RESERVED, FAILED, TIMEOUT }
 local TOKEN_CAP = 128 -- more blocked pops than this wake in turns, not at once
 local BATCH = 1000 -- most jobs one call moves, so no call blocks Redis for long
@@ -81,8 +87,30 @@ local function layout_refusal()
   return redis.error_reply('COREQUEUE_LAYOUT ' .. layout)
 end
 
+-- Wake the `result()` waiters of every process: they look their jobs up again. Called last
+-- in a script (XADD * is not deterministic).
+local function announce_finished()
+  redis.call('XADD', FINISHED, 'MAXLEN', '~', 100, '*', 'n', '1')
+end
+
 local function is_lost(envelope)
   return string.sub(envelope, 1, #LOST) == LOST
+end
+
+-- Drop the progress and cancel request of jobs that leave the store (nothing to do, one call,
+-- while no job of the queue ever reported progress or was asked to stop).
+local function forget_running(ids)
+  if #ids == 0 or redis.call('EXISTS', RUNNING) == 0 then
+    return
+  end
+  local fields = {}
+  for _, id in ipairs(ids) do
+    fields[#fields + 1] = 'p:' .. id
+    fields[#fields + 1] = 'c:' .. id
+  end
+  for first = 1, #fields, BATCH do
+    redis.call('HDEL', RUNNING, unpack(fields, first, math.min(first + BATCH - 1, #fields)))
+  end
 end
 
 local function forget(id)
@@ -91,6 +119,7 @@ local function forget(id)
   redis.call('HDEL', TOKENS, id)
   redis.call('HDEL', PRIORITIES, id)
   redis.call('HDEL', GROUPS, id)
+  forget_running({ id })
 end
 
 -- One variadic command per slice of `items` (at most BATCH groups of `width` entries, so no
@@ -125,6 +154,7 @@ local function forget_all(ids)
   call_sliced('HDEL', TOKENS, ids, 1)
   call_sliced('HDEL', PRIORITIES, ids, 1)
   call_sliced('HDEL', GROUPS, ids, 1)
+  forget_running(ids)
 end
 
 -- Fencing of a batch: ARGV from `first` holds (id, token) pairs. Returns the ids, and for each
@@ -289,8 +319,10 @@ local function store_envelope(id, envelope)
   if is_pending(id) then
     return false
   end
-  redis.call('ZREM', FAILED, id) -- in failed or timeout: replaced
+  redis.call('ZREM', FAILED, id) -- in failed, timeout or completed: replaced
   redis.call('ZREM', TIMEOUT, id)
+  redis.call('ZREM', COMPLETED, id)
+  forget_running({ id })
   redis.call('HDEL', EXPIRIES, id)
   redis.call('HDEL', PRIORITIES, id)
   redis.call('HDEL', GROUPS, id)

@@ -8,6 +8,7 @@ local id = ARGV[2]
 local channels = {
   { 'waiting', WAITING }, { 'delayed', DELAYED }, { 'reserved', RESERVED },
   { 'failed', FAILED }, { 'timeout', TIMEOUT }, { 'waiting', HELD },
+  { 'completed', COMPLETED },
 }
 for _, entry in ipairs(channels) do
   local score = redis.call('ZSCORE', entry[2], id)
@@ -16,7 +17,10 @@ for _, entry in ipairs(channels) do
     if channel == 'delayed' and tonumber(score) <= NOW then
       channel = 'waiting'
     end
-    return { channel, score, redis.call('HGET', JOBS, id), redis.call('HGET', EXPIRIES, id) }
+    return {
+      channel, score, redis.call('HGET', JOBS, id), redis.call('HGET', EXPIRIES, id),
+      redis.call('HGET', RUNNING, 'p:' .. id),
+    }
   end
 end
 return nil

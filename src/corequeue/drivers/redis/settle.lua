@@ -15,6 +15,7 @@ if envelope ~= '' then
 end
 if destination == 'failed' then
   redis.call('ZADD', FAILED, int(NOW), id)
+  announce_finished()
   return 1
 end
 top_up_tokens(schedule(id, tonumber(ARGV[4])))

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from corequeue.drivers.base import LEASE_EXPIRED, Channel, JobView
 from corequeue.errors import DecodeError
-from corequeue.job import PersistedJob
+from corequeue.job import PersistedJob, Progress
 
 LIST_WINDOW: Final = 500
 """Jobs one listing script reads when `list_jobs()` filters by type."""
@@ -34,10 +34,16 @@ def decode_job(envelope: bytes, lost_leases: bytes | None) -> PersistedJob:
 
 
 def view(
-    job_id: str, channel: Channel, envelope: bytes | None, lost: bytes | None, score: Any
+    job_id: str,
+    channel: Channel,
+    envelope: bytes | None,
+    lost: bytes | None,
+    score: Any,
+    progress: bytes | None = None,
 ) -> JobView:
-    """Return what inspection shows of one job: `envelope` as stored, `score` its channel's."""
-    shows_due = channel in (Channel.DELAYED, Channel.RESERVED)
+    """Return what inspection shows of one job: `envelope` as stored, `score` its channel's,
+    `progress` as renewals stored it ("<fraction> <message>")."""
+    shows_due = channel in (Channel.DELAYED, Channel.RESERVED, Channel.COMPLETED)
     due = _EPOCH + round(float(score)) * _MICROSECOND if shows_due else None
     if envelope is None or envelope.startswith(_LOST):
         why = "no envelope stored" if envelope is None else text(envelope[len(_LOST) :])
@@ -46,7 +52,17 @@ def view(
         job = decode_job(envelope, lost)
     except DecodeError as exc:  # kept in `failed` by a pop that could not read it: show it
         job = PersistedJob(job_id, UNREADABLE_TYPE, envelope, last_error=str(exc))
+    if progress is not None:
+        job.progress = _progress(text(progress))
     return JobView(job, channel, due)
+
+
+def _progress(stored: str) -> Progress | None:
+    fraction, _, message = stored.partition(" ")
+    try:
+        return Progress(float(fraction), message)
+    except ValueError:
+        return None
 
 
 def quads(values: Sequence[Any]) -> list[tuple[Any, Any, Any, Any]]:
@@ -55,6 +71,11 @@ def quads(values: Sequence[Any]) -> list[tuple[Any, Any, Any, Any]]:
         (values[index], values[index + 1], values[index + 2], values[index + 3])
         for index in range(0, len(values), 4)
     ]
+
+
+def fives(values: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Return a flat script reply as groups of five."""
+    return [tuple(values[index : index + 5]) for index in range(0, len(values), 5)]
 
 
 def text(value: bytes | str) -> str:

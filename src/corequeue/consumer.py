@@ -335,7 +335,10 @@ class Consumer:
         metrics = self._held_metrics
         if metrics is None:
             return
-        for reason, total in self.driver.held_back().items():
+        held_back = getattr(self.driver, "held_back", None)  # a driver of your own may lack it
+        if held_back is None:
+            return
+        for reason, total in held_back().items():
             new = total - self._held_reported.get(reason, 0)
             if new > 0:
                 self._held_reported[reason] = total

@@ -119,7 +119,8 @@ class Queue:
         self.driver = driver
         self.name = name
         self.limits = limits or Limits()
-        driver.set_limits(limits)
+        if limits is not None:
+            _give_limits(driver, limits)
         self.codec: Codec = codec or JsonCodec()
         self.event_dispatcher: JobDispatcher = event_dispatcher or SyncDispatcher()
         self.job_dispatcher: JobDispatcher = job_dispatcher or SyncDispatcher()
@@ -472,6 +473,17 @@ class Queue:
     async def close(self) -> None:
         """Close the driver: its connections, those of `dispatch_sync` included."""
         await self.driver.close()
+
+
+def _give_limits(driver: Driver, limits: Limits) -> None:
+    """Hand `limits` to the driver, which enforces them at every pop; refuse one that cannot."""
+    set_limits = getattr(driver, "set_limits", None)
+    if set_limits is None:
+        raise InvalidOption(
+            f"{type(driver).__name__} does not enforce limits (it has no set_limits): "
+            f"Queue(limits=...) needs a driver that does"
+        )
+    set_limits(limits)
 
 
 def _refuse_running_loop() -> None:

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -52,6 +53,10 @@ KILL_GAP_SECONDS = (0.6, 1.6)
 DEADLINE_SECONDS = 150.0
 STALL_SECONDS = 20.0  # a lease and every retry are far shorter: stuck jobs are lost jobs
 MAX_ATTEMPTS = 25
+GROUPS = 5
+LIMITS = {"concurrency": 18, "group_concurrency": 5, "rate_per_second": 2000}
+"""The limits of the run with flow control on: they bind (3 workers x 8 slots > 18), and every
+job belongs to one of GROUPS groups."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +91,10 @@ def make_plan(rng: random.Random, count: int) -> list[Planned]:
 class WorkerPool:
     """The worker processes: started, killed at random, replaced, stopped at the end."""
 
-    def __init__(self, store: ChaosStore, folder: Path, rng: random.Random) -> None:
+    def __init__(
+        self, store: ChaosStore, folder: Path, rng: random.Random, limits: bool = False
+    ) -> None:
+        self._limits = limits
         self._store = store
         self._folder = folder
         self._rng = rng
@@ -144,6 +152,7 @@ class WorkerPool:
             "ledger": str(self._ledger(number)),
             "lease_ms": int(LEASE / timedelta(milliseconds=1)),
             "parallelism": PARALLELISM,
+            "limits": LIMITS if self._limits else None,
         }
         with (self._folder / f"worker-{number}.err").open("wb") as errors:
             self._live[number] = subprocess.Popen(
@@ -205,8 +214,11 @@ class Controller:
             payload = ChaosJob(planned.kind, due_us, planned.fail_first, planned.work_ms)
             attempts = 2 if planned.kind == "doomed" else MAX_ATTEMPTS
             defer = timedelta(milliseconds=planned.defer_ms)
+            group = f"g{zlib.crc32(planned.id.encode()) % GROUPS}"
             jobs.append(
-                cq.adjust(payload, defer=defer, max_attempts=attempts, unique_id=planned.id)
+                cq.adjust(
+                    payload, defer=defer, max_attempts=attempts, unique_id=planned.id, group=group
+                )
             )
         async with asyncio.timeout(30):
             while True:
@@ -255,13 +267,15 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield chaos
 
 
+@pytest.mark.parametrize("limits", [False, True], ids=["no limits", "limits"])
 async def test_no_job_is_lost_while_workers_are_killed_and_the_store_restarts(
-    store: ChaosStore, tmp_path: Path, record_property: Any
+    store: ChaosStore, tmp_path: Path, record_property: Any, limits: bool
 ) -> None:
+    """With `limits`, workers run under LIMITS too: slots held by killed workers come back."""
     seed = int(os.environ.get("COREQUEUE_CHAOS_SEED", random.randrange(2**32)))
     rng = random.Random(seed)
     plan = make_plan(rng, JOBS)
-    pool = WorkerPool(store, tmp_path, rng)
+    pool = WorkerPool(store, tmp_path, rng, limits=limits)
     queue = cq.Queue(store.driver())
     controller = Controller(store, queue, pool, plan, rng)
 

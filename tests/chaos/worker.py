@@ -117,6 +117,7 @@ async def main(config: dict[str, Any]) -> None:
         parallelism=config["parallelism"],
         backoff=lambda previous: RETRY_AFTER,
         shutdown_grace=timedelta(seconds=2),
+        limits=limits_of(config.get("limits")),
     )
 
     @queue.listener(ChaosJob)
@@ -135,6 +136,17 @@ async def main(config: dict[str, Any]) -> None:
         await queue.consume()
     finally:
         await queue.close()
+
+
+def limits_of(given: dict[str, int] | None) -> cq.Limits | None:
+    """The Limits of the run's `limits` setting (None: a run without flow control)."""
+    if given is None:
+        return None
+    return cq.Limits(
+        concurrency=given["concurrency"],
+        group_concurrency=given["group_concurrency"],
+        rate=cq.Rate(given["rate_per_second"], timedelta(seconds=1)),
+    )
 
 
 def _unplanned(record: logging.LogRecord) -> bool:

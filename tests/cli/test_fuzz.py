@@ -24,6 +24,8 @@ COMMANDS = [
     ["queue", "reload"],
     ["queue", "flush"],
     ["queue", "periodic"],
+    ["queue", "pause"],
+    ["queue", "resume"],
     ["migrate"],
     ["queue"],
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,14 @@ def test_gate_spaces_starts_by_the_rate_interval() -> None:
 
     assert gate.changed_scopes() == {"": 501_000, group_scope("b"): 1_001_000}
     assert gate.next_open_us() == 5_000
+
+
+def test_queue_refuses_limits_for_a_driver_that_cannot_enforce_them() -> None:
+    class Minimal(cq.InProcessDriver):
+        set_limits = None  # type: ignore[assignment]  # a driver of one's own, before limits
+
+    driver: Any = Minimal()
+
+    with pytest.raises(cq.InvalidOption, match="does not enforce limits"):
+        cq.Queue(driver, limits=cq.Limits(concurrency=1))
+    assert cq.Queue(driver).limits.is_empty

@@ -323,11 +323,8 @@ class RedisDriver:
         removed = [job for job in jobs if not _keeps(job)] if kept else list(jobs)
         stale: list[PersistedJob] = []
         if kept:
-            args = [
-                part
-                for job in kept
-                for part in (job.id, job.token or "", _keep_us(job), job.to_bytes())
-            ]
+            args: list[Any] = [len(kept), *_fenced(kept)]
+            args += [part for job in kept for part in (_keep_us(job), job.to_bytes())]
             stale += [kept[int(position)] for position in await self._run("complete", *args)]
             self._finished.ring()
         if removed:

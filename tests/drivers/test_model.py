@@ -3,9 +3,9 @@
 A RuleBasedStateMachine pushes jobs (new ids, and the ids of a small pool dispatched again),
 pops them for three named holders (so holders go stale), settles what they hold (ack, retry
 with backoff, fail, renew, release, and the batch forms), lets leases run out, cancels and
-reloads and prunes kept results. After every step the driver must agree with a plain-Python model: the counts of
-`info()`, where `get_job` finds each job and what it holds, which job a pop may hand out, and
-what every settle returns.
+reloads, and prunes kept results. After every step the driver must agree with a plain-Python
+model: the counts of `info()`, where `get_job` finds each job and what it holds, which job a
+pop may hand out, and what every settle returns (and every cancel request a renewal reports).
 
 The model's one freedom: a lease that ran out is recovered at the next pop. Until then a
 driver may show the job recovered or still reserved, and may honour or refuse its holder's

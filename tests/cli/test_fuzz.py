@@ -55,7 +55,7 @@ def check_exit(code: int, out: str, err: str, as_json: bool) -> None:
         return
     message = out if as_json else err
     if code == 1:
-        assert "not flushed: confirm with --yes" in err or "nothing forgotten" in message
+        assert "not flushed: confirm with --yes" in message or "nothing forgotten" in message
         return
     assert code == 2
     assert message.count("\n") == 1, message

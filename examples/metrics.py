@@ -9,6 +9,7 @@ Prometheus server scrapes, and prints the `queue_length` series and the job coun
     app_env_queue_length{channel="reserved",queue="default"} 0.0
     app_env_queue_length{channel="failed",queue="default"} 0.0
     app_env_queue_length{channel="timeout",queue="default"} 0.0
+    app_env_queue_length{channel="completed",queue="default"} 0.0
     app_env_jobs_processed_total{job_type="__main__.MockMetricsData",queue="default"} 1.0
 """
 
@@ -76,7 +77,7 @@ async def gauge_reads_empty(registry: CollectorRegistry) -> None:
     """
     while True:
         lengths = [line for line in scrape(registry) if line.startswith("app_env_queue_length{")]
-        if len(lengths) == 5 and all(line.endswith(" 0.0") for line in lengths):
+        if len(lengths) == len(cq.Channel) and all(line.endswith(" 0.0") for line in lengths):
             return
         await asyncio.sleep(0.05)
 

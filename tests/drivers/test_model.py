@@ -3,9 +3,9 @@
 A RuleBasedStateMachine pushes jobs (new ids, and the ids of a small pool dispatched again),
 pops them for three named holders (so holders go stale), settles what they hold (ack, retry
 with backoff, fail, renew, release, and the batch forms), lets leases run out, cancels and
-reloads. After every step the driver must agree with a plain-Python model: the counts of
-`info()`, where `get_job` finds each job and what it holds, which job a pop may hand out, and
-what every settle returns.
+reloads, and prunes kept results. After every step the driver must agree with a plain-Python
+model: the counts of `info()`, where `get_job` finds each job and what it holds, which job a
+pop may hand out, and what every settle returns (and every cancel request a renewal reports).
 
 The model's one freedom: a lease that ran out is recovered at the next pop. Until then a
 driver may show the job recovered or still reserved, and may honour or refuse its holder's
@@ -78,6 +78,11 @@ HOLDERS = ["A", "B", "C"]
 POOL = ["report-42", "j1", "j2"]
 """Ids dispatched again and again: a job pushed after the last one of that id finished."""
 
+KEEPS_RESULT = "report-42"
+"""The id whose jobs keep their result: an ack moves them to `completed` for KEEP."""
+
+KEEP = timedelta(seconds=5)
+
 NEW = "new"
 """Stands for an id never used before."""
 
@@ -92,6 +97,9 @@ PICK = st.integers(min_value=0, max_value=HELD_PER_HOLDER - 1)
 PRIORITIES = st.sampled_from([0, 0, 5, -5])
 
 T = TypeVar("T")
+
+FINISHED = (Channel.FAILED, Channel.TIMEOUT, Channel.COMPLETED)
+"""Where a job ends; a push of its id replaces it."""
 
 
 # --- the reference model ------------------------------------------------------------------
@@ -139,7 +147,7 @@ class Reference:
 
     def push(self, job: PersistedJob, delay_ms: int, now: int) -> None:
         stored = self.jobs.get(job.id)
-        if stored is None or stored.channel in (Channel.FAILED, Channel.TIMEOUT):
+        if stored is None or stored.channel in FINISHED:
             self.jobs[job.id] = Stored(replace(job, token=None), Channel.WAITING, now + delay_ms)
 
     def lapsed(self, now: int) -> list[Stored]:
@@ -180,7 +188,9 @@ class Reference:
         """Apply a settle the driver accepted; `job` is the copy as the worker sent it."""
         stored = self.jobs[job.id]
         clean = replace(job, token=None)
-        if how == "ack":
+        if how == "ack" and job.keep_result:
+            self.jobs[job.id] = Stored(clean, Channel.COMPLETED, now + to_ms(job.keep_result))
+        elif how == "ack":
             del self.jobs[job.id]
         elif how == "fail":
             self.jobs[job.id] = Stored(clean, Channel.FAILED)
@@ -205,6 +215,14 @@ class Reference:
         stored = self.jobs.get(held.job.id)
         return stored is not None and stored.cancel_for == held.reservation
 
+    def prune(self, now: int) -> int:
+        """Delete the completed jobs whose result expired (no failed retention)."""
+        expired = [i for i, s in self.jobs.items() if s.channel is Channel.COMPLETED]
+        expired = [i for i in expired if self.jobs[i].at_ms <= now]
+        for job_id in expired:
+            del self.jobs[job_id]
+        return len(expired)
+
     def reload(self, channel: Channel, now: int) -> int:
         parked = [s for s in self.jobs.values() if s.channel is channel]
         for stored in parked:
@@ -224,6 +242,7 @@ class Reference:
             and 0 <= shown_timeout <= lapsed.count(Channel.TIMEOUT)
             and info.reserved == counts[Channel.RESERVED] - shown_waiting - shown_timeout
             and (info.delayed, info.failed) == (counts[Channel.DELAYED], counts[Channel.FAILED])
+            and info.completed == counts[Channel.COMPLETED]
         )
 
 
@@ -279,8 +298,14 @@ class DriverAgainstModel(RuleBasedStateMachine):
         value = f'{{"id":"{job_id}","v":{version}}}'.encode()  # a new version each time
         # Headers on every other version: the envelope comparisons check them through every move.
         headers = {"version": str(version)} if version % 2 else {}
+        keep = KEEP if job_id == KEEPS_RESULT else None
         return persisted(
-            job_id, value=value, max_attempts=max_attempts, headers=headers, priority=priority
+            job_id,
+            value=value,
+            max_attempts=max_attempts,
+            headers=headers,
+            priority=priority,
+            keep_result=keep,
         )
 
     @initialize(choices=st.lists(CHOICES, max_size=3, unique=True))
@@ -479,13 +504,15 @@ class DriverAgainstModel(RuleBasedStateMachine):
         self.clock.advance(self.driver.lease / 2)
 
     @rule(
-        action=st.sampled_from(["cancel", "reload failed", "reload timeout"]),
+        action=st.sampled_from(["cancel", "reload failed", "reload timeout", "prune"]),
         choice=st.sampled_from([*POOL, "n1", "n2", "n3"]),
     )
     def operator(self, action: str, choice: str) -> None:
         """Cancel job `choice`, or reload a channel."""
         if action == "cancel":
             assert self.run(self.driver.cancel(choice)) is self.model.cancel(choice)
+        elif action == "prune":
+            assert self.run(self.driver.prune(None, 100)) == self.model.prune(self.now)
         else:
             channel = Channel(action.removeprefix("reload "))
             assert self.run(self.driver.reload(channel)) == self.model.reload(channel, self.now)
@@ -512,7 +539,7 @@ class DriverAgainstModel(RuleBasedStateMachine):
                 continue
             assert view.channel is visible_channel(stored, self.now), f"{job_id}: {view}"
             assert view.job == stored.job, f"{job_id}: {view.job} != {stored.job}"
-            if view.channel in (Channel.DELAYED, Channel.RESERVED):
+            if view.channel in (Channel.DELAYED, Channel.RESERVED, Channel.COMPLETED):
                 assert view.due_at == instant_of_ms(stored.at_ms), f"{job_id}: {view}"
 
 

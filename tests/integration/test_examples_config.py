@@ -17,6 +17,7 @@ app_env_queue_length{channel="delayed",queue="default"} 0.0
 app_env_queue_length{channel="reserved",queue="default"} 0.0
 app_env_queue_length{channel="failed",queue="default"} 0.0
 app_env_queue_length{channel="timeout",queue="default"} 0.0
+app_env_queue_length{channel="completed",queue="default"} 0.0
 app_env_jobs_processed_total{job_type="__main__.MockMetricsData",queue="default"} 1.0
 """
 

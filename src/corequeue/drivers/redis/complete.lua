@@ -1,23 +1,38 @@
--- Ack reserved jobs that keep their result. ARGV 2..: (id, token, keep in microseconds,
--- envelope with the result) quadruples; a job held under its token moves to completed until
--- NOW + keep, its envelope replaced. Returns the positions (0-based, in quadruple order) of
--- the jobs left alone: stale tokens, or jobs no longer reserved.
+-- Ack reserved jobs that keep their result. ARGV 2 is the number n of jobs; ARGV 3 .. 2 + 2n
+-- are their (id, token) pairs, then come n (keep in microseconds, envelope with the result)
+-- pairs in the same order. A job held under its token moves to completed until NOW + keep,
+-- its envelope replaced. Returns the positions (0-based) of the jobs left alone: stale tokens,
+-- or jobs no longer reserved. A fixed number of calls per batch.
 local refused = layout_refusal()
 if refused then
   return refused
 end
-local stale = {}
-for i = 2, #ARGV, 4 do
-  local id = ARGV[i]
-  if unreserve(id, ARGV[i + 1]) then
-    redis.call('HSET', JOBS, id, ARGV[i + 3])
-    redis.call('HDEL', EXPIRIES, id)
-    redis.call('ZADD', COMPLETED, int(NOW + tonumber(ARGV[i + 2])), id)
-  else
-    stale[#stale + 1] = (i - 2) / 4
-  end
+local n = tonumber(ARGV[2])
+local ids, tokens = {}, {}
+for j = 1, n do
+  ids[j], tokens[j] = ARGV[1 + 2 * j], ARGV[2 + 2 * j]
 end
-if #stale < (#ARGV - 1) / 4 then
+local stored, leases = read_many('HMGET', TOKENS, ids), read_many('ZMSCORE', RESERVED, ids)
+local done, envelopes, scores, stale, seen = {}, {}, {}, {}, {}
+for j, id in ipairs(ids) do
+  if tokens[j] ~= '' and stored[j] == tokens[j] and leases[j] ~= false and not seen[id] then
+    local keep, envelope = ARGV[1 + 2 * n + 2 * j], ARGV[2 + 2 * n + 2 * j]
+    done[#done + 1] = id
+    envelopes[#envelopes + 1] = id
+    envelopes[#envelopes + 1] = envelope
+    scores[#scores + 1] = int(NOW + tonumber(keep))
+    scores[#scores + 1] = id
+  else
+    stale[#stale + 1] = j - 1
+  end
+  seen[id] = true
+end
+if #done > 0 then
+  call_sliced('ZREM', RESERVED, done, 1)
+  call_sliced('HDEL', TOKENS, done, 1)
+  call_sliced('HDEL', EXPIRIES, done, 1)
+  call_sliced('HSET', JOBS, envelopes, 2)
+  call_sliced('ZADD', COMPLETED, scores, 2)
   announce_finished()
 end
 return stale

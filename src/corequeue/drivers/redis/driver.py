@@ -240,6 +240,7 @@ class RedisDriver:
         }
         self._finished = Bell()
         self._counted_interval: int | None = None
+        self._closing = False
         self._watchers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
     def __repr__(self) -> str:
@@ -334,11 +335,8 @@ class RedisDriver:
         removed = [job for job in jobs if not _keeps(job)] if kept else list(jobs)
         stale: list[PersistedJob] = []
         if kept:
-            args = [
-                part
-                for job in kept
-                for part in (job.id, job.token or "", _keep_us(job), job.to_bytes())
-            ]
+            args: list[Any] = [len(kept), *_fenced(kept)]
+            args += [part for job in kept for part in (_keep_us(job), job.to_bytes())]
             stale += [kept[int(position)] for position in await self._run("complete", *args)]
             self._finished.ring()
         if removed:
@@ -466,10 +464,11 @@ class RedisDriver:
         waiters; after a store error it pauses and rings once (waiters look again).
         """
         last: str | None = None
-        while True:
+        while not self._closing:
             try:
                 clients = await self._clients.current()
-                block_ms = max(int(min(clients.longest_block_seconds, 1.0) * 1000), 1)
+                block = min(clients.longest_block_seconds, _RESULT_BLOCK_SECONDS)
+                block_ms = max(int(block * 1000), 1)
                 if last is None:
                     newest = await execute(
                         clients.main, self.keys.slot, "XREVRANGE", self.keys.finished, "+", "-",
@@ -607,12 +606,15 @@ class RedisDriver:
 
     async def close(self) -> None:
         """Close the connections the driver opened (not a client given to it), sync ones too."""
+        # A reader cancelled inside its XREAD can leave close() waiting on the connection: it is
+        # told to stop instead and ends at its next return (at most one block later).
         watchers, self._watchers = self._watchers, {}
+        self._closing = True
         current = asyncio.get_running_loop()
         for loop, watcher in watchers.items():
             if loop is current:
+                await asyncio.wait([watcher], timeout=_RESULT_BLOCK_SECONDS + 1)
                 watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
             elif not loop.is_closed():
                 loop.call_soon_threadsafe(watcher.cancel)
         await self._clients.close()
@@ -954,6 +956,9 @@ def _stream_entries(reply: Any) -> list[Any]:
 def _keep_us(job: PersistedJob) -> int:
     return _microseconds(job.keep_result or timedelta(0))
 
+
+_RESULT_BLOCK_SECONDS: Final = 0.25
+"""The longest XREAD BLOCK of the `finished` stream reader (also what close() may wait)."""
 
 _RESULT_POLL_CAP_SECONDS: Final = 1.0
 """The longest pause between two lookups of `wait_finished` when the stream says nothing."""

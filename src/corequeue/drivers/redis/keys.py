@@ -106,8 +106,7 @@ class RedisKeys:
     def all(self) -> tuple[str, ...]:
         """Return every key the queue keeps (not the short-lived wake-up lists of pops)."""
         return (
-            *self.for_script()[:12],
-            *self.for_script()[13:],
+            *(key for key in self.for_script() if key != self.wake_prefix),
             self.workers,
             self.throughput,
             self.scratch,

@@ -12,7 +12,6 @@ could not be written are kept for the next beat).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from corequeue.drivers.base import Driver, WorkerInfo
 from corequeue.guard import Logger
+from corequeue.loops import repeat
 from corequeue.metrics import Outcome
 
 
@@ -100,9 +100,7 @@ class Heartbeat:
 
     async def run(self, every: timedelta) -> None:
         """Beat every `every` until cancelled."""
-        while True:
-            await self.beat()
-            await asyncio.sleep(every.total_seconds())
+        await repeat(self.beat, every)
 
     async def leave(self) -> None:
         """Write the last counts and delete this worker's record (a clean stop)."""

@@ -8,11 +8,11 @@ Workers of one queue may prune at once; each job is deleted once, by whichever c
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from corequeue.drivers.base import Driver
 from corequeue.guard import Logger
+from corequeue.loops import repeat
 
 PRUNE_BATCH = 200
 """Most jobs one `Driver.prune` call deletes."""
@@ -56,6 +56,4 @@ class Pruner:
 
     async def run(self, every: timedelta) -> None:
         """Prune a round every `every` until cancelled."""
-        while True:
-            await self.prune_round()
-            await asyncio.sleep(every.total_seconds())
+        await repeat(self.prune_round, every)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from datetime import timedelta
 
 from corequeue_workloads import empty, wait_until_empty
 from worker import Recorder, Target, io_call, make_driver, payload, redis_client
@@ -27,6 +28,7 @@ async def profile(options: argparse.Namespace) -> float:
         parallelism=options.parallelism,
         prefetch=options.prefetch,
         name=target.queue,
+        keep_results=timedelta(seconds=options.keep_results) if options.keep_results else None,
     )
     io_client = redis_client(options.io_url) if options.io_url else None
     try:
@@ -56,6 +58,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=50_000)
     parser.add_argument("--parallelism", type=int, default=100)
     parser.add_argument("--prefetch", type=int, default=0)
+    parser.add_argument("--keep-results", type=float, default=0.0, help="Queue(keep_results=S)")
     parser.add_argument("--io-url", default="", help="the listener makes one INCR here per job")
     options = parser.parse_args()
     rate = asyncio.run(profile(options))

@@ -1,13 +1,14 @@
 """Measure the Redis server's time per job spent in corequeue's scripts, phase by phase.
 
 Pushes `--jobs` jobs in batches, pops them in batches, renews and acks them, and reads the
-server's `INFO commandstats` (EVALSHA calls and microseconds) around each phase: the figure is
+server's `INFO commandstats` (EVALSHA calls and microseconds) around each phase, and this
+process's CPU time (the client's side of the same work): the server's figure is
 what one job costs the Redis thread, which bounds the drain rate of every worker sharing that
 server. Uses a queue of its own (deleted afterwards); resets the server's statistics
 (CONFIG RESETSTAT), so run it on a scratch server. Not a test: figures depend on the machine.
 
     COREQUEUE_TEST_REDIS_URL=redis://127.0.0.1:16379/0 \\
-        .venv/bin/python bench/redis_script_cost.py [--jobs 20000] [--batch 100]
+        .venv/bin/python bench/redis_script_cost.py [--jobs 20000] [--batch 100] [--keep-results]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -27,6 +29,7 @@ from corequeue.job import PersistedJob
 
 NOW = timedelta(0)
 PAYLOAD = b'{"to":"a@example.com","subject":"hello"}'
+RESULT = b'{"sent":true,"message_id":"0f3c9a"}'
 
 
 async def script_stats(client: Redis) -> tuple[int, int]:
@@ -36,18 +39,23 @@ async def script_stats(client: Redis) -> tuple[int, int]:
     return int(entry["calls"]), int(entry["usec"])
 
 
-async def measure(client: Redis, phase: Callable[[], Awaitable[None]]) -> tuple[int, int]:
-    """Run `phase` with fresh statistics; return its EVALSHA (calls, microseconds)."""
+async def measure(client: Redis, phase: Callable[[], Awaitable[None]]) -> tuple[int, int, float]:
+    """Run `phase` with fresh statistics; return its EVALSHA (calls, microseconds) and the
+    seconds of this process's CPU it took."""
     await client.config_resetstat()
+    started = time.process_time()
     await phase()
-    return await script_stats(client)
+    cpu = time.process_time() - started
+    return (*await script_stats(client), cpu)
 
 
 class Phases:
     """The four steps of a job's life, each over every job in batches."""
 
-    def __init__(self, driver: RedisDriver, jobs: int, batch: int) -> None:
-        self.driver, self.jobs, self.batch = driver, jobs, batch
+    def __init__(
+        self, driver: RedisDriver, jobs: int, batch: int, keep: timedelta | None = None
+    ) -> None:
+        self.driver, self.jobs, self.batch, self.keep = driver, jobs, batch, keep
         self.popped: list[PersistedJob] = []
 
     def slices(self) -> range:
@@ -76,7 +84,10 @@ class Phases:
             await self.driver.renew_many(self.popped[first : first + self.batch])
 
     async def ack(self) -> None:
-        """Acknowledge every job."""
+        """Acknowledge every job (keeping a small result when `keep` is set)."""
+        if self.keep is not None:
+            for job in self.popped:
+                job.keep_result, job.result = self.keep, RESULT
         for first in self.slices():
             await self.driver.ack_many(self.popped[first : first + self.batch])
 
@@ -87,15 +98,19 @@ async def main(arguments: argparse.Namespace) -> None:
     driver = RedisDriver.from_url(url, name=f"bench-{uuid.uuid4().hex[:8]}")
     client = Redis.from_url(url)
     jobs = arguments.jobs
-    phases = Phases(driver, jobs, arguments.batch)
+    keep = timedelta(hours=1) if arguments.keep_results else None
+    phases = Phases(driver, jobs, arguments.batch, keep)
     try:
         print(f"{jobs:,} jobs, batches of {arguments.batch}; Redis server time in the scripts")
-        print(f"{'phase':<10} {'calls':>8} {'µs/job':>8} {'µs/call':>8}")
+        print(f"{'phase':<10} {'calls':>8} {'µs/job':>8} {'µs/call':>8} {'client µs/job':>14}")
         steps = [("push", phases.push), ("pop", phases.pop), ("renew", phases.renew)]
         for name, phase in [*steps, ("ack", phases.ack)]:
-            calls, usec = await measure(client, phase)
-            print(f"{name:<10} {calls:>8} {usec / jobs:>8.2f} {usec / max(calls, 1):>8.1f}")
-        assert await driver.info() == QueueInfo(), "jobs left behind"
+            calls, usec, cpu = await measure(client, phase)
+            per_call = usec / max(calls, 1)
+            client_us = cpu * 1e6 / jobs
+            print(f"{name:<10} {calls:>8} {usec / jobs:>8.2f} {per_call:>8.1f} {client_us:>14.1f}")
+        left = QueueInfo(completed=jobs) if keep else QueueInfo()
+        assert await driver.info() == left, "jobs left behind"
     finally:
         for channel in Channel:
             await driver.flush(channel)
@@ -108,4 +123,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--keep-results", action="store_true", help="ack keeping a result")
     asyncio.run(main(parser.parse_args()))

@@ -133,6 +133,43 @@ async def test_stale_ack_keeps_no_result(driver: Driver, clock: FakeClock) -> No
     assert view.job.result == b'"fresh"'
 
 
+async def test_a_result_replaces_one_the_pushed_envelope_carried(driver: Driver) -> None:
+    job = await popped(driver, "a", keep_result=MINUTE, result=b'"old"')
+    job.result = b'"new"'
+
+    assert await driver.ack(job) is True
+
+    view = await inspected(driver).get_job("a")
+    assert view is not None
+    assert (view.channel, view.job.result) == (Channel.COMPLETED, b'"new"')
+
+
+async def test_a_keep_result_set_by_the_holder_is_stored(driver: Driver) -> None:
+    job = await popped(driver, "a")  # the queue's keep_results, not the envelope, keeps it
+    job.keep_result, job.result = MINUTE, b"1"
+
+    assert await driver.ack(job) is True
+
+    view = await inspected(driver).get_job("a")
+    assert view is not None
+    assert (view.job.keep_result, view.job.result) == (MINUTE, b"1")
+
+
+async def test_a_completed_job_counts_the_leases_it_lost(driver: Driver, clock: FakeClock) -> None:
+    await driver.push(persisted("a", keep_result=MINUTE, max_attempts=3), timedelta(0))
+    await driver.pop()
+    clock.advance(driver.lease)
+    again = await driver.pop()
+    again.result = b'"late"'
+
+    assert await driver.ack(again) is True
+
+    view = await inspected(driver).get_job("a")
+    assert view is not None
+    assert (view.job.attempts, view.job.last_error) == (again.attempts, again.last_error)
+    assert (view.job.attempts, view.job.result) == (2, b'"late"')
+
+
 async def test_a_binary_result_round_trips(driver: Driver) -> None:
     await completed(driver, "a", MINUTE, b"\x00\xffnot utf-8")
 

@@ -81,7 +81,7 @@ from corequeue.drivers.redis.sync import SyncClient
 from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, fives, text, view
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
-from corequeue.job import PersistedJob, new_token, to_ms
+from corequeue.job import PersistedJob, new_token, result_member, to_ms
 from corequeue.limits import HeldBack, Limits
 
 logger = logging.getLogger(__name__)
@@ -335,13 +335,27 @@ class RedisDriver:
         removed = [job for job in jobs if not _keeps(job)] if kept else list(jobs)
         stale: list[PersistedJob] = []
         if kept:
-            args: list[Any] = [len(kept), *_fenced(kept)]
-            args += [part for job in kept for part in (_keep_us(job), job.to_bytes())]
-            stale += [kept[int(position)] for position in await self._run("complete", *args)]
+            stale += await self._complete(kept, whole=False)
             self._finished.ring()
         if removed:
             positions = await self._run("ack", *_fenced(removed))
             stale += [removed[int(position)] for position in positions]
+        return stale
+
+    async def _complete(self, jobs: Sequence[PersistedJob], *, whole: bool) -> list[PersistedJob]:
+        """Move the jobs to `completed` with their results; return the stale ones.
+
+        Only each result travels (appended by the script to the envelope stored at push); a
+        job whose stored envelope cannot take it is sent again whole, in a second call.
+        """
+        args: list[Any] = [len(jobs), *_fenced(jobs)]
+        for job in jobs:
+            result = job.to_bytes() if whole or job.result is None else result_member(job.result)
+            args += (_keep_us(job), result)
+        stale_positions, resend = await self._run("complete", *args)
+        stale = [jobs[int(position)] for position in stale_positions]
+        if resend:
+            stale += await self._complete([jobs[int(position)] for position in resend], whole=True)
         return stale
 
     async def fail(self, job: PersistedJob) -> bool:

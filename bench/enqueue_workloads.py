@@ -4,13 +4,15 @@
   ASGI app makes them; every one must succeed and be stored;
 - `dispatch_sync` called one after the other from plain synchronous code (a thread with no
   event loop, as in a Django or Flask view);
-- the reference for one call at a time on Redis: one redis-py EVALSHA round trip of a script
-  that only returns, given the same KEYS and ARGV as corequeue's push, in the same process.
+- the references for one call at a time on Redis: one redis-py EVALSHA round trip of a script
+  that only returns, and of corequeue's own push script, given the same KEYS and ARGV as a
+  dispatch, in the same process, timed in turns with dispatch and dispatch_sync.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 import uuid
 from collections import Counter
@@ -84,56 +86,103 @@ def _dispatch_sync_loop(queue: cq.Queue, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-async def raw_round_trips(queue: cq.Queue, url: str, count: int) -> dict[str, float]:
-    """Time one redis-py EVALSHA at a time, async and sync, shaped like corequeue's push.
+ROUNDS = 5  # raw round trips and dispatches are timed in turns, so both meet the same noise
 
-    The script only returns; it gets the push script's KEYS and an ARGV of the same sizes
-    (now, id, delay, envelope). Returns calls per second for each client.
+
+async def raw_round_trips(queue: cq.Queue, url: str, count: int) -> dict[str, float]:
+    """Time one call at a time, raw redis-py beside corequeue, async and sync, in turns.
+
+    Two references, each one redis-py EVALSHA per call, given the push script's KEYS and an
+    ARGV of the same sizes (now, id, delay, envelope, priority, group):
+    - `evalsha`: a script that only returns: the round trip alone;
+    - `evalsha_push`: corequeue's own push script, loaded by redis-py: the same round trip and
+      the same work in Redis as a dispatch, so what a dispatch costs beyond it is corequeue's.
+    `dispatch` and `dispatch_sync` are timed in the same turns (ROUNDS of them, medians kept).
+    Returns calls per second of each.
     """
     from corequeue.drivers.redis import RedisDriver
+    from corequeue.drivers.redis.scripts import Script
 
     driver = queue.driver
     if not isinstance(driver, RedisDriver):
         raise TypeError(f"raw round trips need the Redis driver, got {type(driver).__name__}")
     keys = driver.keys.for_script()
     envelope = queue.persist(payload(0))[0].to_bytes()
-    arguments = [len(keys), *keys, "", uuid.uuid4().hex, "0", envelope]
-    return {
-        "evalsha": await _async_evalsha(url, arguments, count),
-        "evalsha_sync": await asyncio.to_thread(_sync_evalsha, url, arguments, count),
-        "keys": float(len(keys)),
-        "envelope_bytes": float(len(envelope)),
-    }
+    push_source = Script("push", driver.keys.slot, len(keys)).source
+    per_round = max(1, count // ROUNDS)
+    rates: dict[str, list[float]] = {}
+    sync_queue = cq.Queue(make_driver(Target("redis", url, queue.name)), name=queue.name)
+    try:
+        for _ in range(ROUNDS):
+            turn = {
+                "evalsha": await _async_evalsha(url, "return 1", keys, envelope, per_round),
+                "evalsha_push": await _async_evalsha(url, push_source, keys, envelope, per_round),
+                "dispatch": await _dispatch_rate(queue, per_round),
+                "evalsha_sync": await asyncio.to_thread(
+                    _sync_evalsha, url, "return 1", keys, envelope, per_round
+                ),
+                "evalsha_push_sync": await asyncio.to_thread(
+                    _sync_evalsha, url, push_source, keys, envelope, per_round
+                ),
+                "dispatch_sync": await asyncio.to_thread(
+                    _dispatch_sync_loop, sync_queue, per_round
+                ),
+            }
+            for name, rate in turn.items():
+                rates.setdefault(name, []).append(rate)
+    finally:
+        await sync_queue.close()
+    figures = {name: statistics.median(values) for name, values in rates.items()}
+    return figures | {"keys": float(len(keys)), "envelope_bytes": float(len(envelope))}
 
 
-async def _async_evalsha(url: str, arguments: list[Any], count: int) -> float:
+async def _dispatch_rate(queue: cq.Queue, count: int) -> float:
+    payloads = [payload(n) for n in range(count)]
+    start = time.perf_counter()
+    for data in payloads:
+        await queue.dispatch(data)
+    return count / (time.perf_counter() - start)
+
+
+def _push_arguments(keys: tuple[str, ...], envelope: bytes) -> list[Any]:
+    """The push script's KEYS and ARGV for one new job (a fresh id, due now)."""
+    return [len(keys), *keys, "", uuid.uuid4().hex, "0", envelope, "0", ""]
+
+
+async def _async_evalsha(
+    url: str, source: str, keys: tuple[str, ...], envelope: bytes, count: int
+) -> float:
     from redis.asyncio import Redis
 
     client = Redis.from_url(url)
     command: Callable[..., Awaitable[Any]] = client.execute_command  # untyped in redis-py
     try:
-        sha = await command("SCRIPT", "LOAD", "return 1")
-        for _ in range(WARM_UP):
-            await command("EVALSHA", sha, *arguments)
+        sha = await command("SCRIPT", "LOAD", source)
+        for _ in range(min(WARM_UP, count)):
+            await command("EVALSHA", sha, *_push_arguments(keys, envelope))
+        calls = [_push_arguments(keys, envelope) for _ in range(count)]
         start = time.perf_counter()
-        for _ in range(count):
+        for arguments in calls:
             await command("EVALSHA", sha, *arguments)
         return count / (time.perf_counter() - start)
     finally:
         await client.aclose()
 
 
-def _sync_evalsha(url: str, arguments: list[Any], count: int) -> float:
+def _sync_evalsha(
+    url: str, source: str, keys: tuple[str, ...], envelope: bytes, count: int
+) -> float:
     from redis import Redis
 
     client = Redis.from_url(url)
     command: Callable[..., Any] = client.execute_command  # untyped in redis-py
     try:
-        sha = command("SCRIPT", "LOAD", "return 1")
-        for _ in range(WARM_UP):
-            command("EVALSHA", sha, *arguments)
+        sha = command("SCRIPT", "LOAD", source)
+        for _ in range(min(WARM_UP, count)):
+            command("EVALSHA", sha, *_push_arguments(keys, envelope))
+        calls = [_push_arguments(keys, envelope) for _ in range(count)]
         start = time.perf_counter()
-        for _ in range(count):
+        for arguments in calls:
             command("EVALSHA", sha, *arguments)
         return count / (time.perf_counter() - start)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -44,8 +45,13 @@ class PushCoalescer:
             weakref.WeakKeyDictionary()
         )
 
-    async def push(self, job: PersistedJob, delay: timedelta) -> None:
-        """Store `job`; return once the store has it, raise what the store raised."""
+    def push(self, job: PersistedJob, delay: timedelta) -> Awaitable[None]:
+        """Store `job`: await the result to return once the store has it (or raise what the
+        store raised). Call it from the event loop whose store call it joins.
+
+        While a push is in flight, the job joins the next batch and the awaitable is its
+        future (no coroutine of its own: a burst of dispatches allocates less).
+        """
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
@@ -53,9 +59,17 @@ class PushCoalescer:
         if state.busy:
             waiter: asyncio.Future[None] = loop.create_future()
             state.pending.append((job, delay, waiter))
-            await waiter
-            return
-        state.busy = True
+            return waiter
+        return self._push_alone(loop, state, job, delay)
+
+    async def _push_alone(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        state: _LoopState,
+        job: PersistedJob,
+        delay: timedelta,
+    ) -> None:
+        state.busy = True  # here, not in push(): a coroutine never awaited leaves it as it was
         try:
             await self._driver.push(job, delay)
         finally:

@@ -200,7 +200,10 @@ class Queue:
             MiddlewareError: An `on_dispatch` hook raised; nothing was enqueued.
             StoreUnavailable: The store did not take the job; nothing was enqueued.
         """
-        persisted, delay = await self._prepare(job)
+        if self.middleware.dispatch_hooks:
+            persisted, delay = await self._prepare(job)
+        else:  # the common case, taken without one more coroutine per dispatch
+            persisted, delay = self.persist(job)
         if push_options:  # a transaction of the caller's: never batched with other dispatches
             await self.driver.push(persisted, delay, **push_options)
         else:

@@ -84,8 +84,9 @@ def test_info_reads_corequeue_yaml_of_the_working_directory(
 
 
 def test_info_table_shows_counts_and_the_store(
-    workdir: Path, capsys: pytest.CaptureFixture[str]
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one line per queue, the store's path unfolded
     park(workdir, "emails", failed=2, waiting=1)
 
     code = main(["queue", "info", "-q", "emails"])
@@ -94,7 +95,37 @@ def test_info_table_shows_counts_and_the_store(
     assert code == 0
     row = next(line for line in output.splitlines() if "emails" in line)
     cells = [cell.strip() for cell in row.split("│")[1:-1]]
-    assert cells == ["emails", f"sqlite {workdir / 'jobs.db'}", "1", "0", "0", "2", "0", "0"]
+    assert cells == [
+        "emails",
+        f"sqlite {workdir / 'jobs.db'}",
+        "1",
+        "0",
+        "0",
+        "2",
+        "0",
+        "0",
+        "running",
+        "none",
+    ]
+
+
+def test_info_table_shows_a_paused_queue_and_its_limits(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    limits = "{concurrency: 3, rate: 10/s}"
+    (workdir / "corequeue.yaml").write_text(
+        f"queue:\n  emails: {{path: jobs.db, limits: {limits}}}\n"
+    )
+    assert main(["queue", "pause", "-q", "emails"]) == 0
+    capsys.readouterr()
+
+    code = main(["queue", "info", "-q", "emails", "-c", "waiting"])
+
+    output = capsys.readouterr().out
+    assert code == 0
+    row = next(line for line in output.splitlines() if "emails" in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells[2:] == ["0", "paused", "concurrency 3, rate 10/s"]
 
 
 def test_info_shows_the_chosen_channels(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -68,7 +68,8 @@ async def test_info_shows_the_count_of_each_channel(project: Project) -> None:
     }
     assert as_table.returncode == 0, as_table.stderr
     row = next(line for line in as_table.stdout.splitlines() if project.queue in line)
-    assert [cell.strip() for cell in row.split("│")[1:-1]][2:] == ["2", "1", "0", "0", "0", "0"]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]][2:]
+    assert cells == ["2", "1", "0", "0", "0", "0", "running", "none"]
 
 
 async def test_reload_moves_failed_jobs_back_and_they_run(project: Project) -> None:

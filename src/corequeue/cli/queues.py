@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -76,9 +77,10 @@ def info(
     names = chosen_queues(config, queues, all_by_default=True)
     shown = [channel for channel in CHANNELS if channel in channels] if channels else CHANNELS
     factory = admin_factory(config)
+    states = asyncio.run(_infos(factory, names))
     counts = {
-        name: {channel: info.as_dict()[channel] for channel in shown}
-        for name, info in asyncio.run(_infos(factory, names)).items()
+        name: {channel: state.info.as_dict()[channel] for channel in shown}
+        for name, state in states.items()
     }
     output = Output(as_json)
     if as_json:
@@ -89,9 +91,15 @@ def info(
     table.add_column("store", overflow="fold")
     for channel in shown:
         table.add_column(channel, justify="right")
+    table.add_column("state")
+    table.add_column("limits", overflow="fold")
     for name, by_channel in counts.items():
         cells = [str(count) for count in by_channel.values()]
-        table.add_row(Text(name), Text(factory.describe(name)), *cells)  # names: not markup
+        state = states[name]
+        limits = ", ".join(f"{key} {value}" for key, value in state.limits.items()) or "none"
+        table.add_row(  # names and limits as text, never markup
+            Text(name), Text(factory.describe(name)), *cells, state.state, Text(limits)
+        )
     output.console.print(table)
     return 0
 
@@ -245,9 +253,26 @@ async def _pause_or_resume(
         await factory.close()
 
 
-async def _infos(factory: QueueFactory, names: list[str]) -> dict[str, QueueInfo]:
+@dataclass(frozen=True, slots=True)
+class _QueueState:
+    """What `queue info` shows of one queue: its counts, whether it is paused, its limits."""
+
+    info: QueueInfo
+    state: str  # "paused", "running", or "?" for a store that cannot say
+    limits: dict[str, str | int]
+
+
+async def _infos(factory: QueueFactory, names: list[str]) -> dict[str, _QueueState]:
     try:
-        return {name: await factory.make(name).info() for name in names}
+        states = {}
+        for name in names:
+            queue = factory.make(name)
+            try:
+                state = "paused" if await queue.is_paused() else "running"
+            except (NotImplementedError, AttributeError):  # a driver of one's own without it
+                state = "?"
+            states[name] = _QueueState(await queue.info(), state, queue.limits.describe())
+        return states
     finally:
         await factory.close()
 

@@ -70,6 +70,7 @@ class Heartbeat:
             f"{hostname}:{pid}:{os.urandom(4).hex()}", hostname, pid, started, started
         )
         self.tally = Tally()
+        self.unsupported: set[str] = set()  # driver methods found missing: not called again
 
     async def beat(self) -> None:
         """Record one heartbeat; log (and swallow) a store error."""
@@ -81,19 +82,37 @@ class Heartbeat:
             datetime.now(UTC),
             self.running(),
         )
-        try:
-            await self.driver.beat(worker)
-        except Exception as exc:
-            self.log.warning("queue %s: cannot record the worker heartbeat: %s", self.name, exc)
+        if "beat" not in self.unsupported:
+            try:
+                await self.driver.beat(worker)
+            except (AttributeError, NotImplementedError):
+                self._lacks("beat")
+            except Exception as exc:
+                self.log.warning("queue %s: cannot record the worker heartbeat: %s", self.name, exc)
         await self.flush()
+
+    def _lacks(self, method: str) -> None:
+        """Note (and log once) that the driver has no `method`: it is not called again."""
+        self.unsupported.add(method)
+        self.log.info(
+            "queue %s: %s has no %s(): %s",
+            self.name,
+            type(self.driver).__name__,
+            method,
+            "the worker is not listed" if method == "beat" else "throughput is not recorded",
+        )
 
     async def flush(self) -> None:
         """Add the attempts finished since the last flush to the store's counters."""
+        if "count_finished" in self.unsupported:
+            return
         counts = self.tally.take()
         if not any(counts):
             return
         try:
             await self.driver.count_finished(*counts)
+        except (AttributeError, NotImplementedError):
+            self._lacks("count_finished")
         except Exception as exc:
             self.tally.give_back(*counts)
             self.log.warning("queue %s: cannot record throughput: %s", self.name, exc)
@@ -105,6 +124,8 @@ class Heartbeat:
     async def leave(self) -> None:
         """Write the last counts and delete this worker's record (a clean stop)."""
         await self.flush()
+        if "beat" in self.unsupported:
+            return
         try:
             await self.driver.forget_worker(self.worker.id)
         except Exception as exc:

@@ -39,13 +39,25 @@ class Pruner:
         self.failed_retention = failed_retention
         self.name = name
         self.log = log
+        self.supported = True
 
     async def prune_round(self) -> int:
-        """Prune up to STEPS_PER_ROUND batches; return how many jobs went. Never raises."""
+        """Prune up to STEPS_PER_ROUND batches; return how many jobs went. Never raises.
+
+        A driver without `prune` (one of one's own, say) is told of once, then left alone.
+        """
         pruned = 0
-        for _ in range(STEPS_PER_ROUND):
+        for _ in range(STEPS_PER_ROUND if self.supported else 0):
             try:
                 count = await self.driver.prune(self.failed_retention, PRUNE_BATCH)
+            except (AttributeError, NotImplementedError):
+                self.supported = False
+                self.log.info(
+                    "queue %s: %s has no prune(): finished jobs stay until deleted by hand",
+                    self.name,
+                    type(self.driver).__name__,
+                )
+                break
             except Exception as exc:
                 self.log.warning("queue %s: cannot prune finished jobs: %s", self.name, exc)
                 break

@@ -49,3 +49,23 @@ async def test_a_store_error_is_logged_not_raised(caplog: pytest.LogCaptureFixtu
     assert await pruner.prune_round() == 0
 
     assert "cannot prune finished jobs: store down" in caplog.text
+
+
+class WithoutPrune(InProcessDriver):
+    calls = 0
+
+    async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
+        WithoutPrune.calls += 1
+        raise NotImplementedError
+
+
+async def test_a_driver_without_prune_is_told_of_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOG.name)
+    pruner = Pruner(WithoutPrune(), None, name="q", log=LOG)
+
+    rounds = [await pruner.prune_round() for _ in range(3)]
+
+    assert rounds == [0, 0, 0]
+    assert WithoutPrune.calls == 1
+    assert caplog.text.count("WithoutPrune has no prune()") == 1
+    assert "cannot prune" not in caplog.text

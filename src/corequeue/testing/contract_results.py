@@ -268,6 +268,22 @@ async def test_wait_finished_wakes_when_the_job_fails(driver: Driver) -> None:
     assert (view.channel, view.job.last_error) == (Channel.FAILED, "nope")
 
 
+async def test_wait_finished_returns_a_job_whose_last_lease_ran_out(
+    driver: Driver, clock: FakeClock
+) -> None:
+    await popped(driver, "a", max_attempts=1)
+    waiting = asyncio.create_task(driver.wait_finished("a", timedelta(seconds=10)))
+    await asyncio.sleep(0)
+
+    clock.advance(driver.lease)
+    with pytest.raises(QueueEmpty):  # this pop finds the lease over and parks the job
+        await driver.pop()
+    view = await asyncio.wait_for(waiting, 5)
+
+    assert view is not None
+    assert view.channel is Channel.TIMEOUT
+
+
 # --- prune -----------------------------------------------------------------------------------
 
 

@@ -87,8 +87,8 @@ local function layout_refusal()
   return redis.error_reply('COREQUEUE_LAYOUT ' .. layout)
 end
 
--- Wake the `result()` waiters of every process: they look their jobs up again. Called last
--- in a script (XADD * is not deterministic).
+-- Wake the `result()` waiters of every process: they look their jobs up again. (XADD * is not
+-- deterministic: Redis 5 and later replicate a script's effects, so writes may follow it.)
 local function announce_finished()
   redis.call('XADD', FINISHED, 'MAXLEN', '~', 100, '*', 'n', '1')
 end
@@ -388,21 +388,28 @@ end
 -- A lease that ran out is a failed attempt: back to waiting while attempts remain, else parked
 -- in timeout. The envelope is not rewritten: `expiries` records the change, and the client
 -- applies it (attempts + count, last_error = lease expired) when it reads the job.
+-- A job parked so wakes the `result()` waiters, as a settle to failed does.
 local function recover_expired_leases()
   local ids = redis.call('ZRANGEBYSCORE', RESERVED, '-inf', int(NOW), 'LIMIT', 0, BATCH)
+  local parked = false
   for _, id in ipairs(ids) do
     redis.call('ZREM', RESERVED, id)
     redis.call('HDEL', TOKENS, id)
     local envelope = redis.call('HGET', JOBS, id)
     if not envelope then
       park_lost(id, 'its envelope was missing when its lease ran out')
+      parked = true
     elseif has_attempts_left(id, envelope) then
       redis.call('HINCRBY', EXPIRIES, id, 1)
       make_waiting(id)
     else
       redis.call('HINCRBY', EXPIRIES, id, 0)
       redis.call('ZADD', TIMEOUT, int(NOW), id)
+      parked = true
     end
+  end
+  if parked then
+    announce_finished()
   end
 end
 

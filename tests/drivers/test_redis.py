@@ -25,7 +25,9 @@ from redis.crc import key_slot
 from corequeue.drivers.base import Channel, ChannelConfig, InspectDriver, QueueInfo
 from corequeue.drivers.redis import RedisDriver, RedisKeys
 from corequeue.drivers.redis.connection import UrlSource, redact
+from corequeue.drivers.redis.driver import RATE_STATE_KEPT
 from corequeue.errors import DriverError, InvalidOption, QueueEmpty, StoreUnavailable
+from corequeue.limits import Limits, Rate
 from corequeue.testing import FakeClock
 from tests.support.driver_redis import (
     FACTORIES,
@@ -357,6 +359,30 @@ async def test_renew_keeps_a_current_lease_even_when_its_expiry_does_not_move(
     assert (await driver.pop()).id == "j1"
     assert await driver.info() == QueueInfo(reserved=2)
     assert await driver.ack(kept)
+
+
+# --- rate state ---------------------------------------------------------------------------
+
+
+async def test_prune_forgets_the_rate_state_of_idle_groups(fenced: Fenced) -> None:
+    driver, clock = fenced.driver, fenced.clock
+    driver.set_limits(Limits(group_rate=Rate(1, timedelta(seconds=1))))
+    groups = [f"user-{n}" for n in range(5)]
+    await driver.push_many([(persisted(group, group=group), timedelta(0)) for group in groups])
+    assert len(await driver.pop_many(10)) == 5
+    stored = await fenced.client.hkeys(driver.keys.rates)
+    assert sorted(map(_decoded, stored)) == [f"g:{group}" for group in groups]
+
+    assert await driver.prune(None, 200) == 0  # a second later: still kept
+    assert len(await fenced.client.hkeys(driver.keys.rates)) == 5
+    clock.advance(RATE_STATE_KEPT + timedelta(seconds=2))
+    await driver.prune(None, 2)  # two entries looked at per call: the scan goes on
+    rounds = 1
+    while await fenced.client.exists(driver.keys.rates) and rounds < 20:
+        await driver.prune(None, 2)
+        rounds += 1
+
+    assert not await fenced.client.exists(driver.keys.rates)
 
 
 # --- one clock ----------------------------------------------------------------------------

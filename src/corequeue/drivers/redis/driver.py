@@ -102,6 +102,8 @@ _SCRIPTS_MORE: Final = ("settle", "inspect", "lookup", "delete", "requeue", "mig
 _SCRIPTS_PERIODIC: Final = ("enqueue_slot",)
 _SCRIPTS_FLOW: Final = ("pause", "groups")
 _SCRIPTS_RESULTS: Final = ("complete", "prune")
+RATE_STATE_KEPT: Final = timedelta(days=1)
+"""How long `prune` keeps the rate state of a scope (a group) no pop has used, at least."""
 _LAYOUT1_CHANNELS: Final = 5  # the channels store layout 1 had (completed came later)
 _REFUSED: Final = "COREQUEUE_LAYOUT"  # how the scripts refuse a queue in another layout
 
@@ -506,9 +508,16 @@ class RedisDriver:
                 self._finished.ring()
 
     async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
-        """Delete up to `limit` finished jobs past their retention, in one script."""
+        """Delete up to `limit` finished jobs past their retention, in one script.
+
+        The same script forgets rate state (`rates` entries) of scopes idle for longer than
+        the slowest rate this driver enforces, and at least RATE_STATE_KEPT, looking at up to
+        `limit` entries per call.
+        """
         retention = "" if failed_retention is None else _microseconds(failed_retention)
-        return int(await self._run("prune", limit, retention))
+        rates = [rate for rate in (self._limits.rate, self._limits.group_rate) if rate]
+        horizon = max([_microseconds(RATE_STATE_KEPT), *(rate.interval_us for rate in rates)])
+        return int(await self._run("prune", limit, retention, horizon))
 
     async def enqueue_slot(self, name: str, slot_ms: int, job: PersistedJob) -> bool:
         """Advance schedule `name` to `slot_ms` and push `job`, in one script.

@@ -20,6 +20,7 @@
 --      13 priorities HASH id -> priority, for jobs whose priority is not 0
 --      14 paused    STRING  present while the queue is paused: pops hand out nothing
 --      15 rates     HASH  rate scope ('' the queue, 'g:<group>') -> next allowed start, µs
+--                         ('#': where prune.lua's scan of idle scopes goes on)
 --      16 groups    HASH  id -> group, for jobs that have one
 --      17 held      ZSET  id -> waiting score: waiting jobs a pop set aside because their
 --                         group was at its limit (they count as waiting; see hold)

@@ -32,7 +32,15 @@ from tests.support.driver_postgres import (
     wait_until_listening,
     with_application_name,
 )
-from tests.support.worker_processes import GUARD_SECONDS, Ledger, read_ledger, stop
+from tests.support.worker_processes import (
+    GUARD_SECONDS,
+    Ledger,
+    WorkerOptions,
+    consume_printing,
+    read_ledger,
+    stop,
+    worker_parser,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,43 +64,18 @@ async def work(arguments: argparse.Namespace) -> None:
         schema=arguments.schema,
         lease=timedelta(seconds=arguments.lease_seconds),
     )
-    queue = cq.Queue(driver, parallelism=arguments.parallelism)
-
-    async def run(job: cq.Job) -> None:
-        await asyncio.sleep(arguments.work_seconds)  # stands for the job's own work
-        print(f"done {cast(cq.ReceivedJob, job).id}", flush=True)
-
-    queue.subscribe(cq.listen(Record, run))
-    try:
-        # SIGTERM cancels consume() after its graceful shutdown: exit 0, as a worker should.
-        with contextlib.suppress(asyncio.CancelledError):
-            await queue.consume()
-    finally:
-        await queue.close()
+    await consume_printing(driver, Record, arguments)
 
 
 def parse_worker_arguments(argv: list[str]) -> argparse.Namespace:
     """Read a worker's command line."""
-    parser = argparse.ArgumentParser()
+    parser = worker_parser()
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--schema", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--lease-seconds", type=float, default=30.0)
-    parser.add_argument("--work-seconds", type=float, default=0.0)
-    parser.add_argument("--parallelism", type=int, default=4)
     return parser.parse_args(argv)
 
 
 # --- harness ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """How a worker process runs."""
-
-    lease_seconds: float = 30.0
-    work_seconds: float = 0.0
-    parallelism: int = 4
 
 
 @contextlib.asynccontextmanager
@@ -109,9 +92,7 @@ async def running_worker(
         "-m",
         "tests.integration.test_postgres_queue",
         *("--dsn", with_application_name(dsn, application_name), "--schema", schema),
-        *("--name", name, "--lease-seconds", str(options.lease_seconds)),
-        *("--work-seconds", str(options.work_seconds)),
-        *("--parallelism", str(options.parallelism)),
+        *("--name", name, *options.arguments()),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
     )

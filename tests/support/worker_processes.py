@@ -5,10 +5,15 @@ A worker prints `done <job id>` when its listener has run a job; the test reads 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
+
+import corequeue as cq
 
 GUARD_SECONDS = 60.0
 """How long a test waits for work that takes a few seconds at most, before failing."""
@@ -45,15 +50,6 @@ class Ledger:
             self.complete.set()
 
 
-@dataclass(frozen=True)
-class WorkerOptions:
-    """How a worker process runs."""
-
-    lease_seconds: float = 30.0
-    work_seconds: float = 0.0
-    parallelism: int = 4
-
-
 async def read_ledger(process: asyncio.subprocess.Process, tag: str, ledger: Ledger) -> None:
     """Record every `done <id>` line the worker prints, until it exits."""
     assert process.stdout is not None
@@ -72,3 +68,50 @@ async def stop(process: asyncio.subprocess.Process) -> None:
     except TimeoutError:
         process.kill()
         await process.wait()
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker process runs."""
+
+    lease_seconds: float = 30.0
+    work_seconds: float = 0.0
+    parallelism: int = 4
+
+    def arguments(self) -> list[str]:
+        """The command-line options `worker_parser()` reads back."""
+        return [
+            "--lease-seconds", str(self.lease_seconds),
+            "--work-seconds", str(self.work_seconds),
+            "--parallelism", str(self.parallelism),
+        ]  # fmt: skip
+
+
+def worker_parser() -> argparse.ArgumentParser:
+    """A worker's command line: `--name` and the WorkerOptions; add the store's own options."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--lease-seconds", type=float, default=30.0)
+    parser.add_argument("--work-seconds", type=float, default=0.0)
+    parser.add_argument("--parallelism", type=int, default=4)
+    return parser
+
+
+async def consume_printing(
+    driver: cq.Driver, payload_class: type, arguments: argparse.Namespace
+) -> None:
+    """Consume `driver`'s queue until SIGTERM, printing `done <id>` per job its listener ran
+    (after `--work-seconds`, standing for the job's own work)."""
+    queue = cq.Queue(driver, parallelism=arguments.parallelism)
+
+    async def run(job: cq.Job) -> None:
+        await asyncio.sleep(arguments.work_seconds)
+        print(f"done {cast(cq.ReceivedJob, job).id}", flush=True)
+
+    queue.subscribe(cq.listen(payload_class, run))
+    try:
+        # SIGTERM cancels consume() after its graceful shutdown: exit 0, as a worker should.
+        with contextlib.suppress(asyncio.CancelledError):
+            await queue.consume()
+    finally:
+        await queue.close()

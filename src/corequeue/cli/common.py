@@ -9,22 +9,26 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import click
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from corequeue.config import Config, load_config
 from corequeue.drivers.base import Channel
 from corequeue.factory import QueueFactory
+from corequeue.queue import Queue
 
 OK: Final = 0
 RUNTIME_ERROR: Final = 1
 USAGE_ERROR: Final = 2
 
 F = TypeVar("F", bound=Callable[..., Any])
+_Read = TypeVar("_Read")
 
 CHANNELS: Final = tuple(channel.value for channel in Channel)
 """Every channel name, as `-c/--channel` accepts them."""
@@ -94,6 +98,21 @@ def read_config(config_path: Path | None) -> Config:
 def admin_factory(config: Config) -> QueueFactory:
     """Return a factory for commands that inspect or move jobs: no metrics, no consumers."""
     return QueueFactory(config, prometheus=False)
+
+
+async def each_queue(
+    factory: QueueFactory, names: list[str], read: Callable[[Queue], Awaitable[_Read]]
+) -> dict[str, _Read]:
+    """Return `read(queue)` for each named queue, in order; close the factory's queues after."""
+    try:
+        return {name: await read(factory.make(name)) for name in names}
+    finally:
+        await factory.close()
+
+
+def titled_table(config: Config) -> Table:
+    """Return a table titled with where the configuration came from (as every command shows)."""
+    return Table(title=Text(f"corequeue: {config.source}"), title_justify="left")
 
 
 def chosen_queues(config: Config, queues: tuple[str, ...], *, all_by_default: bool) -> list[str]:

@@ -25,9 +25,11 @@ from corequeue.cli.common import (
     admin_factory,
     chosen_queues,
     config_option,
+    each_queue,
     json_option,
     queue_option,
     read_config,
+    titled_table,
 )
 from corequeue.config import Config
 from corequeue.errors import InvalidOption
@@ -116,7 +118,7 @@ def periodic(
     if forget is not None:
         found = asyncio.run(_forget(factory, names, forget, output))
         return _report_forgotten(output, forget, found)
-    rows = asyncio.run(_rows_of(factory, names))
+    rows = asyncio.run(each_queue(factory, names, schedule_rows))
     if as_json:
         output.json({name: [row.document() for row in by_queue] for name, by_queue in rows.items()})
         return 0
@@ -138,15 +140,8 @@ async def schedule_rows(queue: Queue) -> list[ScheduleRow]:
     return rows
 
 
-async def _rows_of(factory: QueueFactory, names: list[str]) -> dict[str, list[ScheduleRow]]:
-    try:
-        return {name: await schedule_rows(factory.make(name)) for name in names}
-    finally:
-        await factory.close()
-
-
 def _table(config: Config, rows: dict[str, list[ScheduleRow]]) -> Table:
-    table = Table(title=Text(f"corequeue: {config.source}"), title_justify="left")
+    table = titled_table(config)
     for column in ("queue", "schedule", "when", "tz", "misfire", "next run", "last run"):
         table.add_column(column, overflow="fold")
     for queue, by_queue in rows.items():

@@ -9,6 +9,7 @@ the store keeps, so they reach every worker of the queue.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,16 +30,19 @@ from corequeue.cli.common import (
     channels_option,
     chosen_queues,
     config_option,
+    each_queue,
     jobs,
     json_option,
     queue_option,
     read_config,
+    titled_table,
 )
 from corequeue.cli.periodic import periodic
 from corequeue.config import Config
 from corequeue.drivers.base import QueueInfo, reloadable
 from corequeue.errors import InvalidOption
 from corequeue.factory import QueueFactory
+from corequeue.queue import Queue
 
 
 @click.group(name="queue")
@@ -77,7 +81,7 @@ def info(
     names = chosen_queues(config, queues, all_by_default=True)
     shown = [channel for channel in CHANNELS if channel in channels] if channels else CHANNELS
     factory = admin_factory(config)
-    states = asyncio.run(_infos(factory, names))
+    states = asyncio.run(each_queue(factory, names, _state))
     counts = {
         name: {channel: state.info.as_dict()[channel] for channel in shown}
         for name, state in states.items()
@@ -86,7 +90,7 @@ def info(
     if as_json:
         output.json(counts)
         return 0
-    table = Table(title=Text(f"corequeue: {config.source}"), title_justify="left")
+    table = titled_table(config)
     table.add_column("queue")
     table.add_column("store", overflow="fold")
     for channel in shown:
@@ -108,7 +112,8 @@ def _throughput(config: Config, queues: tuple[str, ...], minutes: int, as_json: 
     """Print the attempts every worker finished in the last `minutes`, per queue."""
     names = chosen_queues(config, queues, all_by_default=True)
     since = datetime.now(UTC) - timedelta(minutes=minutes)
-    totals = asyncio.run(_totals(admin_factory(config), names, since))
+    read = functools.partial(_totals_since, since=since)
+    totals = asyncio.run(each_queue(admin_factory(config), names, read))
     output = Output(as_json)
     if as_json:
         output.json(totals)
@@ -126,21 +131,13 @@ def _throughput(config: Config, queues: tuple[str, ...], minutes: int, as_json: 
     return 0
 
 
-async def _totals(
-    factory: QueueFactory, names: list[str], since: datetime
-) -> dict[str, dict[str, int]]:
-    try:
-        totals: dict[str, dict[str, int]] = {}
-        for name in names:
-            counted = await factory.make(name).driver.throughput(since)
-            totals[name] = {
-                "processed": sum(count.processed for count in counted),
-                "retried": sum(count.retried for count in counted),
-                "failed": sum(count.failed for count in counted),
-            }
-        return totals
-    finally:
-        await factory.close()
+async def _totals_since(queue: Queue, since: datetime) -> dict[str, int]:
+    counted = await queue.driver.throughput(since)
+    return {
+        "processed": sum(count.processed for count in counted),
+        "retried": sum(count.retried for count in counted),
+        "failed": sum(count.failed for count in counted),
+    }
 
 
 @queue_group.command()
@@ -193,7 +190,8 @@ def reload(
             raise Refused(str(exc)) from None
     config = read_config(config_path)
     names = chosen_queues(config, queues, all_by_default=False)
-    moved = asyncio.run(_reload(admin_factory(config), names, channels))
+    reload_channels = functools.partial(_reload, channels=channels)
+    moved = asyncio.run(each_queue(admin_factory(config), names, reload_channels))
     output = Output(as_json)
     if as_json:
         output.json(moved)
@@ -229,7 +227,8 @@ def _set_paused(
 ) -> int:
     config = read_config(config_path)
     names = chosen_queues(config, queues, all_by_default=False)
-    states = asyncio.run(_pause_or_resume(admin_factory(config), names, paused))
+    switch = functools.partial(_pause_or_resume, paused=paused)
+    states = asyncio.run(each_queue(admin_factory(config), names, switch))
     output = Output(as_json)
     if as_json:
         output.json({name: {"paused": state} for name, state in states.items()})
@@ -239,18 +238,9 @@ def _set_paused(
     return 0
 
 
-async def _pause_or_resume(
-    factory: QueueFactory, names: list[str], paused: bool
-) -> dict[str, bool]:
-    try:
-        states = {}
-        for name in names:
-            queue = factory.make(name)
-            await (queue.pause() if paused else queue.resume())
-            states[name] = await queue.is_paused()
-        return states
-    finally:
-        await factory.close()
+async def _pause_or_resume(queue: Queue, paused: bool) -> bool:
+    await (queue.pause() if paused else queue.resume())
+    return await queue.is_paused()
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,19 +252,12 @@ class _QueueState:
     limits: dict[str, str | int]
 
 
-async def _infos(factory: QueueFactory, names: list[str]) -> dict[str, _QueueState]:
+async def _state(queue: Queue) -> _QueueState:
     try:
-        states = {}
-        for name in names:
-            queue = factory.make(name)
-            try:
-                state = "paused" if await queue.is_paused() else "running"
-            except (NotImplementedError, AttributeError):  # a driver of one's own without it
-                state = "?"
-            states[name] = _QueueState(await queue.info(), state, queue.limits.describe())
-        return states
-    finally:
-        await factory.close()
+        state = "paused" if await queue.is_paused() else "running"
+    except (NotImplementedError, AttributeError):  # a driver of one's own without it
+        state = "?"
+    return _QueueState(await queue.info(), state, queue.limits.describe())
 
 
 async def _flush(
@@ -304,13 +287,5 @@ def _confirm_flush(counts: dict[str, dict[str, int]]) -> None:
         raise Failed("not flushed: not confirmed")
 
 
-async def _reload(
-    factory: QueueFactory, names: list[str], channels: tuple[str, ...]
-) -> dict[str, dict[str, int]]:
-    try:
-        return {
-            name: {channel: await factory.make(name).driver.reload(channel) for channel in channels}
-            for name in names
-        }
-    finally:
-        await factory.close()
+async def _reload(queue: Queue, channels: tuple[str, ...]) -> dict[str, int]:
+    return {channel: await queue.driver.reload(channel) for channel in channels}

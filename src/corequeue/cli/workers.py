@@ -20,13 +20,15 @@ from corequeue.cli.common import (
     admin_factory,
     chosen_queues,
     config_option,
+    each_queue,
     json_option,
     queue_option,
     read_config,
+    titled_table,
 )
 from corequeue.config import Config
 from corequeue.drivers.base import WorkerInfo
-from corequeue.factory import QueueFactory
+from corequeue.queue import Queue
 
 
 @click.command(name="workers")
@@ -37,7 +39,7 @@ def workers(config_path: Path | None, queues: tuple[str, ...], as_json: bool) ->
     """List the live workers of each queue: host, pid, when started, last beat, jobs running."""
     config = read_config(config_path)
     names = chosen_queues(config, queues, all_by_default=True)
-    found = asyncio.run(_workers_of(admin_factory(config), names))
+    found = asyncio.run(each_queue(admin_factory(config), names, Queue.workers))
     output = Output(as_json)
     if as_json:
         output.json(
@@ -60,15 +62,8 @@ def document(worker: WorkerInfo) -> dict[str, Any]:
     }
 
 
-async def _workers_of(factory: QueueFactory, names: list[str]) -> dict[str, list[WorkerInfo]]:
-    try:
-        return {name: await factory.make(name).workers() for name in names}
-    finally:
-        await factory.close()
-
-
 def _table(config: Config, found: dict[str, list[WorkerInfo]]) -> Table:
-    table = Table(title=Text(f"corequeue: {config.source}"), title_justify="left")
+    table = titled_table(config)
     for column in ("queue", "worker", "host", "pid", "started", "last seen", "running"):
         table.add_column(column, overflow="fold")
     now = datetime.now(UTC)

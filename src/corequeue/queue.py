@@ -201,14 +201,14 @@ class Queue:
             StoreUnavailable: The store did not take the job; nothing was enqueued.
         """
         if self.middleware.dispatch_hooks:
-            persisted, delay = await self._prepare(job)
+            pushed = await self._prepare(job)
         else:  # the common case, taken without one more coroutine per dispatch
-            persisted, delay = self.persist(job)
+            pushed = self.persist(job)
         if push_options:  # a transaction of the caller's: never batched with other dispatches
-            await self.driver.push(persisted, delay, **push_options)
+            await self.driver.push(*pushed, **push_options)
         else:
-            await self._pushes.push(persisted, delay)
-        return persisted.id
+            await self._pushes.push(pushed)
+        return pushed[0].id
 
     async def dispatch_many(self, jobs: Iterable[Any], **push_options: Any) -> list[str]:
         """Persist many jobs, in one round trip per batch where the driver allows; return ids."""

@@ -66,3 +66,48 @@ async def test_a_cancelled_dispatch_waiting_for_its_batch_is_not_stored() -> Non
     await first
 
     assert await queue.info() == QueueInfo(waiting=1)
+
+
+class FailingOnceDriver(CountingDriver):
+    """Refuses the first batch it is given, then stores the rest."""
+
+    async def push_many(
+        self, jobs: Sequence[tuple[PersistedJob, timedelta]], **options: Any
+    ) -> None:
+        if not self.batches:
+            self.batches.append(len(jobs))
+            await asyncio.sleep(0)
+            raise cq.StoreUnavailable("test store", "down for one batch")
+        await super().push_many(jobs, **options)
+
+
+async def test_a_store_error_reaches_every_dispatch_of_its_batch_and_no_other() -> None:
+    driver = FailingOnceDriver()
+    queue = cq.Queue(driver)
+
+    outcomes = await asyncio.gather(
+        *(queue.dispatch(n) for n in range(1501)), return_exceptions=True
+    )
+
+    failed = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, BaseException)]
+    assert failed == list(range(1, 1001))  # the lone first push went; the first batch did not
+    assert all(isinstance(outcomes[n], cq.StoreUnavailable) for n in failed)
+    stored = [await driver.pop() for _ in range(501)]
+    assert [job.id for job in stored] == [outcomes[0], *outcomes[1001:]]
+    assert await queue.info() == QueueInfo(reserved=501)
+
+
+async def test_several_cancelled_dispatches_leave_the_rest_of_the_batch_in_order() -> None:
+    driver = CountingDriver()
+    queue = cq.Queue(driver)
+    tasks = [asyncio.ensure_future(queue.dispatch(n)) for n in range(10)]
+    await asyncio.sleep(0)
+
+    for n in (2, 5, 6):
+        tasks[n].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+    kept = [tasks[n].result() for n in range(10) if n not in (2, 5, 6)]
+    assert driver.batches == [6]
+    assert [(await driver.pop()).id for _ in kept] == kept
+    assert await queue.info() == QueueInfo(reserved=7)

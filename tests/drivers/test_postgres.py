@@ -269,6 +269,29 @@ async def test_migrate_refuses_a_target_this_release_does_not_have(dsn: str, sch
             await migrations.migrate(connection, schema, target=latest_version() + 1)
 
 
+# --- pop plans --------------------------------------------------------------------------
+
+
+async def test_pops_keep_their_plan_when_statistics_predate_the_due_jobs(
+    driver: PostgresDriver, schema: str
+) -> None:
+    delayed = [(persisted(f"d{n}"), timedelta(days=1)) for n in range(3000)]
+    for start in range(0, len(delayed), 1000):
+        await driver.push_many(delayed[start : start + 1000])
+    async with driver._connection() as connection:  # statistics of delayed jobs only
+        await connection.execute(f'ANALYZE "{schema}".jobs')
+    await driver.push_many([(persisted(f"w{n}"), timedelta(0)) for n in range(3000)])
+    params = driver._params(limit=100, lease_ms=30_000, lease_expired="x", token="plan")
+
+    async with driver._connection() as connection:  # EXPLAIN plans only: nothing runs
+        explained = await connection.execute(b"EXPLAIN " + driver._queries.reserve, params)
+        plan = "\n".join(row[0] for row in await explained.fetchall())
+
+    assert "jobs_ready" in plan  # read in pop order, stopping after `limit` rows ...
+    assert "Sort" not in plan  # ... not every due row read and then sorted
+    assert [job.id for job in await driver.pop_many(3)] == ["w0", "w1", "w2"]
+
+
 # --- schemas and queue names ------------------------------------------------------------
 
 

@@ -808,6 +808,7 @@ class PostgresDriver:
             open=False,
             # A server restart leaves every pooled connection broken: check before lending.
             check=AsyncConnectionPool.check_connection,
+            configure=_plan_for_pops,
             timeout=self._pool_timeout.total_seconds(),
             name=f"corequeue {self.schema}.{self.name}",
         )
@@ -945,3 +946,17 @@ def _view(row: Sequence[Any]) -> JobView:
 def _whole(value: Any) -> int:
     """Return an int column as it is, and anything else as 0 (for sorting only)."""
     return value if isinstance(value, int) else 0
+
+
+async def _plan_for_pops(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Set up a pooled connection so that pops keep their plan whatever the statistics say.
+
+    A pop reads the jobs_ready index in pop order and stops after `limit` due rows. With
+    statistics taken before many jobs fell due (a million delayed jobs analysed, then a
+    hundred thousand pushed to run now), the planner believes few rows are due and prefers a
+    range scan of every due row followed by a sort: 77 ms per pop instead of 1 ms, a drain
+    beside a million delayed jobs at a third of its speed. Every statement of the driver has
+    an index in the order it reads, so sorting is only ever the planner's mistake here:
+    `enable_sort = off` takes it out of the choice (a statement with no other way still sorts).
+    """
+    await connection.execute("SET enable_sort = off")

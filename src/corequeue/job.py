@@ -355,21 +355,6 @@ def _with_extra(encoded: bytes, extra: dict[str, Any]) -> bytes:
     return encoded[:-1] + b"," + _ENVELOPE_ENCODER.encode(unknown)[1:]
 
 
-def result_member(result: bytes) -> bytes:
-    """Return the envelope member that carries `result`, as JSON text led by a comma.
-
-    A store appends it to a stored envelope that names no result yet (before its closing
-    brace), so that a kept result costs only its own bytes; `to_bytes()` writes the same field.
-
-        >>> result_member(b"42")
-        b',"result":"42"'
-    """
-    text, raw = _split_value(result)
-    if text is not None:
-        return b',"result":' + _ENVELOPE_ENCODER.encode(text)
-    return b',"result_b64":' + _ENVELOPE_ENCODER.encode(raw)
-
-
 def _split_value(value: bytes) -> tuple[str | None, bytes | None]:
     try:
         return value.decode(), None

@@ -78,10 +78,10 @@ from corequeue.drivers.redis.keys import LAYOUT_VERSION, SCRIPT_KEY_COUNT, Redis
 from corequeue.drivers.redis.pools import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT, PoolLimits
 from corequeue.drivers.redis.scripts import Script
 from corequeue.drivers.redis.sync import SyncClient
-from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, fives, text, view
+from corequeue.drivers.redis.views import LIST_WINDOW, decode_job, kept_result, sixes, text, view
 from corequeue.drivers.wakeup import Bell
 from corequeue.errors import DecodeError, DriverError, InvalidOption, QueueEmpty
-from corequeue.job import PersistedJob, new_token, result_member, to_ms
+from corequeue.job import PersistedJob, new_token, to_ms
 from corequeue.limits import HeldBack, Limits
 
 logger = logging.getLogger(__name__)
@@ -339,28 +339,22 @@ class RedisDriver:
         removed = [job for job in jobs if not _keeps(job)] if kept else list(jobs)
         stale: list[PersistedJob] = []
         if kept:
-            stale += await self._complete(kept, whole=False)
+            stale += await self._complete(kept)
             self._finished.ring()
         if removed:
             positions = await self._run("ack", *_fenced(removed))
             stale += [removed[int(position)] for position in positions]
         return stale
 
-    async def _complete(self, jobs: Sequence[PersistedJob], *, whole: bool) -> list[PersistedJob]:
-        """Move the jobs to `completed` with their results; return the stale ones.
+    async def _complete(self, jobs: Sequence[PersistedJob]) -> list[PersistedJob]:
+        """Move the jobs to `completed` and their results to `results`; return the stale ones.
 
-        Only each result travels (appended by the script to the envelope stored at push); a
-        job whose stored envelope cannot take it is sent again whole, in a second call.
+        Only each result travels and is written: the envelope stays as pushed.
         """
         args: list[Any] = [len(jobs), *_fenced(jobs)]
         for job in jobs:
-            result = job.to_bytes() if whole or job.result is None else result_member(job.result)
-            args += (_keep_us(job), result)
-        stale_positions, resend = await self._run("complete", *args)
-        stale = [jobs[int(position)] for position in stale_positions]
-        if resend:
-            stale += await self._complete([jobs[int(position)] for position in resend], whole=True)
-        return stale
+            args += (_keep_us(job), kept_result(job))
+        return [jobs[int(position)] for position in await self._run("complete", *args)]
 
     async def fail(self, job: PersistedJob) -> bool:
         """Move a reserved job to `failed`, storing its envelope (and `last_error`).
@@ -675,8 +669,8 @@ class RedisDriver:
         reply = await self._run("lookup", job_id)
         if reply is None:
             return None
-        channel, score, envelope, lost, progress = reply
-        return view(job_id, Channel(text(channel)), envelope, lost, score, progress)
+        channel, score, envelope, lost, progress, kept = reply
+        return view(job_id, Channel(text(channel)), envelope, lost, score, progress, kept)
 
     async def delete_job(self, job_id: str) -> bool:
         """Delete a waiting, delayed, failed or timeout job; return whether there was one."""
@@ -735,8 +729,8 @@ class RedisDriver:
         """Return the jobs at positions `start`.. of `channel` and the next position (-1: end)."""
         reply = await self._run("inspect", channel.value, start, count)
         views = [
-            view(text(job_id), channel, envelope, lost, score, progress)
-            for job_id, envelope, lost, score, progress in fives(reply[1:])
+            view(text(job_id), channel, envelope, lost, score, progress, kept)
+            for job_id, envelope, lost, score, progress, kept in sixes(reply[1:])
         ]
         return views, int(reply[0])
 

@@ -1,7 +1,7 @@
 -- For operators: the jobs of channel ARGV 2 at positions ARGV 3 to ARGV 3 + ARGV 4 - 1, in
 -- channel order. Waiting is the waiting set, then the delayed jobs already due (the order the
 -- next pops take them in), then the jobs held back by group limits. Read only. Returns {next position, or -1 when the channel ends in
--- this window; then id, envelope, lost leases, score for each job}.
+-- this window; then id, envelope, lost leases, score, progress, kept result for each job}.
 local refused = layout_refusal()
 if refused then
   return refused
@@ -57,5 +57,6 @@ for i = 1, #found, 2 do
   reply[#reply + 1] = redis.call('HGET', EXPIRIES, id)
   reply[#reply + 1] = found[i + 1]
   reply[#reply + 1] = redis.call('HGET', RUNNING, 'p:' .. id)
+  reply[#reply + 1] = redis.call('HGET', RESULTS, id)
 end
 return reply

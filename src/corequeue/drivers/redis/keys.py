@@ -49,6 +49,7 @@ class RedisKeys:
     completed: str
     finished: str
     running: str
+    results: str
     workers: str
     throughput: str
 
@@ -88,6 +89,7 @@ class RedisKeys:
             completed=f"{base}completed",
             finished=f"{base}finished",
             running=f"{base}running",
+            results=f"{base}results",
             workers=f"{base}workers",
             throughput=f"{base}throughput",
         )
@@ -143,6 +145,7 @@ class RedisKeys:
             self.completed,
             self.finished,
             self.running,
+            self.results,
         )
 
     def layout1_job(self, job_id: str) -> str:
@@ -150,5 +153,5 @@ class RedisKeys:
         return f"{self.layout1_job_prefix}{job_id}"
 
 
-SCRIPT_KEY_COUNT: Final = 23
+SCRIPT_KEY_COUNT: Final = 24
 """How many KEYS `RedisKeys.for_script()` returns."""

@@ -34,6 +34,8 @@
 --                         what wakes `result()` waiters (XREAD BLOCK), trimmed to ~100
 --      23 running   HASH  'p:' .. id -> progress of a running job ("<fraction> <message>");
 --                         'c:' .. id -> token of the reservation a cancel() asked to stop
+--      24 results   HASH  id -> kept result of a completed job: "<keep_result in ms>:<result>"
+--                         (the envelope stays as pushed; see complete.lua)
 -- ARGV  1 now in microseconds since the epoch, or "" to read the Redis server's clock
 --       2.. per script
 local WAITING, DELAYED, RESERVED, FAILED, TIMEOUT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -41,8 +43,8 @@ local NOTIFY, SEQ, EXPIRIES, TOKENS = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local JOBS, LAYOUT, PERIODIC, PRIORITIES = KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local PAUSED, RATES, GROUPS, HELD = KEYS[14], KEYS[15], KEYS[16], KEYS[17]
 local HELD_INDEX, HELD_GROUPS, WAKE = KEYS[18], KEYS[19], KEYS[20]
-local COMPLETED, FINISHED, RUNNING = KEYS[21], KEYS[22], KEYS[23]
-local SCRIPT_KEYS = 23 -- the keys above; migrate.lua gets more after them
+local COMPLETED, FINISHED, RUNNING, RESULTS = KEYS[21], KEYS[22], KEYS[23], KEYS[24]
+local SCRIPT_KEYS = 24 -- the keys above; migrate.lua gets more after them
 local CHANNELS = { WAITING, DELAYED, RESERVED, FAILED, TIMEOUT }
 local TOKEN_CAP = 128 -- more blocked pops than this wake in turns, not at once
 local BATCH = 1000 -- most jobs one call moves, so no call blocks Redis for long
@@ -98,10 +100,19 @@ local function is_lost(envelope)
   return string.sub(envelope, 1, #LOST) == LOST
 end
 
--- Drop the progress and cancel request of jobs that leave the store (nothing to do, one call,
--- while no job of the queue ever reported progress or was asked to stop).
+-- Drop the progress, cancel request and kept result of jobs that leave the store (nothing to
+-- do, a call or two, while no job of the queue reported progress, was asked to stop or kept
+-- its result).
 local function forget_running(ids)
-  if #ids == 0 or redis.call('EXISTS', RUNNING) == 0 then
+  if #ids == 0 then
+    return
+  end
+  if redis.call('EXISTS', RESULTS) == 1 then
+    for first = 1, #ids, BATCH do
+      redis.call('HDEL', RESULTS, unpack(ids, first, math.min(first + BATCH - 1, #ids)))
+    end
+  end
+  if redis.call('EXISTS', RUNNING) == 0 then
     return
   end
   local fields = {}

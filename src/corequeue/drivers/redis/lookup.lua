@@ -1,5 +1,5 @@
 -- For operators: where job ARGV 2 is. Read only. Returns {channel, score, envelope, lost
--- leases}, or nil when no channel holds it. A delayed job already due is waiting.
+-- leases, progress, kept result}, or nil when no channel holds it. A delayed job already due is waiting.
 local refused = layout_refusal()
 if refused then
   return refused
@@ -19,7 +19,7 @@ for _, entry in ipairs(channels) do
     end
     return {
       channel, score, redis.call('HGET', JOBS, id), redis.call('HGET', EXPIRIES, id),
-      redis.call('HGET', RUNNING, 'p:' .. id),
+      redis.call('HGET', RUNNING, 'p:' .. id), redis.call('HGET', RESULTS, id),
     }
   end
 end

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from corequeue.drivers.base import LEASE_EXPIRED, Channel, JobView
 from corequeue.errors import DecodeError
-from corequeue.job import PersistedJob, Progress
+from corequeue.job import PersistedJob, Progress, to_ms
 
 LIST_WINDOW: Final = 500
 """Jobs one listing script reads when `list_jobs()` filters by type."""
@@ -40,9 +40,11 @@ def view(
     lost: bytes | None,
     score: Any,
     progress: bytes | None = None,
+    kept: bytes | None = None,
 ) -> JobView:
     """Return what inspection shows of one job: `envelope` as stored, `score` its channel's,
-    `progress` as renewals stored it ("<fraction> <message>")."""
+    `progress` as renewals stored it ("<fraction> <message>"), `kept` as an ack that kept the
+    result stored it (see `kept_result`)."""
     shows_due = channel in (Channel.DELAYED, Channel.RESERVED, Channel.COMPLETED)
     due = _EPOCH + round(float(score)) * _MICROSECOND if shows_due else None
     if envelope is None or envelope.startswith(_LOST):
@@ -54,7 +56,21 @@ def view(
         job = PersistedJob(job_id, UNREADABLE_TYPE, envelope, last_error=str(exc))
     if progress is not None:
         job.progress = _progress(text(progress))
+    if kept is not None:
+        keep_ms, _, job.result = kept.partition(b":")
+        job.keep_result = timedelta(milliseconds=int(keep_ms))
     return JobView(job, channel, due)
+
+
+def kept_result(job: PersistedJob) -> bytes:
+    """Return what the `results` hash keeps of a completed job: "<keep_result in ms>:<result>".
+
+    Example:
+        >>> kept_result(PersistedJob("a", "t", b"{}", keep_result=timedelta(hours=1), result=b"7"))
+        b'3600000:7'
+    """
+    keep = to_ms(job.keep_result or timedelta(0))
+    return b"%d:%s" % (keep, job.result if job.result is not None else b"null")
 
 
 def _progress(stored: str) -> Progress | None:
@@ -65,17 +81,9 @@ def _progress(stored: str) -> Progress | None:
         return None
 
 
-def quads(values: Sequence[Any]) -> list[tuple[Any, Any, Any, Any]]:
-    """Return a flat script reply as groups of four."""
-    return [
-        (values[index], values[index + 1], values[index + 2], values[index + 3])
-        for index in range(0, len(values), 4)
-    ]
-
-
-def fives(values: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Return a flat script reply as groups of five."""
-    return [tuple(values[index : index + 5]) for index in range(0, len(values), 5)]
+def sixes(values: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Return a flat script reply as groups of six."""
+    return [tuple(values[index : index + 6]) for index in range(0, len(values), 6)]
 
 
 def text(value: bytes | str) -> str:

@@ -385,6 +385,36 @@ async def test_prune_forgets_the_rate_state_of_idle_groups(fenced: Fenced) -> No
     assert not await fenced.client.exists(driver.keys.rates)
 
 
+# --- kept results -------------------------------------------------------------------------
+
+
+async def test_kept_results_leave_the_store_with_their_jobs(fenced: Fenced) -> None:
+    driver, clock = fenced.driver, fenced.clock
+    minute, hour = timedelta(minutes=1), timedelta(hours=1)
+    for job_id, keep in (("pruned", minute), ("deleted", hour), ("again", hour), ("flushed", hour)):
+        await driver.push(persisted(job_id, keep_result=keep), timedelta(0))
+        job = await driver.pop()
+        job.result = b'"done"'
+        assert await driver.ack(job) is True
+
+    async def kept() -> dict[str, bytes]:
+        stored = await fenced.client.hgetall(driver.keys.results)
+        return {
+            _decoded(key): value.encode() if isinstance(value, str) else value
+            for key, value in stored.items()
+        }
+
+    assert (await kept())["pruned"] == b'60000:"done"'
+    assert await driver.delete_job("deleted") is True
+    await driver.push(persisted("again"), timedelta(0))  # a new job under the same id
+    assert sorted(await kept()) == ["flushed", "pruned"]
+    clock.advance(minute)
+    assert await driver.prune(None, 10) == 1
+    assert sorted(await kept()) == ["flushed"]
+    await driver.flush(Channel.COMPLETED)
+    assert await kept() == {}
+
+
 # --- one clock ----------------------------------------------------------------------------
 
 

@@ -70,7 +70,12 @@ class Heartbeat:
             f"{hostname}:{pid}:{os.urandom(4).hex()}", hostname, pid, started, started
         )
         self.tally = Tally()
-        self.unsupported: set[str] = set()  # driver methods found missing: not called again
+        # Driver methods a driver of one's own lacks (or answers with NotImplementedError):
+        # told of once, then not called again. Any other error is a failed beat, retried.
+        self.unsupported: set[str] = set()
+        for method in ("beat", "count_finished"):
+            if not callable(getattr(driver, method, None)):
+                self._lacks(method)
 
     async def beat(self) -> None:
         """Record one heartbeat; log (and swallow) a store error."""
@@ -85,7 +90,7 @@ class Heartbeat:
         if "beat" not in self.unsupported:
             try:
                 await self.driver.beat(worker)
-            except (AttributeError, NotImplementedError):
+            except NotImplementedError:
                 self._lacks("beat")
             except Exception as exc:
                 self.log.warning("queue %s: cannot record the worker heartbeat: %s", self.name, exc)
@@ -111,7 +116,7 @@ class Heartbeat:
             return
         try:
             await self.driver.count_finished(*counts)
-        except (AttributeError, NotImplementedError):
+        except NotImplementedError:
             self._lacks("count_finished")
         except Exception as exc:
             self.tally.give_back(*counts)

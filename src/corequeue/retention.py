@@ -39,7 +39,10 @@ class Pruner:
         self.failed_retention = failed_retention
         self.name = name
         self.log = log
-        self.supported = True
+        # A driver of one's own may lack prune() or raise NotImplementedError from it; any
+        # other error (an AttributeError inside a real prune included) is a failed round.
+        self.supported = callable(getattr(driver, "prune", None))
+        self._told = False
 
     async def prune_round(self) -> int:
         """Prune up to STEPS_PER_ROUND batches; return how many jobs went. Never raises.
@@ -50,13 +53,8 @@ class Pruner:
         for _ in range(STEPS_PER_ROUND if self.supported else 0):
             try:
                 count = await self.driver.prune(self.failed_retention, PRUNE_BATCH)
-            except (AttributeError, NotImplementedError):
+            except NotImplementedError:
                 self.supported = False
-                self.log.info(
-                    "queue %s: %s has no prune(): finished jobs stay until deleted by hand",
-                    self.name,
-                    type(self.driver).__name__,
-                )
                 break
             except Exception as exc:
                 self.log.warning("queue %s: cannot prune finished jobs: %s", self.name, exc)
@@ -64,6 +62,13 @@ class Pruner:
             pruned += count
             if count < PRUNE_BATCH:
                 break
+        if not self.supported and not self._told:
+            self._told = True
+            self.log.info(
+                "queue %s: %s has no prune(): finished jobs stay until deleted by hand",
+                self.name,
+                type(self.driver).__name__,
+            )
         return pruned
 
     async def run(self, every: timedelta) -> None:

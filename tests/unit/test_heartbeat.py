@@ -63,3 +63,42 @@ async def test_beats_reach_a_store_that_has_them() -> None:
     assert isinstance(listed.last_seen, datetime)
     await heartbeat.leave()
     assert await driver.workers() == []
+
+
+class Bare:
+    """A driver of one's own with none of the heartbeat methods at all."""
+
+
+async def test_a_driver_without_the_methods_is_told_of_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOG.name)
+    heartbeat = Heartbeat(Bare(), lambda: 0, name="q", log=LOG)  # type: ignore[arg-type]
+
+    for _ in range(3):
+        heartbeat.tally.add("processed")
+        await heartbeat.beat()
+    await heartbeat.leave()
+
+    assert caplog.text.count("Bare has no beat()") == 1
+    assert caplog.text.count("Bare has no count_finished()") == 1
+
+
+class BeatWithABug(InProcessDriver):
+    beats = 0
+
+    async def beat(self, worker: WorkerInfo) -> None:
+        BeatWithABug.beats += 1
+        raise AttributeError("'NoneType' object has no attribute 'hset'")
+
+
+async def test_an_error_inside_a_real_beat_is_retried_next_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    heartbeat = Heartbeat(BeatWithABug(), lambda: 0, name="q", log=LOG)
+
+    for _ in range(3):
+        await heartbeat.beat()
+
+    assert BeatWithABug.beats == 3
+    assert caplog.text.count("cannot record the worker heartbeat") == 3

@@ -69,3 +69,23 @@ async def test_a_driver_without_prune_is_told_of_once(caplog: pytest.LogCaptureF
     assert WithoutPrune.calls == 1
     assert caplog.text.count("WithoutPrune has no prune()") == 1
     assert "cannot prune" not in caplog.text
+
+
+class PruneWithABug(InProcessDriver):
+    calls = 0
+
+    async def prune(self, failed_retention: timedelta | None, limit: int) -> int:
+        PruneWithABug.calls += 1
+        raise AttributeError("'NoneType' object has no attribute 'execute'")
+
+
+async def test_an_error_inside_a_real_prune_is_retried_next_round(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pruner = Pruner(PruneWithABug(), None, name="q", log=LOG)
+
+    rounds = [await pruner.prune_round() for _ in range(3)]
+
+    assert rounds == [0, 0, 0]
+    assert PruneWithABug.calls == 3  # a failed round, not a missing capability
+    assert caplog.text.count("cannot prune finished jobs") == 3

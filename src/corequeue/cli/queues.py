@@ -9,6 +9,7 @@ the store keeps, so they reach every worker of the queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sys
 from dataclasses import dataclass
@@ -253,10 +254,10 @@ class _QueueState:
 
 
 async def _state(queue: Queue) -> _QueueState:
-    try:
-        state = "paused" if await queue.is_paused() else "running"
-    except (NotImplementedError, AttributeError):  # a driver of one's own without it
-        state = "?"
+    state = "?"  # a driver of one's own may not know pausing
+    if callable(getattr(queue.driver, "is_paused", None)):
+        with contextlib.suppress(NotImplementedError):
+            state = "paused" if await queue.is_paused() else "running"
     return _QueueState(await queue.info(), state, queue.limits.describe())
 
 

@@ -170,6 +170,21 @@ async def test_a_completed_job_counts_the_leases_it_lost(driver: Driver, clock: 
     assert (view.job.attempts, view.job.result) == (2, b'"late"')
 
 
+async def test_an_ack_sent_twice_keeps_the_first_result(driver: Driver) -> None:
+    job = await popped(driver, "a", keep_result=MINUTE)
+    job.result = b'"first"'
+    assert await driver.ack(job) is True
+
+    job.result = b'"second"'  # the same ack again, late (a retried call), with another value
+    assert await driver.ack(job) is False
+    assert await driver.ack_many([job]) == [job]
+
+    view = await inspected(driver).get_job("a")
+    assert view is not None
+    assert (view.channel, view.job.result) == (Channel.COMPLETED, b'"first"')
+    assert await driver.info() == QueueInfo(completed=1)
+
+
 async def test_a_binary_result_round_trips(driver: Driver) -> None:
     await completed(driver, "a", MINUTE, b"\x00\xffnot utf-8")
 
